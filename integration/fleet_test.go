@@ -1,0 +1,134 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleet/integration/testfleet"
+)
+
+// fleet is the shared test fleet: five real hosts with the example service's
+// versions 1 and 2 loaded, up for the whole package.
+var fleet *testfleet.Fleet
+
+const (
+	fleetName   = "itest"
+	fleetSubnet = 2
+	fleetHosts  = 5
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if os.Getenv(crashChildEnv) != "" {
+		crashChild() // never returns
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "integration: the test fleet needs root (network namespaces, sshd, dockerd); run the README's test command, which uses sudo")
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var err error
+	fleet, err = testfleet.Up(ctx, testfleet.Options{Name: fleetName, Hosts: fleetHosts, Subnet: fleetSubnet, Log: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		return 1
+	}
+	// An interrupted run still takes the fleet down; a killed one leaves it
+	// to the next run's Up, which removes it first.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fleet.Down(context.Background())
+		os.Exit(130)
+	}()
+	defer func() {
+		if err := fleet.Down(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "integration: taking the fleet down:", err)
+		}
+	}()
+	for _, v := range []string{"1", "2"} {
+		ref, err := fleet.BuildExample(ctx, v)
+		if err == nil {
+			err = fleet.LoadImage(ctx, ref)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "integration:", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// eachHost runs fn on every host of the shared fleet at once.
+func eachHost(t *testing.T, fn func(h *testfleet.Host) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, h := range fleet.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(h); err != nil {
+				mu.Lock()
+				t.Errorf("%s: %v", h.Name, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// get fetches url and returns its body, failing on anything but 200.
+func get(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), nil
+}
+
+// serving waits until the example service on addr answers with version.
+func serving(ctx context.Context, addr, version string) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		body, err := get(ctx, "http://"+addr+"/version")
+		if err == nil && strings.TrimSpace(body) == version {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("serves version %q, want %q", strings.TrimSpace(body), version)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", addr, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
