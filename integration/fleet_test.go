@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,11 +21,30 @@ import (
 // versions 1 and 2 loaded, up for the whole package.
 var fleet *testfleet.Fleet
 
-const (
-	fleetName   = "itest"
-	fleetSubnet = 2
-	fleetHosts  = 5
+// The fleet's name and subnet can be changed through the environment, so
+// that two runs of these tests on one machine (two checkouts, say) do not
+// take each other's hosts down.
+var (
+	fleetName   = envOr("FLEET_TEST_FLEET", "itest")
+	fleetSubnet = envInt("FLEET_TEST_SUBNET", 2)
 )
+
+const fleetHosts = 5
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(key string, def int) int {
+	n, err := strconv.Atoi(os.Getenv(key))
+	if err != nil {
+		return def
+	}
+	return n
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))

@@ -162,9 +162,19 @@ func TestDaemonsStopAndStart(t *testing.T) {
 
 const crashChildEnv = "FLEET_TESTFLEET_CRASH_CHILD"
 
+// crashFleet is the fleet the crash test kills half-way up, named and
+// placed after the shared one so that concurrent runs stay apart.
+func crashFleet(hosts int) testfleet.Options {
+	name := fleetName
+	if len(name) > 5 {
+		name = name[:5]
+	}
+	return testfleet.Options{Name: "x" + name, Hosts: hosts, Subnet: 100 + fleetSubnet}
+}
+
 // crashChild brings up a fleet until the parent test kills it.
 func crashChild() {
-	f, err := testfleet.Up(context.Background(), testfleet.Options{Name: "crash", Hosts: 3, Subnet: 3})
+	f, err := testfleet.Up(context.Background(), crashFleet(3))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -188,18 +198,19 @@ func TestCrashThenCleanStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Kill it once its second host has a network namespace: half-way up.
+	prefix := "fleet-" + crashFleet(0).Name + "-"
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(netnsList(t), "fleet-crash-h2") && time.Now().Before(deadline) {
+	for !strings.Contains(netnsList(t), prefix+"h2") && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
 	child.Process.Signal(syscall.SIGKILL)
 	child.Wait()
-	if !strings.Contains(netnsList(t), "fleet-crash-") {
+	if !strings.Contains(netnsList(t), prefix) {
 		t.Fatal("the killed run left no namespace: the crash came too late or too early to test anything")
 	}
 
-	f, err := testfleet.Up(ctx, testfleet.Options{Name: "crash", Hosts: 2, Subnet: 3})
+	f, err := testfleet.Up(ctx, crashFleet(2))
 	if err != nil {
 		t.Fatalf("Up after a crash: %v", err)
 	}
@@ -218,7 +229,7 @@ func TestCrashThenCleanStart(t *testing.T) {
 			t.Errorf("%s after a clean start has containers %q", h.Name, s)
 		}
 	}
-	if strings.Contains(netnsList(t), "fleet-crash-h3") {
+	if strings.Contains(netnsList(t), prefix+"h3") {
 		t.Error("host h3 of the crashed run survived the new Up")
 	}
 

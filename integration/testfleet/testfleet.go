@@ -127,7 +127,11 @@ func Up(ctx context.Context, opts Options) (*Fleet, error) {
 			return map[string]string{"zone": string(rune('a' + (k-1)%3))}
 		}
 	}
-	if err := checkTools(); err != nil {
+	log := opts.Log
+	if log == nil {
+		log = io.Discard
+	}
+	if err := checkTools(ctx, log); err != nil {
 		return nil, err
 	}
 
@@ -135,10 +139,7 @@ func Up(ctx context.Context, opts Options) (*Fleet, error) {
 		Name:   opts.Name,
 		Subnet: opts.Subnet,
 		Dir:    filepath.Join(opts.StateDir, opts.Name),
-		log:    opts.Log,
-	}
-	if f.log == nil {
-		f.log = io.Discard
+		log:    log,
 	}
 	if err := purge(ctx, opts.StateDir, opts.Name, f.log); err != nil {
 		return nil, fmt.Errorf("testfleet: removing leftovers of fleet %q: %w", opts.Name, err)
@@ -317,22 +318,47 @@ func (f *Fleet) writeInventory() error {
 
 func validKeyType(t string) bool { return t == "ed25519" || t == "ecdsa" || t == "rsa" }
 
-// checkTools names every missing program at once, with the package to install.
-func checkTools() error {
+// checkTools installs the programs a fleet needs with apt-get when some are
+// missing, and otherwise names every one still missing with its package.
+func checkTools(ctx context.Context, log io.Writer) error {
 	tools := map[string]string{
 		"ip": "iproute2", "unshare": "util-linux", "nsenter": "util-linux",
 		"dockerd": "docker.io", "docker": "docker.io", "iptables": "iptables",
 		"/usr/sbin/sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
 	}
-	var missing []string
-	for tool, pkg := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (package %s)", tool, pkg))
+	missing := func() (names, pkgs []string) {
+		seen := map[string]bool{}
+		for tool, pkg := range tools {
+			if _, err := exec.LookPath(tool); err != nil {
+				names = append(names, fmt.Sprintf("%s (package %s)", tool, pkg))
+				if !seen[pkg] {
+					seen[pkg] = true
+					pkgs = append(pkgs, pkg)
+				}
+			}
 		}
+		sort.Strings(names)
+		sort.Strings(pkgs)
+		return names, pkgs
 	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
-		return fmt.Errorf("testfleet: missing %s; scripts/deps installs them", strings.Join(missing, ", "))
+	names, pkgs := missing()
+	if len(pkgs) == 0 {
+		return nil
+	}
+	if _, err := exec.LookPath("apt-get"); err == nil {
+		fmt.Fprintf(log, "testfleet: installing %s\n", strings.Join(pkgs, " "))
+		if _, err := run(ctx, "apt-get", "update", "-qq"); err != nil {
+			return err
+		}
+		install := exec.CommandContext(ctx, "apt-get", append([]string{"install", "-y", "-qq", "--no-install-recommends"}, pkgs...)...)
+		install.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := install.CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get install %s: %w: %s", strings.Join(pkgs, " "), err, out)
+		}
+		names, _ = missing()
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("testfleet: missing %s", strings.Join(names, ", "))
 	}
 	return nil
 }
