@@ -107,10 +107,9 @@ func (l *List) Error() string {
 // Suggest returns a hint naming the candidate closest to word, if one is
 // close enough to be a likely typo, or "".
 func Suggest(word string, candidates []string) string {
-	best, bestDist := "", len(word)/3+1
-	if bestDist > 3 {
-		bestDist = 3
-	}
+	// One typo per three letters, at most three: a one-letter word has no
+	// likely neighbour.
+	best, bestDist := "", min((len(word)+1)/3, 3)
 	for _, c := range candidates {
 		d := distance(strings.ToLower(word), strings.ToLower(c))
 		if d <= bestDist && (best == "" || d < distance(strings.ToLower(word), strings.ToLower(best))) {

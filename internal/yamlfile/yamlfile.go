@@ -244,7 +244,10 @@ func (d *Doc) Scalar(n *yaml.Node, what string) (string, bool) {
 func (d *Doc) Int(n *yaml.Node, what string, lo, hi int) (int, bool) {
 	n = resolve(n)
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-		d.Errorf(n, "%s: want a whole number, got %s", what, describe(n))
+		e := d.Errorf(n, "%s: want a whole number, got %s", what, describe(n))
+		if _, err := strconv.Atoi(n.Value); err == nil && n.Tag == "!!str" {
+			e.Hint = "remove the quotes: " + n.Value
+		}
 		return 0, false
 	}
 	v, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
@@ -279,7 +282,13 @@ func (d *Doc) Bool(n *yaml.Node, what string) (bool, bool) {
 			return v, true
 		}
 	}
-	d.Errorf(n, "%s: want true or false, got %s", what, describe(n))
+	e := d.Errorf(n, "%s: want true or false, got %s", what, describe(n))
+	switch strings.ToLower(n.Value) {
+	case "yes", "on", "y":
+		e.Hint = "YAML 1.2 reads " + n.Value + " as text: write true"
+	case "no", "off", "n":
+		e.Hint = "YAML 1.2 reads " + n.Value + " as text: write false"
+	}
 	return false, false
 }
 

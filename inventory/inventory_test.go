@@ -1,0 +1,160 @@
+package inventory
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// golden compares got with testdata's golden file, or rewrites it.
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs:\n--- want\n%s\n--- got\n%s", path, want, got)
+	}
+}
+
+// testOptions reads the tests' own ssh_config, with a home directory of
+// the test's own, so results do not depend on the machine.
+func testOptions(t *testing.T) Options {
+	t.Setenv("HOME", t.TempDir())
+	return Options{SSHConfig: "testdata/ssh_config"}
+}
+
+// render prints an inventory as its JSON listing, with the current user's
+// name (the default user) replaced by $USER.
+func render(t *testing.T, inv *Inventory) string {
+	b, err := json.MarshalIndent(inv.Listing(), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := strings.ReplaceAll(string(b)+"\n", os.Getenv("HOME"), "~")
+	if u, err := user.Current(); err == nil {
+		out = strings.ReplaceAll(out, `"user": "`+u.Username+`"`, `"user": "$USER"`)
+	}
+	if len(inv.Warnings) > 0 {
+		out += "\nwarnings:\n"
+		for _, w := range inv.Warnings {
+			out += w.Error() + "\n"
+		}
+	}
+	return out
+}
+
+func TestValidInventories(t *testing.T) {
+	files, _ := filepath.Glob("testdata/valid/*")
+	files = append(files, "testdata/ansible/inventory.ini")
+	for _, f := range files {
+		if strings.HasSuffix(f, ".golden") {
+			continue
+		}
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			inv, err := Load(f, testOptions(t))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			golden(t, f+".golden", render(t, inv))
+		})
+	}
+}
+
+func TestInvalidInventories(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid/*")
+	for _, f := range files {
+		if strings.HasSuffix(f, ".golden") {
+			continue
+		}
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load(f, testOptions(t))
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			golden(t, f+".golden", err.Error()+"\n")
+		})
+	}
+}
+
+func TestFormatDetection(t *testing.T) {
+	for _, c := range []struct{ text, want string }{
+		{"hosts:\n  web1: {}\n", "fleet"},
+		{"defaults: {user: x}\n", "fleet"},
+		{"all:\n  hosts:\n    web1:\n", "ansible-yaml"},
+		{"web:\n  hosts:\n    web1:\n", "ansible-yaml"},
+		{"[web]\nweb1\n", "ansible-ini"},
+		{"web1 ansible_host=1.2.3.4\n", "ansible-ini"},
+		{"# comment\nweb1\nweb2\n", "ansible-ini"},
+	} {
+		if got := detect([]byte(c.text)); got != c.want {
+			t.Errorf("detect(%q) = %s, want %s", c.text, got, c.want)
+		}
+	}
+}
+
+func TestHostRanges(t *testing.T) {
+	for _, c := range []struct {
+		pattern string
+		want    string
+		port    string
+		err     string
+	}{
+		{pattern: "web[01:03].example.com", want: "web01.example.com web02.example.com web03.example.com"},
+		{pattern: "web[1:10:4]", want: "web1 web5 web9"},
+		{pattern: "db-[a:c]", want: "db-a db-b db-c"},
+		{pattern: "r[1:2]-[a:b]", want: "r1-a r1-b r2-a r2-b"},
+		{pattern: "web[8:10]", want: "web8 web9 web10"},
+		{pattern: "host:2222", want: "host", port: "2222"},
+		{pattern: "web[1:2]:2200", want: "web1 web2", port: "2200"},
+		{pattern: "web[3:1]", err: "the end must be a number not below the start"},
+		{pattern: "web[1:x]", err: "the end must be a number"},
+		{pattern: "web[1:3", err: "range without ']'"},
+		{pattern: "web[1:5:0]", err: "stride"},
+		{pattern: "host:99999", err: "port"},
+		{pattern: "web[1:100000]", err: "more than 10000"},
+	} {
+		names, port, err := expandHostPattern(c.pattern)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: error %v, want %q", c.pattern, err, c.err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(names, " ") != c.want || port != c.port {
+			t.Errorf("%s: %v %q %v, want %s %q", c.pattern, names, port, err, c.want, c.port)
+		}
+	}
+}
+
+func TestJumpFromSSHArgs(t *testing.T) {
+	for _, c := range []struct {
+		args, jump, ignored string
+	}{
+		{args: "-o ProxyJump=bastion", jump: "bastion"},
+		{args: "-oProxyJump=a,b", jump: "a,b"},
+		{args: "-J ops@gw:2222", jump: "ops@gw:2222"},
+		{args: `-o ProxyCommand="ssh -W %h:%p -q ops@gw"`, jump: "ops@gw"},
+		{args: `-o ProxyCommand="ssh -W %h:%p -p 2200 -l ops gw"`, jump: "ops@gw:2200"},
+		{args: `-o StrictHostKeyChecking=no -J gw`, jump: "gw", ignored: "-o StrictHostKeyChecking=no"},
+		{args: `-o ProxyCommand="nc -X connect -x proxy:3128 %h %p"`, ignored: "-o ProxyCommand=nc -X connect -x proxy:3128 %h %p"},
+	} {
+		jump, ignored := jumpFromSSHArgs(c.args)
+		if strings.Join(jump, ",") != c.jump || strings.Join(ignored, " ") != c.ignored {
+			t.Errorf("%s: jump %v ignored %v, want %q %q", c.args, jump, ignored, c.jump, c.ignored)
+		}
+	}
+}
