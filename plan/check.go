@@ -1,0 +1,126 @@
+package plan
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/fleetdeploy/fleet/internal/diag"
+	"github.com/fleetdeploy/fleet/inventory"
+)
+
+// SelectedHosts returns the hosts a service may run on, sorted by name.
+func (s *Service) SelectedHosts(inv *inventory.Inventory) []*inventory.Host {
+	if s.Hosts == nil {
+		return inv.Hosts
+	}
+	return inv.Select(s.Hosts)
+}
+
+// check finds what fleet.yaml asks for that the inventory cannot give.
+func (p *Project) check(inv *inventory.Inventory, errs *diag.List) {
+	selected := map[string][]*inventory.Host{}
+	for _, s := range p.Services {
+		w := "service " + s.Name
+		if s.hosts.bad {
+			continue
+		}
+		if s.Hosts != nil {
+			for _, pr := range inv.Check(s.Hosts) {
+				pos := s.hosts.at(pr.Offset)
+				if s.Hosts.Names != nil && pr.Index < len(s.hosts.items) {
+					pos = s.hosts.items[pr.Index]
+				}
+				errs.Add(pos, "%s.hosts: %s", w, pr.Msg).Hint = pr.Hint
+			}
+		}
+		hosts := s.SelectedHosts(inv)
+		selected[s.Name] = hosts
+		if len(hosts) == 0 {
+			if s.Hosts != nil && len(inv.Check(s.Hosts)) == 0 {
+				errs.Add(s.hosts.pos, "%s.hosts: %q matches no host", w, s.Hosts.Text).Hint = "fleet inventory lists the hosts with their labels and groups"
+			}
+			continue
+		}
+		if s.ReplicasSet && s.Replicas > len(hosts)*s.MaxPerHost {
+			e := errs.Add(s.pos["replicas"], "%s: %d replicas do not fit on %d selected hosts with max_per_host %d", w, s.Replicas, len(hosts), s.MaxPerHost)
+			e.Hint = fmt.Sprintf("raise max_per_host to %d, select more hosts, or lower replicas", (s.Replicas+len(hosts)-1)/len(hosts))
+		}
+		if s.Spread != "" {
+			has := false
+			for _, h := range hosts {
+				if _, ok := h.Labels[s.Spread]; ok {
+					has = true
+					break
+				}
+			}
+			if !has {
+				errs.Add(s.pos["spread"], "%s.spread: none of the selected hosts has a label %q", w, s.Spread).Hint = "label the hosts in the inventory, e.g. labels: {" + s.Spread + ": a}"
+			}
+		}
+	}
+	p.checkPortClashes(selected, errs)
+}
+
+// checkPortClashes finds two services that may both publish the same host
+// port on one host.
+func (p *Project) checkPortClashes(selected map[string][]*inventory.Host, errs *diag.List) {
+	type binding struct {
+		service string
+		port    Port
+	}
+	byHost := map[string][]binding{}
+	reported := map[string]bool{}
+	for _, s := range p.Services {
+		for _, h := range selected[s.Name] {
+			for _, port := range s.Ports {
+				for _, other := range byHost[h.Name] {
+					if other.service == s.Name || !clash(other.port, port) {
+						continue
+					}
+					key := other.service + "/" + s.Name + "/" + fmt.Sprint(port.Host)
+					if reported[key] {
+						continue
+					}
+					reported[key] = true
+					hosts := sharedHosts(selected[other.service], selected[s.Name])
+					e := errs.Add(s.pos["ports"], "service %s publishes port %d/%s, as service %s does, on %s", s.Name, port.Host, port.Proto, other.service, hostList(hosts))
+					e.Hint = "give one of them another host port, or select different hosts"
+				}
+				byHost[h.Name] = append(byHost[h.Name], binding{s.Name, port})
+			}
+		}
+	}
+}
+
+func clash(a, b Port) bool {
+	if a.Host != b.Host || a.Proto != b.Proto {
+		return false
+	}
+	return a.HostIP == "" || b.HostIP == "" || a.HostIP == b.HostIP
+}
+
+func sharedHosts(a, b []*inventory.Host) []string {
+	in := map[string]bool{}
+	for _, h := range a {
+		in[h.Name] = true
+	}
+	var out []string
+	for _, h := range b {
+		if in[h.Name] {
+			out = append(out, h.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func hostList(names []string) string {
+	if len(names) == 1 {
+		return "host " + names[0]
+	}
+	if len(names) > 5 {
+		return fmt.Sprintf("hosts %s and %d more", strings.Join(names[:5], ", "), len(names)-5)
+	}
+	return "hosts " + strings.Join(names, ", ")
+}
