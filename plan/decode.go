@@ -658,10 +658,12 @@ func positiveDuration(d *yamlfile.Doc, v *yaml.Node, what string) time.Duration 
 
 func decodeUpdate(d *yamlfile.Doc, v *yaml.Node, what string, u *Update) {
 	d.Fields(v, what, map[string]func(*yaml.Node){
-		"parallelism":       func(v *yaml.Node) { u.Parallelism = decodeParallelism(d, v, what+".parallelism") },
-		"order":             func(v *yaml.Node) { u.Order, _ = d.Enum(v, what+".order", "stop-first", "start-first") },
-		"monitor":           func(v *yaml.Node) { u.Monitor, _ = d.Duration(v, what+".monitor") },
-		"failure_action":    func(v *yaml.Node) { u.FailureAction, _ = d.Enum(v, what+".failure_action", "rollback", "pause", "continue") },
+		"parallelism": func(v *yaml.Node) { u.Parallelism = decodeParallelism(d, v, what+".parallelism") },
+		"order":       func(v *yaml.Node) { u.Order, _ = d.Enum(v, what+".order", "stop-first", "start-first") },
+		"monitor":     func(v *yaml.Node) { u.Monitor, _ = d.Duration(v, what+".monitor") },
+		"failure_action": func(v *yaml.Node) {
+			u.FailureAction, _ = d.Enum(v, what+".failure_action", "rollback", "pause", "continue")
+		},
 		"max_failure_ratio": func(v *yaml.Node) { u.MaxFailureRatio, _ = d.Float(v, what+".max_failure_ratio", 0, 1) },
 		"healthy_deadline":  func(v *yaml.Node) { u.HealthyDeadline = positiveDuration(d, v, what+".healthy_deadline") },
 	})
