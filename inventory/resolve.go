@@ -289,6 +289,8 @@ func (inv *Inventory) jumpChain(h *Host, cfg *sshConfig, raw map[string]*rawHost
 				msg := fmt.Sprintf("jump host %q is neither an inventory host nor an alias in ssh_config", spec)
 				if hint := diag.Suggest(spec, inv.Names()); hint != "" {
 					msg += "; " + hint
+				} else {
+					msg += "; for a host outside the inventory, write its full name or user@host"
 				}
 				return nil, fmt.Errorf("%s", msg)
 			}

@@ -18,13 +18,31 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/fleetdeploy/fleet/internal/diag"
 )
 
 // cli is the command line. Each command is a struct with a Run method; its
 // help tag is the one-line summary shown by "fleet --help", and its example
 // tag the line shown under it.
 type cli struct {
-	Version versionCmd `cmd:"" help:"Print fleet's version, commit and build date." example:"fleet version --json"`
+	globals
+
+	Validate  validateCmd  `cmd:"" help:"Check fleet.yaml and the inventory without contacting any host." example:"fleet validate -f fleet.yaml -i hosts.ini"`
+	Inventory inventoryCmd `cmd:"" help:"Show the resolved inventory (addresses, users, keys, jump hosts, labels, groups)." example:"fleet inventory --hosts role=web --json"`
+	Init      initCmd      `cmd:"" help:"Write a commented starter fleet.yaml and inventory.yaml." example:"fleet init"`
+	Version   versionCmd   `cmd:"" help:"Print fleet's version, commit and build date." example:"fleet version --json"`
+}
+
+// globals are the flags every command takes.
+type globals struct {
+	File      string `short:"f" env:"FLEET_FILE" default:"fleet.yaml" placeholder:"FILE" help:"Desired state: the services and how they run."`
+	Inventory string `short:"i" env:"FLEET_INVENTORY" default:"inventory.yaml" placeholder:"FILE" help:"The hosts: fleet's inventory, or an Ansible inventory (INI or YAML) as it is."`
+	Hosts     string `placeholder:"SELECTOR" help:"Limit the run to these hosts: role=web, zone!=c, group=db, web1,web2 ..."`
+	SSHConfig string `name:"ssh-config" env:"FLEET_SSH_CONFIG" placeholder:"FILE" help:"ssh_config to read, or none (default: yours and the system's, as ssh reads them)."`
+	JSON      bool   `help:"Machine output: JSON on stdout."`
+	NoColor   bool   `help:"No colour (also when NO_COLOR is set or output is not a terminal)."`
+	Verbose   bool   `short:"v" help:"Say more about what is being done."`
 }
 
 // exitCoder is an error that sets the process's exit code; see the exit
@@ -54,6 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: true}),
 		kong.BindTo(ctx, (*context.Context)(nil)),
 		kong.Bind(&output{stdout: stdout, stderr: stderr}),
+		kong.Bind(&c.globals),
 	)
 	if err != nil {
 		fmt.Fprintf(stderr, "fleet: error: %v\n", err)
@@ -69,7 +88,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if err := kctx.Run(); err != nil {
-		fmt.Fprintf(stderr, "fleet: error: %v\n", err)
+		if err.Error() != "" {
+			report(stderr, err)
+		}
 		var ec exitCoder
 		if errors.As(err, &ec) {
 			return ec.ExitCode()
@@ -77,6 +98,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// report prints an error for the user: file errors one per line, as
+// file:line:col, with a count; anything else as "fleet: error: ...".
+func report(w io.Writer, err error) {
+	var list *diag.List
+	if errors.As(err, &list) {
+		fmt.Fprintln(w, list.Error())
+		files := map[string]bool{}
+		var names []string
+		for _, e := range list.Errors() {
+			if !files[e.Pos.File] {
+				files[e.Pos.File] = true
+				names = append(names, e.Pos.File)
+			}
+		}
+		noun := "errors"
+		if list.Len() == 1 {
+			noun = "error"
+		}
+		fmt.Fprintf(w, "fleet: %d %s in %s; no host was contacted\n", list.Len(), noun, strings.Join(names, " and "))
+		return
+	}
+	fmt.Fprintf(w, "fleet: error: %v\n", err)
 }
 
 // output is where commands write: results to stdout, diagnostics to stderr.

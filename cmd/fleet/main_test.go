@@ -20,7 +20,7 @@ func TestHelpListsCommandsWithExamples(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("fleet --help exited %d", code)
 	}
-	for _, want := range []string{"Commands:", "version", "Print fleet's version", "Examples:", "fleet version --json"} {
+	for _, want := range []string{"Commands:", "validate", "inventory", "init", "version", "Print fleet's version", "Examples:", "fleet version --json", "fleet validate -f"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("fleet --help lacks %q:\n%s", want, out)
 		}

@@ -15,9 +15,7 @@ var (
 	date    = ""
 )
 
-type versionCmd struct {
-	JSON bool `help:"Print a JSON object instead of a line."`
-}
+type versionCmd struct{}
 
 // buildInfo is what "fleet version" reports.
 type buildInfo struct {
@@ -52,9 +50,9 @@ func currentBuild() buildInfo {
 	return b
 }
 
-func (c *versionCmd) Run(out *output) error {
+func (c *versionCmd) Run(g *globals, out *output) error {
 	b := currentBuild()
-	if c.JSON {
+	if g.JSON {
 		enc := json.NewEncoder(out.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(b)

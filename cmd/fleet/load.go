@@ -1,0 +1,71 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/fleetdeploy/fleet/internal/diag"
+	"github.com/fleetdeploy/fleet/inventory"
+	"github.com/fleetdeploy/fleet/plan"
+)
+
+// loadInventory reads the inventory named by -i.
+func (g *globals) loadInventory() (*inventory.Inventory, error) {
+	if _, err := os.Stat(g.Inventory); err != nil {
+		return nil, fmt.Errorf("inventory %s: %w (name another with -i FILE, or run \"fleet init\" for a starter)", g.Inventory, errors.Unwrap(err))
+	}
+	return inventory.Load(g.Inventory, inventory.Options{SSHConfig: g.SSHConfig})
+}
+
+// loadBoth reads the inventory and fleet.yaml, and returns every problem of
+// both together.
+func (g *globals) loadBoth() (*inventory.Inventory, *plan.Project, error) {
+	inv, invErr := g.loadInventory()
+	if _, err := os.Stat(g.File); err != nil {
+		return nil, nil, errors.Join(invErr, fmt.Errorf("desired state %s: %w (name another with -f FILE, or run \"fleet init\" for a starter)", g.File, errors.Unwrap(err)))
+	}
+	var list *diag.List
+	if invErr != nil && !errors.As(invErr, &list) {
+		return nil, nil, invErr
+	}
+	// With a broken inventory, fleet.yaml is still checked on its own.
+	p, projErr := plan.LoadProject(g.File, inv)
+	if invErr == nil && projErr == nil {
+		return inv, p, nil
+	}
+	all := &diag.List{}
+	for _, err := range []error{invErr, projErr} {
+		var l *diag.List
+		if errors.As(err, &l) {
+			all.Merge(l)
+		} else if err != nil {
+			return nil, nil, err
+		}
+	}
+	return nil, nil, all
+}
+
+// selected applies --hosts to the inventory.
+func (g *globals) selected(inv *inventory.Inventory) ([]*inventory.Host, error) {
+	if g.Hosts == "" {
+		return inv.Hosts, nil
+	}
+	sel, err := inventory.ParseSelector(g.Hosts)
+	if err != nil {
+		se := err.(*inventory.SelectorError)
+		return nil, fmt.Errorf("--hosts %q: at character %d: %s", g.Hosts, se.Offset+1, se.Msg)
+	}
+	for _, p := range inv.Check(sel) {
+		msg := fmt.Sprintf("--hosts %q: %s", g.Hosts, p.Msg)
+		if p.Hint != "" {
+			msg += " (" + p.Hint + ")"
+		}
+		return nil, errors.New(msg)
+	}
+	hosts := inv.Select(sel)
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("--hosts %q matches no host (\"fleet inventory\" lists them with labels and groups)", g.Hosts)
+	}
+	return hosts, nil
+}
