@@ -158,3 +158,41 @@ func TestJumpFromSSHArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestSSHConfigAsOpenSSHReadsIt checks what only OpenSSH's own reading
+// gives: Include, first-match-wins, wildcards, and the inventory's explicit
+// values above all of it.
+func TestSSHConfigAsOpenSSHReadsIt(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	extra := filepath.Join(dir, "extra.conf")
+	os.WriteFile(extra, []byte("Host db-*\n  User postgres\n  Port 5022\n  IdentityFile ~/.ssh/db_key\n"), 0o644)
+	main := filepath.Join(dir, "config")
+	os.WriteFile(main, []byte("Include "+extra+"\n\nHost db-2\n  User first-match-loses-to-include\n\nHost * !gate.example.com\n  User everyone\n  ProxyJump gate.example.com\n"), 0o644)
+	inv, err := Parse("inventory.yaml", []byte("hosts:\n  db-1: {}\n  db-2: {port: 6022}\n  web: {user: www, jump: []}\n"), Options{SSHConfig: main})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		host, user, key string
+		port            int
+		jump            string
+	}{
+		{"db-1", "postgres", filepath.Join(dir, ".ssh/db_key"), 5022, "gate.example.com"},
+		{"db-2", "postgres", filepath.Join(dir, ".ssh/db_key"), 6022, "gate.example.com"},
+		{"web", "www", "", 22, ""},
+	} {
+		h := inv.Host(c.host)
+		var jump []string
+		for _, hop := range h.Jump {
+			jump = append(jump, hop.Name)
+		}
+		key := ""
+		if len(h.IdentityFiles) > 0 && c.key != "" {
+			key = h.IdentityFiles[0]
+		}
+		if h.User != c.user || h.Port != c.port || key != c.key || strings.Join(jump, ",") != c.jump {
+			t.Errorf("%s: user %s port %d key %q jump %v; want %s %d %q %s", c.host, h.User, h.Port, key, jump, c.user, c.port, c.key, c.jump)
+		}
+	}
+}

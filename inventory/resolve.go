@@ -193,7 +193,11 @@ func (raw *rawInventory) resolve(opts Options, errs *diag.List) *Inventory {
 	for _, h := range inv.Hosts {
 		chain, err := inv.jumpChain(h, cfg, rawByName, nil)
 		if err != nil {
-			errs.Add(rawByName[h.Name].jumpPos, "host %s: %v", h.Name, err)
+			pos := rawByName[h.Name].jumpPos
+			if pos.File == "" { // the chain came from ssh_config
+				pos = h.Pos
+			}
+			errs.Add(pos, "host %s: %v", h.Name, err)
 			continue
 		}
 		h.Jump = chain
