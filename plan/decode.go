@@ -175,7 +175,7 @@ func decodeService(d *yamlfile.Doc, p *Project, name string, keyN, v *yaml.Node)
 		Env:           map[string]string{},
 		Secrets:       map[string]SecretRef{},
 		Labels:        map[string]string{},
-		Update: Update{
+		Update: UpdatePolicy{
 			Parallelism: Parallelism{Waves: []Wave{{Count: 1}}},
 			Order:       "stop-first", Monitor: DefaultMonitor,
 			FailureAction: "rollback", HealthyDeadline: DefaultHealthyDeadline,
@@ -656,7 +656,7 @@ func positiveDuration(d *yamlfile.Doc, v *yaml.Node, what string) time.Duration 
 	return dur
 }
 
-func decodeUpdate(d *yamlfile.Doc, v *yaml.Node, what string, u *Update) {
+func decodeUpdate(d *yamlfile.Doc, v *yaml.Node, what string, u *UpdatePolicy) {
 	d.Fields(v, what, map[string]func(*yaml.Node){
 		"parallelism": func(v *yaml.Node) { u.Parallelism = decodeParallelism(d, v, what+".parallelism") },
 		"order":       func(v *yaml.Node) { u.Order, _ = d.Enum(v, what+".order", "stop-first", "start-first") },

@@ -56,7 +56,7 @@ type Service struct {
 	Labels      map[string]string
 	StopGrace   time.Duration
 	Healthcheck *Healthcheck // nil: running counts as healthy
-	Update      Update
+	Update      UpdatePolicy
 	History     int
 	DependsOn   []string
 	Proxy       *Proxy
@@ -89,18 +89,18 @@ func (r SecretRef) String() string { return r.Source + ":" + r.Ref }
 
 // Port is a published port.
 type Port struct {
-	HostIP    string // "" for every address
-	Host      int
-	Container int
-	Proto     string // tcp or udp
+	HostIP    string `json:"host_ip,omitempty"` // "" for every address
+	Host      int    `json:"host"`
+	Container int    `json:"container"`
+	Proto     string `json:"proto"` // tcp or udp
 }
 
 // Mount is a volume or bind mount.
 type Mount struct {
-	Source   string // a declared volume's name, or an absolute host path
-	Target   string
-	ReadOnly bool
-	Named    bool
+	Source   string `json:"source"` // a declared volume's name, or an absolute host path
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+	Named    bool   `json:"named,omitempty"`
 }
 
 // Resources are the container's limits; zero means none.
@@ -136,8 +136,8 @@ type Healthcheck struct {
 	StartPeriod time.Duration
 }
 
-// Update is how a changed service rolls out.
-type Update struct {
+// UpdatePolicy is how a changed service rolls out.
+type UpdatePolicy struct {
 	Parallelism     Parallelism
 	Order           string // stop-first or start-first
 	Monitor         time.Duration

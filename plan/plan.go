@@ -1,0 +1,445 @@
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/fleetdeploy/fleet/inventory"
+)
+
+// Live is what the hosts run, as read at the start of a run.
+type Live struct {
+	Hosts       map[string]*LiveHost // the hosts that answered
+	Unreachable map[string]string    // the others, with why
+}
+
+// LiveHost is one host's state: its facts and every container of the
+// project.
+type LiveHost struct {
+	MemAvailable int64
+	CPUs         int
+	Containers   []LiveContainer
+	// Images maps each image reference present on the host to its ID, so
+	// that a tag that now names another image is seen.
+	Images map[string]string
+}
+
+// LiveContainer is a container as the engine reports it.
+type LiveContainer struct {
+	ID, Name   string
+	Labels     map[string]string
+	Image      string // the reference it was created from
+	ImageID    string
+	Env        map[string]string // with the image's own defaults
+	Command    []string
+	Entrypoint []string
+	Ports      []Port
+	Volumes    []Mount
+	Networks   []string
+	User       string
+	Workdir    string
+	CPUs       float64
+	Memory     int64
+	Restart    Restart
+	Running    bool
+	Status     string // created, running, exited, ...
+	ExitCode   int
+	Created    time.Time
+}
+
+// Input is everything a plan is computed from.
+type Input struct {
+	Project   *Project
+	Inventory *inventory.Inventory
+	// Scope is the hosts the run may read and change (all, or --hosts).
+	Scope []*inventory.Host
+	Live  Live
+	// Secrets holds each service's secret values, to compare with what the
+	// containers have; values go nowhere else.
+	Secrets map[string]map[string]string
+	// Services limits the plan to these services (--service); empty is all.
+	Services   []string
+	Reschedule bool
+}
+
+// Plan is the actions that turn live state into desired state. It is plain
+// data: rendered for people, encoded with --json, saved with -o.
+type Plan struct {
+	Project  string         `json:"project"`
+	Services []*ServicePlan `json:"services"`
+	// Unreachable lists the hosts that could not be read, with why.
+	Unreachable []HostProblem `json:"unreachable"`
+	// Fingerprints hash each host's live state; a saved plan is applied
+	// only while they still match.
+	Fingerprints map[string]string `json:"fingerprints"`
+	Summary      Summary           `json:"summary"`
+}
+
+// HostProblem is a host that could not be read.
+type HostProblem struct {
+	Host   string `json:"host"`
+	Reason string `json:"reason"`
+}
+
+// ServicePlan is one service's part of the plan.
+type ServicePlan struct {
+	Name string `json:"name"`
+	// Revision is the revision the service will run; NewRevision says it
+	// is made by this plan.
+	Revision    int       `json:"revision"`
+	NewRevision bool      `json:"new_revision"`
+	Spec        string    `json:"spec"`
+	Template    Template  `json:"template"`
+	Resources   Resources `json:"resources"`
+	Restart     Restart   `json:"restart"`
+	Actions     []*Action `json:"actions"`
+	Notes       []string  `json:"notes,omitempty"`
+}
+
+// Kind is what an action does to an instance.
+type Kind string
+
+const (
+	Create    Kind = "create"
+	Update    Kind = "update" // in place: resources, restart policy
+	Replace   Kind = "replace"
+	Remove    Kind = "remove"
+	Start     Kind = "start"
+	Unchanged Kind = "unchanged"
+)
+
+// Marker is the sign plan output shows for each kind.
+func (k Kind) Marker() string {
+	switch k {
+	case Create:
+		return "+"
+	case Update:
+		return "~"
+	case Replace:
+		return "-/+"
+	case Remove:
+		return "-"
+	case Start:
+		return ">"
+	}
+	return " "
+}
+
+// Action is one change to one instance, with its reasons.
+type Action struct {
+	Kind      Kind     `json:"kind"`
+	Host      string   `json:"host"`
+	Slot      int      `json:"slot"`
+	Container string   `json:"container,omitempty"` // the existing container's ID
+	Name      string   `json:"name,omitempty"`      // and name
+	Revision  int      `json:"revision,omitempty"`  // the existing container's revision
+	Reasons   []string `json:"reasons"`
+	Drift     bool     `json:"drift,omitempty"`
+}
+
+// Summary counts the actions.
+type Summary struct {
+	Create    int `json:"create"`
+	Update    int `json:"update"`
+	Replace   int `json:"replace"`
+	Remove    int `json:"remove"`
+	Start     int `json:"start"`
+	Unchanged int `json:"unchanged"`
+}
+
+// Changes reports whether the plan does anything.
+func (p *Plan) Changes() bool {
+	s := p.Summary
+	return s.Create+s.Update+s.Replace+s.Remove+s.Start > 0
+}
+
+// Compute makes the plan. It reads nothing but its input.
+func Compute(in Input) *Plan {
+	p := &Plan{Project: in.Project.Name, Fingerprints: map[string]string{}, Unreachable: []HostProblem{}}
+	inScope := map[string]bool{}
+	for _, h := range in.Scope {
+		inScope[h.Name] = true
+		if reason, down := in.Live.Unreachable[h.Name]; down {
+			p.Unreachable = append(p.Unreachable, HostProblem{h.Name, reason})
+		} else if lh := in.Live.Hosts[h.Name]; lh != nil {
+			p.Fingerprints[h.Name] = fingerprint(lh)
+		}
+	}
+	sort.Slice(p.Unreachable, func(i, j int) bool { return p.Unreachable[i].Host < p.Unreachable[j].Host })
+
+	for _, s := range in.Project.Services {
+		if len(in.Services) > 0 && !contains(in.Services, s.Name) {
+			continue
+		}
+		sp := planService(in, s, inScope)
+		p.Services = append(p.Services, sp)
+		for _, a := range sp.Actions {
+			switch a.Kind {
+			case Create:
+				p.Summary.Create++
+			case Update:
+				p.Summary.Update++
+			case Replace:
+				p.Summary.Replace++
+			case Remove:
+				p.Summary.Remove++
+			case Start:
+				p.Summary.Start++
+			default:
+				p.Summary.Unchanged++
+			}
+		}
+	}
+	return p
+}
+
+func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
+	tmpl := TemplateOf(s)
+	sp := &ServicePlan{
+		Name: s.Name, Template: tmpl, Spec: tmpl.Spec(in.Secrets[s.Name]),
+		Resources: s.Resources, Restart: s.Restart,
+	}
+
+	// The hosts the service may use, within the run's scope.
+	var candidates []Candidate
+	for _, h := range s.SelectedHosts(in.Inventory) {
+		if !inScope[h.Name] {
+			continue
+		}
+		c := Candidate{Host: h}
+		if lh := in.Live.Hosts[h.Name]; lh != nil {
+			c.Reachable, c.MemAvailable, c.CPUs = true, lh.MemAvailable, lh.CPUs
+		}
+		candidates = append(candidates, c)
+	}
+	// Its instances on every host in scope that answered.
+	containers := map[string]*LiveContainer{}
+	var observed []Observed
+	maxRev := 0
+	for _, h := range in.Scope {
+		lh := in.Live.Hosts[h.Name]
+		if lh == nil {
+			continue
+		}
+		for i := range lh.Containers {
+			c := &lh.Containers[i]
+			if c.Labels[LabelProject] != in.Project.Name || c.Labels[LabelService] != s.Name {
+				continue
+			}
+			slot, _ := strconv.Atoi(c.Labels[LabelSlot])
+			rev, _ := strconv.Atoi(c.Labels[LabelRevision])
+			maxRev = max(maxRev, rev)
+			if c.Labels[LabelSpec] == sp.Spec && sp.Revision < rev {
+				sp.Revision = rev // the revision already made from this spec
+			}
+			containers[c.ID] = c
+			observed = append(observed, Observed{Host: h.Name, Slot: slot, Running: c.Running, Revision: rev, Container: c.ID, Created: c.Created.Unix()})
+		}
+	}
+	if sp.Revision == 0 {
+		sp.Revision, sp.NewRevision = maxRev+1, true
+	}
+
+	pl := Place(s, candidates, observed, in.Reschedule)
+	sp.Notes = pl.Notes
+	for _, k := range pl.Keep {
+		c := containers[k.Existing.Container]
+		sp.Actions = append(sp.Actions, compare(in, s, sp, k, c))
+	}
+	for _, cr := range pl.Create {
+		a := &Action{Kind: Create, Host: cr.Host, Slot: cr.Slot}
+		switch {
+		case len(observed) == 0:
+			a.Reasons = []string{"new: no instance runs"}
+		case !s.ReplicasSet:
+			a.Reasons, a.Drift = []string{"container missing on this host"}, true
+		case sameReplicas(observed, containers, s.Replicas):
+			a.Reasons, a.Drift = []string{fmt.Sprintf("container missing: %d of %d run", len(pl.Keep), s.Replicas)}, true
+		default:
+			a.Reasons = []string{fmt.Sprintf("scale to %d (%d run)", s.Replicas, len(pl.Keep))}
+		}
+		sp.Actions = append(sp.Actions, a)
+	}
+	for _, r := range pl.Remove {
+		c := containers[r.Instance.Container]
+		sp.Actions = append(sp.Actions, &Action{Kind: Remove, Host: r.Instance.Host, Slot: r.Instance.Slot,
+			Container: c.ID, Name: c.Name, Revision: r.Instance.Revision, Reasons: []string{r.Reason}})
+	}
+	sort.SliceStable(sp.Actions, func(i, j int) bool {
+		a, b := sp.Actions[i], sp.Actions[j]
+		if a.Host != b.Host {
+			return a.Host < b.Host
+		}
+		return a.Slot < b.Slot
+	})
+	return sp
+}
+
+// sameReplicas reports whether every instance was made for the replicas
+// fleet.yaml asks for now.
+func sameReplicas(observed []Observed, containers map[string]*LiveContainer, replicas int) bool {
+	for _, o := range observed {
+		if containers[o.Container].Labels[LabelReplicas] != strconv.Itoa(replicas) {
+			return false
+		}
+	}
+	return true
+}
+
+// compare decides what an instance that stays needs: nothing, a start, an
+// update in place, or a new container.
+func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) *Action {
+	a := &Action{Kind: Unchanged, Host: k.Host, Slot: k.Slot, Container: c.ID, Name: c.Name, Revision: k.Existing.Revision}
+	made, err := ParseTemplate(c.Labels[LabelTemplate])
+
+	// What fleet.yaml changed since the container was made.
+	if c.Labels[LabelSpec] != sp.Spec {
+		a.Kind = Replace
+		if err != nil {
+			a.Reasons = append(a.Reasons, "made without a readable template (another version of fleet?)")
+		} else {
+			a.Reasons = append(a.Reasons, made.diff(sp.Template)...)
+		}
+		for _, name := range sortedMapKeys(in.Secrets[s.Name]) {
+			if contains(made.Secrets, name) && c.Env[name] != in.Secrets[s.Name][name] {
+				a.Reasons = append(a.Reasons, fmt.Sprintf("secret %s changed", name))
+			}
+		}
+		if len(a.Reasons) == 0 {
+			a.Reasons = append(a.Reasons, "revision "+strconv.Itoa(sp.Revision)+" differs")
+		}
+	} else {
+		// Same spec: whatever differs now was done by hand.
+		drift := handChanges(sp.Template, c, in.Secrets[s.Name])
+		if len(drift) > 0 {
+			a.Kind, a.Drift = Replace, true
+			a.Reasons = append(a.Reasons, drift...)
+		}
+	}
+	// A tag that now names another image on the host.
+	if a.Kind == Unchanged {
+		if lh := in.Live.Hosts[k.Host]; lh != nil {
+			if id, ok := lh.Images[sp.Template.Image]; ok && id != c.ImageID {
+				a.Kind = Replace
+				a.Reasons = append(a.Reasons, fmt.Sprintf("image %s now is %s (container runs %s)", sp.Template.Image, shortID(id), shortID(c.ImageID)))
+			}
+		}
+	}
+	if a.Kind == Replace {
+		return a
+	}
+	// What changes in place.
+	var inPlace []string
+	if c.CPUs != s.Resources.CPUs {
+		inPlace = append(inPlace, fmt.Sprintf("cpus %s → %s", cpusText(c.CPUs), cpusText(s.Resources.CPUs)))
+	}
+	if c.Memory != s.Resources.Memory {
+		inPlace = append(inPlace, fmt.Sprintf("memory %s → %s", bytesText(c.Memory), bytesText(s.Resources.Memory)))
+	}
+	if c.Restart != s.Restart {
+		inPlace = append(inPlace, fmt.Sprintf("restart %s → %s", orNone(c.Restart.String()), s.Restart))
+	}
+	if len(inPlace) > 0 {
+		a.Kind = Update
+		a.Reasons = append(a.Reasons, inPlace...)
+	}
+	if !c.Running {
+		a.Drift = true
+		stopped := fmt.Sprintf("container %s (exit code %d)", c.Status, c.ExitCode)
+		if a.Kind == Update {
+			a.Reasons = append(a.Reasons, stopped+", started after the update")
+		} else {
+			a.Kind = Start
+			a.Reasons = append(a.Reasons, stopped)
+		}
+	}
+	return a
+}
+
+// handChanges compares a container with the template it was made from,
+// on what the engine reports, and names what was changed by hand.
+func handChanges(t Template, c *LiveContainer, secrets map[string]string) []string {
+	var r []string
+	if c.Image != t.Image {
+		r = append(r, fmt.Sprintf("image is %s, not %s (changed by hand)", c.Image, t.Image))
+	}
+	for _, k := range sortedMapKeys(t.Env) {
+		if c.Env[k] != t.Env[k] {
+			r = append(r, fmt.Sprintf("env.%s differs from revision (changed by hand)", k))
+		}
+	}
+	for _, name := range t.Secrets {
+		if v, ok := secrets[name]; ok && c.Env[name] != v {
+			r = append(r, fmt.Sprintf("secret %s differs (changed by hand)", name))
+		}
+	}
+	if a, b := portsText(c.Ports), portsText(t.Ports); a != b {
+		r = append(r, fmt.Sprintf("ports are %s, not %s (changed by hand)", orNone(a), orNone(b)))
+	}
+	if a, b := mountsText(c.Volumes), mountsText(t.Volumes); a != b {
+		r = append(r, fmt.Sprintf("volumes are %s, not %s (changed by hand)", orNone(a), orNone(b)))
+	}
+	want := t.Networks
+	if len(want) == 0 {
+		want = []string{"bridge"}
+	}
+	if a, b := fmt.Sprint(sorted(c.Networks)), fmt.Sprint(sorted(want)); a != b {
+		r = append(r, fmt.Sprintf("networks are %s, not %s (changed by hand)", a, b))
+	}
+	return r
+}
+
+// fingerprint hashes what a plan depends on in a host's state.
+func fingerprint(lh *LiveHost) string {
+	type entry struct {
+		ID, Status, Spec, ImageID string
+		Running                   bool
+	}
+	var entries []entry
+	for _, c := range lh.Containers {
+		entries = append(entries, entry{c.ID, c.Status, c.Labels[LabelSpec], c.ImageID, c.Running})
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].ID < entries[j].ID })
+	var images []string
+	for ref, id := range lh.Images {
+		images = append(images, ref+"="+id)
+	}
+	sort.Strings(images)
+	b, _ := json.Marshal(struct {
+		C []entry
+		I []string
+	}{entries, images})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+func shortID(id string) string {
+	if len(id) > 19 && id[:7] == "sha256:" {
+		return id[7:19]
+	}
+	return id
+}
+
+func cpusText(c float64) string {
+	if c == 0 {
+		return "unlimited"
+	}
+	return strconv.FormatFloat(c, 'f', -1, 64)
+}
+
+func bytesText(b int64) string {
+	switch {
+	case b == 0:
+		return "unlimited"
+	case b%(1<<30) == 0:
+		return fmt.Sprintf("%dG", b>>30)
+	case b%(1<<20) == 0:
+		return fmt.Sprintf("%dM", b>>20)
+	}
+	return strconv.FormatInt(b, 10)
+}

@@ -1,0 +1,249 @@
+package plan
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleet/inventory"
+)
+
+const planInventory = `
+hosts:
+  h1: {labels: {role: web, zone: a}}
+  h2: {labels: {role: web, zone: b}}
+  h3: {labels: {role: web, zone: c}}
+  db1: {labels: {role: db}}
+`
+
+const planProject = `
+project: shop
+services:
+  web:
+    image: hello:2
+    hosts: role=web
+    env: {MODE: fast, COLOR: blue}
+    secrets: {TOKEN: env:TOKEN}
+    ports: ["8080:8080"]
+    resources: {memory: 256M}
+  db:
+    image: postgres:16
+    hosts: db1
+    volumes: ["pgdata:/var/lib/postgresql/data"]
+volumes:
+  pgdata: {}
+`
+
+var planSecrets = map[string]map[string]string{"web": {"TOKEN": "s3cret"}}
+
+// converged returns the container fleet would have made for slot of s.
+func converged(t *testing.T, p *Project, svc string, host string, slot, rev int) LiveContainer {
+	t.Helper()
+	s := p.Service(svc)
+	tmpl := TemplateOf(s)
+	env := map[string]string{"PATH": "/usr/bin"} // the image's own
+	for k, v := range s.Env {
+		env[k] = v
+	}
+	for k, v := range planSecrets[svc] {
+		env[k] = v
+	}
+	networks := s.Networks
+	if len(networks) == 0 {
+		networks = []string{"bridge"}
+	}
+	replicas := ""
+	if s.ReplicasSet {
+		replicas = strconv.Itoa(s.Replicas)
+	}
+	return LiveContainer{
+		ID:   host + "-" + svc + "-" + strconv.Itoa(slot), Name: "shop-" + svc + "-" + strconv.Itoa(slot),
+		Labels: map[string]string{
+			LabelProject: "shop", LabelService: svc, LabelSlot: strconv.Itoa(slot), LabelRevision: strconv.Itoa(rev),
+			LabelSpec: tmpl.Spec(planSecrets[svc]), LabelTemplate: tmpl.JSON(), LabelReplicas: replicas,
+		},
+		Image: s.Image, ImageID: "sha256:" + strings.Repeat(s.Image[:1], 64),
+		Env: env, Ports: s.Ports, Volumes: s.Volumes, Networks: networks,
+		CPUs: s.Resources.CPUs, Memory: s.Resources.Memory, Restart: s.Restart,
+		Running: true, Status: "running", Created: time.Unix(int64(slot), 0),
+	}
+}
+
+type fixture struct {
+	inv     *inventory.Inventory
+	project *Project
+	live    Live
+}
+
+func newFixture(t *testing.T, projectText string) *fixture {
+	inv, err := inventory.Parse("inventory.yaml", []byte(planInventory), inventory.Options{SSHConfig: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ParseProject("fleet.yaml", []byte(projectText), inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{inv: inv, project: p, live: Live{Hosts: map[string]*LiveHost{}, Unreachable: map[string]string{}}}
+	for _, h := range inv.Hosts {
+		f.live.Hosts[h.Name] = &LiveHost{MemAvailable: 4 << 30, CPUs: 2, Images: map[string]string{}}
+	}
+	return f
+}
+
+// converge makes every host run what the project asks.
+func (f *fixture) converge(t *testing.T) {
+	slots := map[string]int{}
+	for _, s := range f.project.Services {
+		for _, h := range s.SelectedHosts(f.inv) {
+			if s.ReplicasSet && slots[s.Name] == s.Replicas {
+				break
+			}
+			slots[s.Name]++
+			c := converged(t, f.project, s.Name, h.Name, slots[s.Name], 1)
+			lh := f.live.Hosts[h.Name]
+			lh.Containers = append(lh.Containers, c)
+			lh.Images[c.Image] = c.ImageID
+		}
+	}
+}
+
+func (f *fixture) plan(reschedule bool) *Plan {
+	return Compute(Input{Project: f.project, Inventory: f.inv, Scope: f.inv.Hosts, Live: f.live, Secrets: planSecrets, Reschedule: reschedule})
+}
+
+func (f *fixture) container(host, svc string) *LiveContainer {
+	for i, c := range f.live.Hosts[host].Containers {
+		if c.Labels[LabelService] == svc {
+			return &f.live.Hosts[host].Containers[i]
+		}
+	}
+	return nil
+}
+
+func rendered(t *testing.T, p *Plan) string {
+	var b bytes.Buffer
+	if err := p.Render(&b, Style{}, false); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestPlanCases(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		project string // fleet.yaml after setup, when it changes
+		setup   func(f *fixture)
+		resched bool
+	}{
+		{name: "fresh", setup: func(f *fixture) {}},
+		{name: "converged", setup: func(f *fixture) { f.converge(t) }},
+		{name: "image-and-env-change", project: strings.Replace(strings.Replace(planProject, "hello:2", "hello:3", 1), "COLOR: blue", "COLOR: red, SIZE: xl", 1),
+			setup: func(f *fixture) {
+				f.converge(t)
+			}},
+		{name: "secret-change", setup: func(f *fixture) {
+			f.converge(t)
+			f.container("h2", "web").Env["TOKEN"] = "old"
+			f.container("h2", "web").Labels[LabelSpec] = "0000"
+		}},
+		{name: "drift", setup: func(f *fixture) {
+			f.converge(t)
+			f.container("h1", "web").Running = false
+			f.container("h1", "web").Status = "exited"
+			f.container("h1", "web").ExitCode = 137
+			f.container("h2", "web").Ports = []Port{{Host: 9090, Container: 8080, Proto: "tcp"}}
+			f.container("h3", "web").Env["MODE"] = "slow"
+			lh := f.live.Hosts["db1"]
+			lh.Containers = nil // removed by hand
+		}},
+		{name: "resources-in-place", setup: func(f *fixture) {
+			f.converge(t)
+			f.container("h3", "web").Memory = 1 << 30
+			f.container("h3", "web").Restart = Restart{Policy: "no"}
+		}},
+		{name: "retagged-image", setup: func(f *fixture) {
+			f.converge(t)
+			f.live.Hosts["h1"].Images["hello:2"] = "sha256:" + strings.Repeat("9", 64)
+		}},
+		{name: "extra-and-stale", setup: func(f *fixture) {
+			f.converge(t)
+			extra := converged(t, f.project, "web", "h1", 7, 1)
+			extra.ID = "h1-web-extra"
+			f.live.Hosts["h1"].Containers = append(f.live.Hosts["h1"].Containers, extra)
+			other := converged(t, f.project, "web", "db1", 9, 1) // on a host web no longer selects
+			f.live.Hosts["db1"].Containers = append(f.live.Hosts["db1"].Containers, other)
+		}},
+		{name: "scale-up", project: strings.Replace(planProject, "hosts: role=web", "hosts: role=web\n    replicas: 3", 1),
+			setup: func(f *fixture) {
+				f.project, _ = ParseProject("fleet.yaml", []byte(strings.Replace(planProject, "hosts: role=web", "hosts: role=web\n    replicas: 2", 1)), f.inv)
+				f.converge(t)
+			}},
+		{name: "replica-removed-by-hand", project: strings.Replace(planProject, "hosts: role=web", "hosts: role=web\n    replicas: 2", 1),
+			setup: func(f *fixture) {
+				changed, _ := ParseProject("fleet.yaml", []byte(strings.Replace(planProject, "hosts: role=web", "hosts: role=web\n    replicas: 2", 1)), f.inv)
+				f.project = changed
+				f.converge(t)
+				f.live.Hosts["h1"].Containers = nil
+			}},
+		{name: "unreachable", setup: func(f *fixture) {
+			f.converge(t)
+			delete(f.live.Hosts, "h3")
+			f.live.Unreachable["h3"] = "dial tcp 203.0.113.12:22: i/o timeout"
+			f.container("h1", "web").Labels[LabelSpec] = "0000"
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, planProject)
+			c.setup(f)
+			if c.project != "" {
+				changed, err := ParseProject("fleet.yaml", []byte(c.project), f.inv)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.project = changed
+			}
+			p := f.plan(c.resched)
+			out := rendered(t, p)
+			if strings.Contains(out, "s3cret") {
+				t.Error("the plan shows a secret's value")
+			}
+			js, _ := json.Marshal(p)
+			if strings.Contains(string(js), "s3cret") {
+				t.Error("the JSON plan holds a secret's value")
+			}
+			golden(t, "testdata/plans/"+c.name+".golden", out)
+		})
+	}
+}
+
+func TestPlanConvergedIsStable(t *testing.T) {
+	f := newFixture(t, planProject)
+	f.converge(t)
+	p := f.plan(false)
+	if p.Changes() {
+		t.Errorf("a converged fleet plans changes:\n%s", rendered(t, p))
+	}
+	if p.Summary.Unchanged != 4 {
+		t.Errorf("unchanged = %d, want 4", p.Summary.Unchanged)
+	}
+	for _, sp := range p.Services {
+		if sp.NewRevision || sp.Revision != 1 {
+			t.Errorf("%s: revision %d new=%v, want 1 as it is", sp.Name, sp.Revision, sp.NewRevision)
+		}
+	}
+}
+
+func TestPlanFingerprintsChangeWithState(t *testing.T) {
+	f := newFixture(t, planProject)
+	f.converge(t)
+	before := f.plan(false).Fingerprints
+	f.container("h2", "web").Running = false
+	after := f.plan(false).Fingerprints
+	if before["h2"] == after["h2"] || before["h1"] != after["h1"] {
+		t.Errorf("fingerprints before %v after %v", before, after)
+	}
+}

@@ -1,0 +1,129 @@
+package plan
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Style colours the human output; the zero value prints plain text, for
+// pipes, cron logs and NO_COLOR.
+type Style struct {
+	Color bool
+}
+
+func (st Style) paint(code, s string) string {
+	if !st.Color {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+func (st Style) marker(k Kind) string {
+	m := fmt.Sprintf("%-3s", k.Marker())
+	switch k {
+	case Create:
+		return st.paint("32", m)
+	case Remove:
+		return st.paint("31", m)
+	case Replace:
+		return st.paint("33", m)
+	case Update, Start:
+		return st.paint("36", m)
+	}
+	return m
+}
+
+// Render writes the plan for people: by service, then host, one line per
+// action with its marker and reasons; unchanged instances only when
+// verbose; then the unreachable hosts and a summary line.
+func (p *Plan) Render(w io.Writer, st Style, verbose bool) error {
+	var b strings.Builder
+	for _, sp := range p.Services {
+		var lines []string
+		for _, a := range sp.Actions {
+			if a.Kind == Unchanged && !verbose {
+				continue
+			}
+			reasons := strings.Join(a.Reasons, "; ")
+			if a.Drift {
+				reasons += " " + st.paint("35", "(drift)")
+			}
+			if a.Kind == Unchanged {
+				reasons = "unchanged"
+			}
+			lines = append(lines, fmt.Sprintf("  %s %-12s slot %-3d %s", st.marker(a.Kind), a.Host, a.Slot, reasons))
+		}
+		if len(lines) == 0 && len(sp.Notes) == 0 {
+			continue
+		}
+		head := "service " + st.paint("1", sp.Name)
+		if sp.NewRevision && hasChange(sp, Create, Replace) {
+			head += fmt.Sprintf(" (revision %d)", sp.Revision)
+		}
+		b.WriteString(head + "\n")
+		for _, l := range lines {
+			b.WriteString(l + "\n")
+		}
+		for _, n := range sp.Notes {
+			b.WriteString("  " + st.paint("33", "note:") + " " + n + "\n")
+		}
+		b.WriteString("\n")
+	}
+	for _, u := range p.Unreachable {
+		fmt.Fprintf(&b, "%s host %s unreachable: %s\n", st.paint("31", "!"), u.Host, u.Reason)
+	}
+	if len(p.Unreachable) > 0 {
+		b.WriteString("\n")
+	}
+	b.WriteString(p.SummaryLine() + "\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func hasChange(sp *ServicePlan, kinds ...Kind) bool {
+	for _, a := range sp.Actions {
+		for _, k := range kinds {
+			if a.Kind == k {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// SummaryLine is the plan's last line: "Plan: 2 to create, 4 to replace,
+// 1 to remove, 3 unchanged." or that there is nothing to do.
+func (p *Plan) SummaryLine() string {
+	s := p.Summary
+	if !p.Changes() {
+		line := fmt.Sprintf("No changes: %s as desired.", plural(s.Unchanged, "instance"))
+		if len(p.Unreachable) > 0 {
+			line = fmt.Sprintf("No changes on the hosts that answered: %s as desired; %s unreachable.", plural(s.Unchanged, "instance"), plural(len(p.Unreachable), "host"))
+		}
+		return line
+	}
+	var parts []string
+	add := func(n int, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d to %s", n, what))
+		}
+	}
+	add(s.Create, "create")
+	add(s.Update, "update in place")
+	add(s.Replace, "replace")
+	add(s.Start, "start")
+	add(s.Remove, "remove")
+	line := "Plan: " + strings.Join(parts, ", ") + fmt.Sprintf(", %d unchanged.", s.Unchanged)
+	if len(p.Unreachable) > 0 {
+		line += fmt.Sprintf(" %s unreachable.", plural(len(p.Unreachable), "host"))
+	}
+	return line
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
