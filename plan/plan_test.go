@@ -60,7 +60,7 @@ func converged(t *testing.T, p *Project, svc string, host string, slot, rev int)
 		replicas = strconv.Itoa(s.Replicas)
 	}
 	return LiveContainer{
-		ID:   host + "-" + svc + "-" + strconv.Itoa(slot), Name: "shop-" + svc + "-" + strconv.Itoa(slot),
+		ID: host + "-" + svc + "-" + strconv.Itoa(slot), Name: "shop-" + svc + "-" + strconv.Itoa(slot),
 		Labels: map[string]string{
 			LabelProject: "shop", LabelService: svc, LabelSlot: strconv.Itoa(slot), LabelRevision: strconv.Itoa(rev),
 			LabelSpec: tmpl.Spec(planSecrets[svc]), LabelTemplate: tmpl.JSON(), LabelReplicas: replicas,
