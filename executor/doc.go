@@ -3,6 +3,54 @@
 // every command, file transfer and tunnel; and, over it, the host's Docker
 // engine.
 //
-// Every operation returns each host's own outcome. No value from the files
-// or a host is ever interpreted by a remote shell.
+// # Connections
+//
+// An [Executor] holds a run's connections. [Executor.Connect] opens the
+// connection to a [Target] on first use, through its jump hosts if it has
+// any (each hop verified and authenticated like any host), and returns the
+// same [Conn] afterwards. [Map] and [Each] run an operation on many hosts at
+// once, bounded by [Options.Parallel], and return every host's own outcome
+// with an [Errors] that names each failed host and what was being done.
+//
+// Nothing waits forever on a host. The SSH handshake is bounded as a whole,
+// not only its TCP connect; keepalives find a peer that went silent and
+// close its connection, which fails everything waiting on it; cancelling a
+// context ends what it governs, and cancelling the context given to [New]
+// closes every connection of the run. Sessions on one connection are capped
+// below sshd's MaxSessions, so many concurrent operations queue rather than
+// fail.
+//
+// # Host keys and keys
+//
+// Host keys are checked against the user's and the global known_hosts files
+// (hashed names, [host]:port, several keys per host, @cert-authority,
+// @revoked), under a [HostKeyPolicy]. Only the host key algorithms that
+// known_hosts holds for a host are negotiated with it: a host that offers
+// several key types is asked for the one its entry can verify. A changed key
+// is refused under every policy but [Off], with a [HostKeyError] that names
+// the host, both fingerprints and the known_hosts line to fix.
+//
+// Keys come from ssh-agent and identity files. When a target names identity
+// files, only those keys are offered (the agent's copy first), so an agent
+// holding many keys does not exhaust sshd's MaxAuthTries; an encrypted file
+// has its passphrase asked once on the terminal, never without one.
+//
+// # Commands and values
+//
+// No value from the files, the environment or a host is ever interpreted by
+// a remote shell. A command is an argument vector ([Cmd]); [Quote] turns each
+// argument into one POSIX shell word, the only way a value becomes shell
+// text. (SSH hands a command line to the login user's shell, which must
+// therefore be a POSIX shell, as it is for every tool that drives hosts over
+// SSH.) Secrets go elsewhere: container environments travel in Engine API
+// request bodies, files through SFTP ([Conn.WriteFile]), written atomically
+// with their mode set before any byte.
+//
+// # The engine
+//
+// [Engine] drives a host's Docker engine through the Engine API, relayed by
+// `docker system dial-stdio` in an exec session (through `sudo -n` when the
+// target needs it). [Engine.State] reads a host's facts and every container
+// of a project in one pipelined exchange (two on the first read of a host
+// that has containers), parsed from the engine's JSON.
 package executor

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +81,11 @@ func runMain(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "integration: taking the fleet down:", err)
 		}
 	}()
+	if fleetBin, err = buildFleet(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration: building fleet:", err)
+		return 1
+	}
+	defer os.RemoveAll(filepath.Dir(fleetBin))
 	for _, v := range []string{"1", "2"} {
 		ref, err := fleet.BuildExample(ctx, v)
 		if err == nil {

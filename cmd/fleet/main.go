@@ -29,6 +29,9 @@ type cli struct {
 	globals
 
 	Validate  validateCmd  `cmd:"" help:"Check fleet.yaml and the inventory without contacting any host." example:"fleet validate -f fleet.yaml -i hosts.ini"`
+	Plan      planCmd      `cmd:"" help:"Read every host and show what apply would change, and why." example:"fleet plan --detailed-exitcode -o release.plan"`
+	Apply     applyCmd     `cmd:"" help:"Carry the plan out: rolling, health-gated, rolled back on failure." example:"fleet apply --yes"`
+	Hosts_    hostsCmd     `cmd:"" name:"hosts" help:"Check every host: reachable, SSH round trip, Docker, free memory and disk, instances." example:"fleet hosts --hosts role=web"`
 	Inventory inventoryCmd `cmd:"" help:"Show the resolved inventory (addresses, users, keys, jump hosts, labels, groups)." example:"fleet inventory --hosts role=web --json"`
 	Init      initCmd      `cmd:"" help:"Write a commented starter fleet.yaml and inventory.yaml." example:"fleet init"`
 	Version   versionCmd   `cmd:"" help:"Print fleet's version, commit and build date." example:"fleet version --json"`
@@ -40,6 +43,8 @@ type globals struct {
 	Inventory string `short:"i" env:"FLEET_INVENTORY" default:"inventory.yaml" placeholder:"FILE" help:"The hosts: fleet's inventory, or an Ansible inventory (INI or YAML) as it is."`
 	Hosts     string `placeholder:"SELECTOR" help:"Limit the run to these hosts: role=web, zone!=c, group=db, web1,web2 ..."`
 	SSHConfig string `name:"ssh-config" env:"FLEET_SSH_CONFIG" placeholder:"FILE" help:"ssh_config to read, or none (default: yours and the system's, as ssh reads them)."`
+	Parallel  int    `default:"64" placeholder:"N" help:"Hosts contacted at once."`
+	HostKeys  string `name:"host-key-policy" enum:"strict,accept-new,off" default:"strict" help:"Unknown host keys: strict refuses, accept-new records them, off checks nothing. A changed key is always refused but with off."`
 	JSON      bool   `help:"Machine output: JSON on stdout."`
 	NoColor   bool   `help:"No colour (also when NO_COLOR is set or output is not a terminal)."`
 	Verbose   bool   `short:"v" help:"Say more about what is being done."`

@@ -45,10 +45,13 @@ func (h *Host) hostKey(typ string) string {
 }
 
 func (h *Host) up(ctx context.Context) error {
-	for _, d := range []string{"run", "tmp", "docker", "fleet", "etc", "log"} {
+	for _, d := range []string{"run", "tmp", "docker", "fleet", "etc", "log", "root"} {
 		if err := os.MkdirAll(filepath.Join(h.Dir, d), 0o755); err != nil {
 			return err
 		}
+	}
+	if err := os.Chmod(filepath.Join(h.Dir, "root"), 0o700); err != nil {
+		return err
 	}
 	if err := os.Chmod(filepath.Join(h.Dir, "tmp"), 0o1777); err != nil {
 		return err
@@ -122,13 +125,19 @@ MaxSessions 10
 AllowTcpForwarding yes
 AllowStreamLocalForwarding yes
 Subsystem sftp /usr/lib/openssh/sftp-server
+# Users that Fleet.AddUser adds keep their key at home, which sshd reads as
+# that user.
+Match User *,!root
+	AuthorizedKeysFile .ssh/authorized_keys
 `, h.Name, h.Addr, etc, etc, etc, etc)
 }
 
 // startAnchor starts the process that owns the host's namespaces: a private
 // mount namespace where the host's own directories cover /run, /tmp,
-// /var/lib/docker and /var/lib/fleet, and a UTS namespace with the host's
-// name. Daemons are started later by entering it.
+// /var/lib/docker, /var/lib/fleet and /root, and a UTS namespace with the
+// host's name. Daemons are started later by entering it. A home of its own
+// keeps root's dotfiles on this machine out of the hosts: a login shell
+// there reads no .bashrc of the machine, as on a real host.
 func (h *Host) startAnchor(ctx context.Context) error {
 	for _, d := range []string{"/var/lib/docker", "/var/lib/fleet"} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
@@ -141,6 +150,7 @@ mount --bind "$2/run" /run
 mount --bind "$2/tmp" /tmp
 mount --bind "$2/docker" /var/lib/docker
 mount --bind "$2/fleet" /var/lib/fleet
+mount --bind "$2/root" /root
 hostname "$3"
 mkdir -p -m 0755 /run/sshd
 : > /run/anchor.ready

@@ -10,8 +10,9 @@
 //     fleet's bridge, at 198.18.N.(10+k) (the benchmarking range, so no test
 //     traffic ever targets a private or public network);
 //   - a private mount and UTS namespace held open by an anchor process, with
-//     per-host directories bound over /run, /tmp, /var/lib/docker and
-//     /var/lib/fleet, so the engine answers on the usual /var/run/docker.sock;
+//     per-host directories bound over /run, /tmp, /var/lib/docker,
+//     /var/lib/fleet and /root, so the engine answers on the usual
+//     /var/run/docker.sock and root has a home of its own;
 //   - sshd and dockerd started inside those namespaces, every process of the
 //     host (containers included, through dockerd's --cgroup-parent) in one
 //     cgroup, which is how teardown finds and kills all of it.
@@ -47,7 +48,7 @@ import (
 
 // DefaultStateDir holds every fleet's files: keys, configs, logs, engine data.
 // It must not lie under a directory that hosts bind over (/run, /tmp,
-// /var/lib/docker, /var/lib/fleet).
+// /var/lib/docker, /var/lib/fleet, /root).
 const DefaultStateDir = "/var/lib/fleet-testfleet"
 
 // Options describe the fleet to bring up.
@@ -94,7 +95,10 @@ type Fleet struct {
 	mu  sync.Mutex
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]{1,6}$`)
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9]{1,6}$`)
+	userRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,15}$`)
+)
 
 // Up brings up a fleet as opts describe, after removing any leftovers of a
 // fleet with the same name. On error, whatever was started is removed again.
@@ -325,6 +329,7 @@ func checkTools(ctx context.Context, log io.Writer) error {
 		"ip": "iproute2", "unshare": "util-linux", "nsenter": "util-linux",
 		"dockerd": "docker.io", "docker": "docker.io", "iptables": "iptables",
 		"/usr/sbin/sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
+		"sudo": "sudo",
 	}
 	missing := func() (names, pkgs []string) {
 		seen := map[string]bool{}

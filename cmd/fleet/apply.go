@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/rollout"
+)
+
+type applyCmd struct {
+	PlanFile   string   `arg:"" optional:"" name:"PLANFILE" help:"A plan saved by \"fleet plan -o\": do exactly it, without asking."`
+	Yes        bool     `short:"y" help:"Do not ask for confirmation (needed without a terminal)."`
+	Service    []string `placeholder:"SERVICE" help:"Only these services."`
+	Reschedule bool     `help:"Place the instances of unreachable hosts on other hosts."`
+}
+
+func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
+	var saved *savedPlan
+	if c.PlanFile != "" {
+		var err error
+		if saved, err = loadPlan(c.PlanFile); err != nil {
+			return err
+		}
+		if err := saved.sameFiles(g); err != nil {
+			return err
+		}
+	}
+	s, err := g.open(ctx, c.Service)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	var p *plan.Plan
+	if saved != nil {
+		p = saved.Plan
+		fresh := s.plan(serviceNames(p), c.Reschedule)
+		if stale := staleHosts(p, fresh); len(stale) > 0 {
+			return fmt.Errorf("%s is stale: the live state of %s changed since it was made; make a new one with fleet plan -o", c.PlanFile, strings.Join(stale, ", "))
+		}
+	} else {
+		p = s.plan(c.Service, c.Reschedule)
+		if !g.JSON {
+			if err := p.Render(out.stdout, g.style(out), g.Verbose); err != nil {
+				return err
+			}
+		}
+	}
+	if !p.Changes() {
+		if g.JSON {
+			json.NewEncoder(out.stdout).Encode(map[string]any{"event": "done", "changes": false})
+		}
+		return unreachableError(p, len(s.scope))
+	}
+	if saved == nil && !c.Yes {
+		if err := confirm(out); err != nil {
+			return err
+		}
+	}
+
+	events := progressPrinter(g, out)
+	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: events}
+	res, err := a.Apply(ctx, p)
+	if err != nil {
+		return err
+	}
+	summarize(g, out, res)
+	if res.RolledBack() {
+		return silentError{3, "the rollout failed and was rolled back: " + res.Err().Error()}
+	}
+	if err := res.Err(); err != nil {
+		return err
+	}
+	return unreachableError(p, len(s.scope))
+}
+
+func unreachableError(p *plan.Plan, n int) error {
+	if len(p.Unreachable) == 0 {
+		return nil
+	}
+	var names []string
+	for _, u := range p.Unreachable {
+		names = append(names, u.Host)
+	}
+	return silentError{1, fmt.Sprintf("%d of %d hosts unreachable (%s): run again once they are back", len(names), n, strings.Join(names, ", "))}
+}
+
+func serviceNames(p *plan.Plan) []string {
+	var names []string
+	for _, sp := range p.Services {
+		names = append(names, sp.Name)
+	}
+	return names
+}
+
+// staleHosts names the hosts whose state differs from when p was made.
+func staleHosts(p, now *plan.Plan) []string {
+	var stale []string
+	for host, fp := range p.Fingerprints {
+		if now.Fingerprints[host] != fp {
+			stale = append(stale, host)
+		}
+	}
+	for host := range now.Fingerprints {
+		if _, ok := p.Fingerprints[host]; !ok {
+			stale = append(stale, host)
+		}
+	}
+	sort.Strings(stale)
+	// New secret values change what the plan would make.
+	specs := map[string]string{}
+	for _, sp := range now.Services {
+		specs[sp.Name] = sp.Spec
+	}
+	for _, sp := range p.Services {
+		if specs[sp.Name] != sp.Spec {
+			stale = append(stale, "service "+sp.Name+" (its secrets or files)")
+		}
+	}
+	return stale
+}
+
+func (sp *savedPlan) sameFiles(g *globals) error {
+	for _, f := range []struct{ saved, hash, now, flag string }{
+		{sp.File, sp.FileHash, g.File, "-f"},
+		{sp.Inventory, sp.InvHash, g.Inventory, "-i"},
+	} {
+		if f.saved != f.now {
+			return fmt.Errorf("the plan was made from %s, not %s: give %s %s", f.saved, f.now, f.flag, f.saved)
+		}
+		h, err := fileHash(f.now)
+		if err != nil {
+			return err
+		}
+		if h != f.hash {
+			return fmt.Errorf("%s changed since the plan was made: make a new one with fleet plan -o", f.now)
+		}
+	}
+	if sp.Hosts != g.Hosts {
+		return fmt.Errorf("the plan was made with --hosts %q: give the same", sp.Hosts)
+	}
+	return nil
+}
+
+func fileHash(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// confirm asks on the terminal; without one, apply needs --yes.
+func confirm(out *output) error {
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return fmt.Errorf("no terminal to confirm on: run fleet apply --yes, or save a plan with fleet plan -o FILE and apply it")
+	}
+	fmt.Fprint(out.stdout, "\nApply this plan? Only yes goes on: ")
+	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		return fmt.Errorf("not applied")
+	}
+	return nil
+}
+
+// progressPrinter prints apply's events: one timestamped line each, or
+// JSON lines with --json.
+func progressPrinter(g *globals, out *output) func(rollout.Event) {
+	start := time.Now()
+	return func(e rollout.Event) {
+		if g.JSON {
+			m := map[string]any{"time": e.Time.UTC().Format(time.RFC3339Nano), "service": e.Service, "what": e.What}
+			if e.Host != "" {
+				m["host"], m["slot"] = e.Host, e.Slot
+			}
+			if e.Err != nil {
+				m["error"] = e.Err.Error()
+			}
+			json.NewEncoder(out.stdout).Encode(m)
+			return
+		}
+		where := e.Service
+		if e.Host != "" {
+			where = fmt.Sprintf("%s %s/%d", e.Service, e.Host, e.Slot)
+		}
+		line := fmt.Sprintf("%s %6.1fs %s: %s", e.Time.Format("15:04:05"), time.Since(start).Seconds(), where, e.What)
+		if e.Err != nil {
+			line += ": " + e.Err.Error()
+		}
+		fmt.Fprintln(out.stdout, line)
+	}
+}
+
+func summarize(g *globals, out *output, res *rollout.Result) {
+	if g.JSON {
+		for _, o := range res.Outcomes {
+			m := map[string]any{"event": "service", "service": o.Service, "changed": o.Changed, "unchanged": o.Unchanged,
+				"failed": o.Failed, "rolled_back": o.RolledBack, "paused": o.Paused}
+			if o.Err != nil {
+				m["error"] = o.Err.Error()
+			}
+			json.NewEncoder(out.stdout).Encode(m)
+		}
+		json.NewEncoder(out.stdout).Encode(map[string]any{"event": "done", "seconds": res.Duration.Seconds()})
+		return
+	}
+	var w io.Writer = out.stdout
+	fmt.Fprintln(w)
+	for _, o := range res.Outcomes {
+		state := "done"
+		switch {
+		case o.RolledBack:
+			state = "ROLLED BACK"
+		case o.Paused:
+			state = "PAUSED"
+		case o.Err != nil:
+			state = "FAILED"
+		}
+		fmt.Fprintf(w, "service %-16s %-11s %d changed, %d unchanged, %d failed\n", o.Service, state, o.Changed, o.Unchanged, o.Failed)
+	}
+	fmt.Fprintf(w, "Applied in %s.\n", res.Duration.Round(100*time.Millisecond))
+}

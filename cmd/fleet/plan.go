@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/fleetdeploy/fleet/executor"
+	"github.com/fleetdeploy/fleet/internal/secret"
+	"github.com/fleetdeploy/fleet/inventory"
+	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/rollout"
+)
+
+type planCmd struct {
+	DetailedExitcode bool     `help:"Exit 0 when nothing would change, 2 when something would, 1 on error."`
+	Out              string   `short:"o" placeholder:"FILE" help:"Save the plan; \"fleet apply FILE\" then does exactly it, or refuses if a host changed since."`
+	Service          []string `placeholder:"SERVICE" help:"Only these services."`
+	Reschedule       bool     `help:"Place the instances of unreachable hosts on other hosts."`
+}
+
+// session is what plan and apply share: both files, the secrets, the
+// connections and the live state.
+type session struct {
+	inv     *inventory.Inventory
+	project *plan.Project
+	scope   []*inventory.Host
+	secrets map[string]map[string]string
+	ex      *executor.Executor
+	fleet   *rollout.Fleet
+}
+
+func (g *globals) open(ctx context.Context, services []string) (*session, error) {
+	inv, project, err := g.loadBoth()
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range services {
+		if project.Service(s) == nil {
+			return nil, fmt.Errorf("--service %s: %s has no such service", s, g.File)
+		}
+	}
+	scope, err := g.selected(inv)
+	if err != nil {
+		return nil, err
+	}
+	secrets, err := secret.Resolve(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	ex := executor.New(ctx, executor.Options{
+		Parallel: g.Parallel, HostKeyPolicy: executor.HostKeyPolicy(g.HostKeys),
+		HashKnownHosts: hashKnownHosts(inv),
+	})
+	fleet, err := rollout.Read(ctx, ex, scope, project.Name)
+	if err != nil {
+		ex.Close()
+		return nil, err
+	}
+	return &session{inv: inv, project: project, scope: scope, secrets: secrets, ex: ex, fleet: fleet}, nil
+}
+
+// hashKnownHosts follows the user's ssh_config: hosts recorded by
+// accept-new are hashed when it hashes them.
+func hashKnownHosts(inv *inventory.Inventory) bool {
+	for _, h := range inv.Hosts {
+		if h.HashKnownHosts {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) close() { s.ex.Close() }
+
+func (s *session) plan(services []string, reschedule bool) *plan.Plan {
+	return plan.Compute(plan.Input{
+		Project: s.project, Inventory: s.inv, Scope: s.scope,
+		Live: s.fleet.Live(s.project.Name), Secrets: s.secrets,
+		Services: services, Reschedule: reschedule,
+	})
+}
+
+func (g *globals) style(out *output) plan.Style {
+	if g.NoColor || os.Getenv("NO_COLOR") != "" {
+		return plan.Style{}
+	}
+	f, ok := out.stdout.(*os.File)
+	return plan.Style{Color: ok && term.IsTerminal(int(f.Fd()))}
+}
+
+func (c *planCmd) Run(ctx context.Context, g *globals, out *output) error {
+	s, err := g.open(ctx, c.Service)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	p := s.plan(c.Service, c.Reschedule)
+	if g.JSON {
+		enc := json.NewEncoder(out.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(p); err != nil {
+			return err
+		}
+	} else if err := p.Render(out.stdout, g.style(out), g.Verbose); err != nil {
+		return err
+	}
+	if c.Out != "" {
+		if err := savePlan(c.Out, g, p); err != nil {
+			return err
+		}
+		fmt.Fprintf(out.stderr, "saved the plan to %s: \"fleet apply %s\" carries it out\n", c.Out, c.Out)
+	}
+	if len(p.Unreachable) > 0 {
+		return silentError{1, fmt.Sprintf("%d of %d hosts unreachable: the plan covers the others only", len(p.Unreachable), len(s.scope))}
+	}
+	if c.DetailedExitcode && p.Changes() {
+		return silentExit(2)
+	}
+	return nil
+}
+
+// savedPlan is a plan file: the plan, and the files it was made from, so
+// that applying it later does exactly what was shown or nothing.
+type savedPlan struct {
+	Version   int        `json:"version"`
+	File      string     `json:"file"`
+	FileHash  string     `json:"file_hash"`
+	Inventory string     `json:"inventory"`
+	InvHash   string     `json:"inventory_hash"`
+	Hosts     string     `json:"hosts,omitempty"`
+	Plan      *plan.Plan `json:"plan"`
+}
+
+func savePlan(path string, g *globals, p *plan.Plan) error {
+	fh, err := fileHash(g.File)
+	if err != nil {
+		return err
+	}
+	ih, err := fileHash(g.Inventory)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(savedPlan{1, g.File, fh, g.Inventory, ih, g.Hosts, p}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+func loadPlan(path string) (*savedPlan, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var sp savedPlan
+	if err := json.Unmarshal(b, &sp); err != nil || sp.Version != 1 || sp.Plan == nil {
+		return nil, fmt.Errorf("%s is not a plan saved by fleet plan -o", path)
+	}
+	return &sp, nil
+}
+
+// silentError ends a command with a code after one line on stderr.
+type silentError struct {
+	code int
+	msg  string
+}
+
+func (e silentError) Error() string { return e.msg }
+func (e silentError) ExitCode() int { return e.code }

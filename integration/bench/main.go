@@ -1,0 +1,267 @@
+// Command bench measures fleet against the floor and against Ansible on a
+// fleet of 10 real test hosts, side by side, alternating rounds, and
+// prints medians and ratios:
+//
+//   - plan: "fleet plan" on a converged fleet; the floor (one OpenSSH ssh
+//     per host, in parallel, running docker ps -aq | xargs docker inspect);
+//     ansible-playbook --check of one equivalent docker_container task
+//     (forks 50, pipelining on).
+//
+//   - rolling update: "fleet apply" of a new image, 2 hosts at a time, each
+//     step gated on HTTP health; Ansible doing the same with serial: 2 and
+//     a uri check until 200.
+//
+//     go run ./integration/bench [-rounds 5] [-hosts 10]
+//
+// It needs root, and Debian's ansible and python3-docker, which it
+// installs when missing.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fleetdeploy/fleet/integration/testfleet"
+)
+
+func main() {
+	rounds := flag.Int("rounds", 5, "rounds of each measurement")
+	hosts := flag.Int("hosts", 10, "test hosts")
+	flag.Parse()
+	if err := run(*rounds, *hosts); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	fleet *testfleet.Fleet
+	dir   string
+	bin   string
+}
+
+func run(rounds, hosts int) error {
+	ctx := context.Background()
+	if err := ensureAnsible(); err != nil {
+		return err
+	}
+	f, err := testfleet.Up(ctx, testfleet.Options{Name: "bench", Hosts: hosts, Subnet: 7, Log: os.Stderr})
+	if err != nil {
+		return err
+	}
+	defer f.Down(context.Background())
+	for _, v := range []string{"1", "2"} {
+		ref, err := f.BuildExample(ctx, v)
+		if err == nil {
+			err = f.LoadImage(ctx, ref)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	dir, err := os.MkdirTemp("", "fleet-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	b := &bench{fleet: f, dir: dir, bin: filepath.Join(dir, "fleet")}
+	if out, err := exec.Command("go", "build", "-o", b.bin, "./cmd/fleet").CombinedOutput(); err != nil {
+		return fmt.Errorf("building fleet: %v: %s", err, out)
+	}
+	if err := b.files(); err != nil {
+		return err
+	}
+	// Both tools converge their own container first.
+	if _, err := b.fleetCmd("v1", "apply", "--yes"); err != nil {
+		return err
+	}
+	if _, err := b.ansible("converge.yml", "-e", "version=1"); err != nil {
+		return err
+	}
+
+	fmt.Printf("\n%d hosts, %d rounds, alternating; medians\n\n", hosts, rounds)
+	var plan, floor, check []time.Duration
+	for i := 0; i < rounds; i++ {
+		plan = append(plan, timed(func() error {
+			out, err := b.fleetCmd("v1", "plan", "--detailed-exitcode")
+			if err == nil && !strings.Contains(out, "No changes") {
+				err = fmt.Errorf("fleet plan on a converged fleet shows changes:\n%s", out)
+			}
+			return err
+		}))
+		floor = append(floor, timed(b.floor))
+		check = append(check, timed(func() error { _, err := b.ansible("converge.yml", "--check", "-e", "version=1"); return err }))
+	}
+	row("fleet plan", plan, floor, check)
+	row("floor: ssh + docker inspect", floor, floor, check)
+	row("ansible-playbook --check", check, floor, check)
+
+	var roll, aroll []time.Duration
+	for i := 0; i < rounds; i++ {
+		v := []string{"v2", "v1"}[i%2]
+		roll = append(roll, timed(func() error { _, err := b.fleetCmd(v, "apply", "--yes"); return err }))
+		aroll = append(aroll, timed(func() error { _, err := b.ansible("rolling.yml", "-e", "version="+v[1:]); return err }))
+	}
+	fmt.Println()
+	fmt.Printf("%-34s %9s %12s\n", "rolling update, 2 at a time", "median", "× Ansible")
+	fmt.Printf("%-34s %8.2fs %11.2f×\n", "fleet apply", median(roll).Seconds(), ratio(roll, aroll))
+	fmt.Printf("%-34s %8.2fs %11.2f×\n", "ansible-playbook serial: 2", median(aroll).Seconds(), 1.0)
+	return nil
+}
+
+func row(name string, d, floor, check []time.Duration) {
+	if name == "fleet plan" {
+		fmt.Printf("%-34s %9s %10s %12s\n", "reading 10 converged hosts", "median", "× floor", "× ansible")
+	}
+	fmt.Printf("%-34s %8.2fs %9.2f× %11.2f×\n", name, median(d).Seconds(), ratio(d, floor), ratio(d, check))
+}
+
+func timed(fn func() error) time.Duration {
+	start := time.Now()
+	if err := fn(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	return time.Since(start)
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func ratio(a, b []time.Duration) float64 { return median(a).Seconds() / median(b).Seconds() }
+
+// fleetCmd runs fleet on the project file of a version.
+func (b *bench) fleetCmd(version string, args ...string) (string, error) {
+	cmd := exec.Command(b.bin, append([]string{"--ssh-config", "none", "--no-color",
+		"-f", filepath.Join(b.dir, "fleet-"+version+".yaml"), "-i", b.fleet.Inventory}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 0 {
+		err = nil
+	}
+	if err != nil {
+		return string(out), fmt.Errorf("fleet %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// floor is the least any tool must do: one ssh per host, in parallel,
+// reading every container's full document.
+func (b *bench) floor() error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(b.fleet.Hosts))
+	for i, h := range b.fleet.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = h.SSH(context.Background(), "docker ps -aq | xargs -r docker inspect")
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bench) ansible(playbook string, args ...string) (string, error) {
+	cmd := exec.Command("ansible-playbook", append([]string{"-i", filepath.Join(b.dir, "hosts.ini"), filepath.Join(b.dir, playbook)}, args...)...)
+	cmd.Dir = b.dir
+	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(b.dir, "ansible.cfg"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("ansible-playbook %s: %v\n%s", playbook, err, out.String())
+	}
+	return out.String(), nil
+}
+
+// files writes fleet.yaml for both versions, and Ansible's inventory,
+// configuration and playbooks for the same service on another port.
+func (b *bench) files() error {
+	files := map[string]string{}
+	for _, v := range []string{"1", "2"} {
+		files["fleet-v"+v+".yaml"] = fmt.Sprintf(`project: bench
+services:
+  web:
+    image: fleet-example/hello:%s
+    pull: never
+    ports: ["8080:8080"]
+    healthcheck: {http: /up, port: 8080, interval: 500ms}
+    update: {parallelism: 2, monitor: 0s}
+`, v)
+	}
+	var inv strings.Builder
+	inv.WriteString("[fleet]\n")
+	for _, h := range b.fleet.Hosts {
+		fmt.Fprintf(&inv, "%s ansible_host=%s\n", h.Name, h.Addr)
+	}
+	fmt.Fprintf(&inv, "\n[fleet:vars]\nansible_user=root\nansible_ssh_private_key_file=%s\nansible_python_interpreter=/usr/bin/python3\nansible_ssh_common_args='-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes'\n",
+		b.fleet.IdentityFile, b.fleet.KnownHosts)
+	files["hosts.ini"] = inv.String()
+	files["ansible.cfg"] = "[defaults]\nforks = 50\ngathering = explicit\nhost_key_checking = True\nstdout_callback = default\n\n[ssh_connection]\npipelining = True\n"
+	files["converge.yml"] = `- hosts: fleet
+  gather_facts: false
+  tasks:
+    - community.docker.docker_container:
+        name: ansible-web
+        image: "fleet-example/hello:{{ version }}"
+        pull: false
+        published_ports: ["8081:8080"]
+        restart_policy: unless-stopped
+        state: started
+`
+	files["rolling.yml"] = `- hosts: fleet
+  gather_facts: false
+  serial: 2
+  tasks:
+    - community.docker.docker_container:
+        name: ansible-web
+        image: "fleet-example/hello:{{ version }}"
+        pull: false
+        published_ports: ["8081:8080"]
+        restart_policy: unless-stopped
+        state: started
+    - ansible.builtin.uri:
+        url: "http://{{ ansible_host }}:8081/up"
+        status_code: 200
+      register: up
+      until: up.status == 200
+      retries: 60
+      delay: 0.5
+      delegate_to: localhost
+`
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(b.dir, name), []byte(content), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ensureAnsible() error {
+	if _, err := exec.LookPath("ansible-playbook"); err == nil {
+		if exec.Command("/usr/bin/python3", "-c", "import docker").Run() == nil {
+			return nil
+		}
+	}
+	cmd := exec.Command("apt-get", "install", "-y", "-qq", "ansible", "python3-docker")
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("installing ansible and python3-docker: %v: %s", err, out)
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/fleetdeploy/fleet/executor"
+	"github.com/fleetdeploy/fleet/plan"
+)
+
+// waitHealthy gates one new instance: it must pass its health check within
+// healthy_deadline, then stay running and healthy for monitor. A container
+// that exits, restarts, or fails its check retries times in a row fails.
+//
+// The check runs from the host's side of the SSH connection: an HTTP or
+// TCP check is a TCP connection that the SSH connection itself carries to
+// the container's own address, so it needs no published port, and no
+// curl on the host or in a FROM scratch image.
+func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Service) error {
+	eng := conn.Engine()
+	hc := s.Healthcheck
+	interval := 500 * time.Millisecond
+	retries := 1
+	var startPeriod time.Duration
+	if hc != nil {
+		interval, retries, startPeriod = hc.Interval, hc.Retries, hc.StartPeriod
+	}
+	started := time.Now()
+	deadline := started.Add(s.Update.HealthyDeadline)
+	var passedAt time.Time
+	failures := 0
+	var last error
+	for {
+		c, err := eng.Inspect(ctx, id)
+		if err != nil {
+			return err
+		}
+		switch {
+		case c.RestartCount > 0:
+			return fmt.Errorf("container crashed: restarted %d times within %s (last exit code %d)", c.RestartCount, time.Since(started).Round(100*time.Millisecond), c.ExitCode)
+		case !c.Running:
+			return fmt.Errorf("container %s with exit code %d, %s after it started", c.Status, c.ExitCode, time.Since(started).Round(100*time.Millisecond))
+		}
+		err = probe(ctx, conn, c, hc)
+		switch {
+		case err == nil:
+			failures = 0
+			if passedAt.IsZero() {
+				passedAt = time.Now()
+			}
+			if time.Since(passedAt) >= s.Update.Monitor {
+				return nil
+			}
+		case passedAt.IsZero() && time.Since(started) < startPeriod:
+			// Failures during start_period do not count.
+		default:
+			failures++
+			last = err
+			if !passedAt.IsZero() && failures >= retries {
+				return fmt.Errorf("healthy, then failed %d checks in a row during monitor: %v", failures, err)
+			}
+		}
+		if passedAt.IsZero() && time.Now().After(deadline) {
+			if last == nil {
+				last = err
+			}
+			return fmt.Errorf("not healthy within %s: %v", s.Update.HealthyDeadline, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// probe runs the health check once.
+func probe(ctx context.Context, conn *executor.Conn, c *executor.Container, hc *plan.Healthcheck) error {
+	if hc == nil {
+		return nil // running is healthy
+	}
+	timeout := hc.Timeout
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch {
+	case hc.Docker:
+		switch c.Health {
+		case "healthy":
+			return nil
+		case "":
+			return errors.New("the image has no HEALTHCHECK")
+		}
+		return fmt.Errorf("docker reports it %s", c.Health)
+	case len(hc.Cmd) > 0:
+		code, err := conn.Engine().Exec(pctx, c.ID, hc.Cmd, io.Discard, io.Discard)
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return fmt.Errorf("%s exited %d", hc.Cmd[0], code)
+		}
+		return nil
+	}
+	ip := containerIP(c)
+	if ip == "" {
+		return errors.New("the container has no address to check")
+	}
+	port := hc.TCP
+	if hc.HTTP != "" {
+		port = hc.Port
+	}
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
+	if hc.TCP != 0 {
+		nc, err := conn.DialContext(pctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		return nc.Close()
+	}
+	client := &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return conn.DialContext(ctx, "tcp", addr) },
+			DisableKeepAlives: true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	req, err := http.NewRequestWithContext(pctx, http.MethodGet, "http://"+addr+hc.HTTP, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return fmt.Errorf("GET %s: %s", hc.HTTP, resp.Status)
+	}
+	return nil
+}
+
+func containerIP(c *executor.Container) string {
+	for _, n := range sortedNetworkNames(c.Networks) {
+		if ip := c.Networks[n]; ip != "" {
+			return ip
+		}
+	}
+	return ""
+}
+
+func sortedNetworkNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

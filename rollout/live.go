@@ -1,0 +1,135 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/fleetdeploy/fleet/executor"
+	"github.com/fleetdeploy/fleet/inventory"
+	"github.com/fleetdeploy/fleet/plan"
+)
+
+// Target turns an inventory host into what the executor dials.
+func Target(h *inventory.Host) executor.Target {
+	t := executor.Target{
+		Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
+		KnownHostsFiles: append(append([]string{}, h.KnownHosts...), h.GlobalKnownHosts...),
+		Sudo:            h.Sudo,
+	}
+	// The executor offers only the files it is given; without
+	// IdentitiesOnly, OpenSSH offers the agent's keys and the default files,
+	// which is what the executor does when given none.
+	if h.IdentitiesOnly {
+		t.IdentityFiles = h.IdentityFiles
+	}
+	for _, hop := range h.Jump {
+		t.Jump = append(t.Jump, Target(hop))
+	}
+	return t
+}
+
+// Fleet is a run's connections to the hosts that answered, and why the
+// others did not.
+type Fleet struct {
+	Conns       map[string]*executor.Conn
+	States      map[string]*executor.HostState
+	Unreachable map[string]string
+}
+
+// Read connects to every host at once (bounded by the executor) and reads
+// each one's state for the project in one round trip. A host that cannot
+// be reached is recorded with its reason, not returned as an error.
+func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string) (*Fleet, error) {
+	targets := make([]executor.Target, len(hosts))
+	for i, h := range hosts {
+		targets[i] = Target(h)
+	}
+	type read struct {
+		conn  *executor.Conn
+		state *executor.HostState
+	}
+	results, err := executor.Map(ctx, ex, targets, "reading state", func(ctx context.Context, c *executor.Conn) (read, error) {
+		st, err := c.Engine().State(ctx, project)
+		return read{c, st}, err
+	})
+	if err != nil && ctx.Err() != nil {
+		return nil, err
+	}
+	f := &Fleet{Conns: map[string]*executor.Conn{}, States: map[string]*executor.HostState{}, Unreachable: map[string]string{}}
+	for i, r := range results {
+		name := targets[i].Name
+		if r.Err != nil {
+			var he *executor.HostError
+			reason := r.Err.Error()
+			if errors.As(r.Err, &he) {
+				reason = he.Op + ": " + he.Err.Error()
+			}
+			f.Unreachable[name] = reason
+			continue
+		}
+		f.Conns[name] = r.Value.conn
+		f.States[name] = r.Value.state
+	}
+	return f, nil
+}
+
+// Live is the fleet's state as the plan package reads it. Volume and
+// network names lose the project prefix fleet gives them on the hosts.
+func (f *Fleet) Live(project string) plan.Live {
+	live := plan.Live{Hosts: map[string]*plan.LiveHost{}, Unreachable: f.Unreachable}
+	for name, st := range f.States {
+		lh := &plan.LiveHost{MemAvailable: st.Facts.MemAvailable, CPUs: st.Facts.CPUs, Images: map[string]string{}}
+		for _, c := range st.Containers {
+			lh.Containers = append(lh.Containers, liveContainer(project, c))
+		}
+		live.Hosts[name] = lh
+	}
+	return live
+}
+
+func liveContainer(project string, c executor.Container) plan.LiveContainer {
+	lc := plan.LiveContainer{
+		ID: c.ID, Name: c.Name, Labels: c.Labels, Image: c.Image, ImageID: c.ImageID,
+		Env: c.Env, Command: c.Command, Entrypoint: c.Entrypoint,
+		User: c.User, Workdir: c.Workdir, CPUs: c.CPUs, Memory: c.Memory,
+		Restart: parseRestart(c.Restart), Running: c.Running, Status: c.Status,
+		ExitCode: c.ExitCode, Created: c.Created,
+	}
+	for _, p := range c.Ports {
+		hostIP := p.HostIP
+		if hostIP == "0.0.0.0" || hostIP == "::" {
+			hostIP = ""
+		}
+		lc.Ports = append(lc.Ports, plan.Port{HostIP: hostIP, Host: p.HostPort, Container: p.ContainerPort, Proto: p.Protocol})
+	}
+	for _, m := range c.Volumes {
+		src := m.Source
+		if !strings.HasPrefix(src, "/") {
+			src = strings.TrimPrefix(src, project+"_")
+		}
+		lc.Volumes = append(lc.Volumes, plan.Mount{Source: src, Target: m.Target, ReadOnly: m.ReadOnly, Named: !strings.HasPrefix(src, "/")})
+	}
+	for n := range c.Networks {
+		lc.Networks = append(lc.Networks, strings.TrimPrefix(n, project+"_"))
+	}
+	return lc
+}
+
+func parseRestart(s string) plan.Restart {
+	name, n, _ := strings.Cut(s, ":")
+	r := plan.Restart{Policy: name}
+	if name == "" {
+		r.Policy = "no"
+	}
+	r.MaxRetries, _ = strconv.Atoi(n)
+	return r
+}
+
+// Close closes every connection.
+func (f *Fleet) Close() {
+	for _, c := range f.Conns {
+		c.Close()
+	}
+}
