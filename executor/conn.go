@@ -417,6 +417,26 @@ func (c *Conn) release() { <-c.sessions }
 // newSession opens a session, giving up when ctx ends or the connection
 // dies. A slot must be held.
 func (c *Conn) newSession(ctx context.Context) (*ssh.Session, error) {
+	// sshd counts a session until both sides have closed it, which comes
+	// a moment after this side lets go of its slot: a refusal for too many
+	// sessions is waited out, briefly.
+	for wait := 10 * time.Millisecond; ; wait *= 2 {
+		s, err := c.openSession(ctx)
+		var oce *ssh.OpenChannelError
+		if !errors.As(err, &oce) || oce.Reason != ssh.Prohibited || wait > time.Second {
+			return s, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.done:
+			return nil, c.err()
+		}
+	}
+}
+
+func (c *Conn) openSession(ctx context.Context) (*ssh.Session, error) {
 	type result struct {
 		s   *ssh.Session
 		err error

@@ -677,6 +677,46 @@ func TestEngineImages(t *testing.T) {
 	}
 }
 
+func TestEnginePullsWithCredentialsForOnePull(t *testing.T) {
+	ctx := context.Background()
+	h := fleet.Hosts[2]
+	password := `s3cret $(touch /tmp/pwned) '"`
+	if err := h.StartRegistry(ctx, "puller", password, testfleet.ExampleImage+":2"); err != nil {
+		t.Fatal(err)
+	}
+	defer h.StopRegistry(ctx)
+	ref := fmt.Sprintf("127.0.0.1:%d/%s:2", testfleet.RegistryPort, testfleet.ExampleImage)
+	e := newExecutor(t, ctx, executor.Options{})
+	c, err := e.Connect(ctx, target(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := c.Engine()
+	if _, err := eng.ImageInspect(ctx, ref); !errors.Is(err, executor.ErrNotFound) {
+		t.Fatalf("%s is on the host before the pull: %v", ref, err)
+	}
+	if err := eng.Pull(ctx, ref, nil); err == nil {
+		t.Fatal("pulled without credentials from a registry that wants them")
+	}
+	if err := eng.Pull(ctx, ref, &executor.RegistryAuth{Username: "puller", Password: "wrong"}); err == nil {
+		t.Fatal("pulled with a wrong password")
+	}
+	if err := eng.Pull(ctx, ref, &executor.RegistryAuth{Username: "puller", Password: password}); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Run(ctx, "docker", "rmi", ref)
+	if _, err := eng.ImageInspect(ctx, ref); err != nil {
+		t.Errorf("after the pull: %v", err)
+	}
+	// Nothing of the login stays on the host.
+	if out, err := h.Run(ctx, "sh", "-c", "cat /root/.docker/config.json 2>/dev/null; grep -rl puller /root /etc/docker 2>/dev/null; true"); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("credentials left on the host: %q, %v", out, err)
+	}
+	if _, err := h.Run(ctx, "test", "-e", "/tmp/pwned"); err == nil {
+		t.Error("a shell ran the password")
+	}
+}
+
 func TestWriteFileIsAtomicAndPrivate(t *testing.T) {
 	ctx := context.Background()
 	h := fleet.Hosts[0]

@@ -73,10 +73,16 @@ func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Se
 			}
 			return fmt.Errorf("not healthy within %s: %v", s.Update.HealthyDeadline, last)
 		}
+		// Until the first pass, look more often than the interval: a
+		// rollout step waits on exactly this moment.
+		wait := interval
+		if passedAt.IsZero() {
+			wait = min(interval, 200*time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(interval):
+		case <-time.After(wait):
 		}
 	}
 }

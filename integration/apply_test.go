@@ -1,0 +1,162 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleet/integration/testfleet"
+)
+
+const rollYAML = `project: roll
+services:
+  web:
+    image: fleet-example/hello:VERSION
+    pull: never
+    ports: ["8091:8080"]
+    env: {EXTRA}
+    healthcheck: {http: /up, port: 8080, interval: 500ms}
+    update: {parallelism: 2, monitor: 1s, healthy_deadline: 20s}
+`
+
+func rollProject(version, extra string) string {
+	return strings.NewReplacer("VERSION", version, "EXTRA", extra).Replace(rollYAML)
+}
+
+func cleanupProject(t *testing.T, name string) {
+	t.Cleanup(func() {
+		eachHost(t, func(h *testfleet.Host) error {
+			_, err := h.Run(context.Background(), "sh", "-c", "docker ps -aq --filter label=fleet.project="+name+" | xargs -r docker rm -f")
+			return err
+		})
+	})
+}
+
+// TestRollingUpdate rolls a new version over the five hosts, two at a
+// time, while a client keeps asking every host: never fewer than three
+// answer. Then a crashing release and a never-healthy one are each rolled
+// back, exit 3, with every host serving the previous version.
+func TestRollingUpdate(t *testing.T) {
+	ctx := context.Background()
+	cleanupProject(t, "roll")
+	p := newProject(t, rollProject("1", ""))
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8091", "1") })
+
+	// Sample availability while version 2 rolls out.
+	stop := make(chan struct{})
+	var samples, worst atomic.Int64
+	worst.Store(int64(len(fleet.Hosts)))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var up atomic.Int64
+			var inner sync.WaitGroup
+			for _, h := range fleet.Hosts {
+				inner.Add(1)
+				go func() {
+					defer inner.Done()
+					ctx, cancel := context.WithTimeout(ctx, time.Second)
+					defer cancel()
+					if _, err := get(ctx, "http://"+h.Addr+":8091/version"); err == nil {
+						up.Add(1)
+					}
+				}()
+			}
+			inner.Wait()
+			samples.Add(1)
+			if n := up.Load(); n < worst.Load() {
+				worst.Store(n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	p.write(rollProject("2", ""))
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	close(stop)
+	wg.Wait()
+	t.Logf("%d availability samples during the rollout; fewest hosts answering: %d", samples.Load(), worst.Load())
+	if worst.Load() < int64(len(fleet.Hosts)-2) {
+		t.Errorf("only %d of %d hosts answered at one point; parallelism 2 allows %d", worst.Load(), len(fleet.Hosts), len(fleet.Hosts)-2)
+	}
+	if samples.Load() < 5 {
+		t.Errorf("only %d samples: the check saw too little of the rollout", samples.Load())
+	}
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8091", "2") })
+
+	for _, mode := range []string{"crash", "unhealthy"} {
+		t.Run(mode, func(t *testing.T) {
+			p.write(rollProject("1", "HELLO_MODE: "+mode))
+			p.expect(3, []string{"ROLLED BACK", "rolled back"}, "apply", "--yes")
+			eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8091", "2") })
+			// What runs is exactly revision 2 again: nothing left to do.
+			p.write(rollProject("2", ""))
+			p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
+		})
+	}
+}
+
+// TestValuesAndSecretsReachTheContainerLiterally sends values full of
+// shell metacharacters and a secret: they arrive exactly, run nothing, and
+// the secret shows in no output, saved plan or process list.
+func TestValuesAndSecretsReachTheContainerLiterally(t *testing.T) {
+	ctx := context.Background()
+	cleanupProject(t, "lit")
+	const nasty = "$(touch /tmp/pwned-env); `touch /tmp/pwned-tick`; 'single' \"double\" \\ ; | & > /tmp/pwned-redirect"
+	const secret = "s3cr3t-$(touch /tmp/pwned-secret)-value"
+	t.Setenv("FLEET_IT_SECRET", secret)
+	p := newProject(t, `project: lit
+services:
+  web:
+    image: fleet-example/hello:1
+    pull: never
+    hosts: h1
+    env:
+      NASTY: '`+strings.ReplaceAll(nasty, "'", "''")+`'
+    secrets:
+      TOKEN: env:FLEET_IT_SECRET
+    healthcheck: {tcp: 8080}
+`)
+	file := filepath.Join(p.dir, "lit.plan")
+	planOut := p.expect(2, []string{"Plan: 1 to create"}, "plan", "--detailed-exitcode", "-o", file)
+	applyOut := p.expect(0, []string{"1 changed"}, "apply", "--yes")
+	jsonOut := p.expect(0, nil, "plan", "--json")
+	saved, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, text := range map[string]string{"plan output": planOut, "apply output": applyOut, "plan --json": jsonOut, "saved plan": string(saved)} {
+		if strings.Contains(text, "s3cr3t") {
+			t.Errorf("the secret's value is in the %s", what)
+		}
+	}
+
+	h := fleet.Hosts[0]
+	env, err := h.Run(ctx, "sh", "-c", "docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' $(docker ps -q --filter label=fleet.project=lit)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(env), "NASTY="+nasty+"\n") {
+		t.Errorf("NASTY did not arrive literally:\n%s", env)
+	}
+	if !strings.Contains(string(env), "TOKEN="+secret+"\n") {
+		t.Errorf("the secret did not reach the container")
+	}
+	// Any /tmp/pwned* file means a shell ran a value; the bracket keeps
+	// this very command out of the count of processes showing the secret.
+	if out, _ := h.Run(ctx, "sh", "-c", "ls /tmp/pwned* 2>/dev/null; ps -eo args | grep -c '[s]3cr3t-' || true"); strings.TrimSpace(string(out)) != "0" {
+		t.Errorf("a value was run by a shell, or the secret is in a process's arguments: %q", out)
+	}
+}
