@@ -25,7 +25,7 @@ import (
 // containers of the project on each), reading every host's state took
 // 56-76 ms through the API on the run's open connections against 361-448 ms
 // with the CLI (one exec session per host running `docker info`, `docker
-// ps` and `docker inspect`), and 346-430 ms against 512-622 ms when
+// ps` and `docker inspect`), and 346-430 ms against 512-646 ms when
 // connecting is included. The CLI pays a session and three docker processes per host on
 // every read, each a Go program's start on the host's CPU; the API pays one
 // relay process per host per run, then pipelines its requests on the open

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,6 +127,24 @@ func TestPlanAndApply(t *testing.T) {
 	p.expect(0, []string{"5 changed, 0 unchanged, 0 failed"}, "apply", "--yes")
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8090", "1") })
 	p.expect(0, []string{"No changes: 5 instances as desired."}, "plan", "--detailed-exitcode")
+	stdout, _, _ := p.run("status", "--json")
+	var status struct {
+		Instances []struct {
+			Host, Image, State string
+			Revision           int
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &status); err != nil {
+		t.Fatalf("fleet status --json: %v\n%s", err, stdout)
+	}
+	if len(status.Instances) != 5 {
+		t.Errorf("fleet status lists %d instances, want 5", len(status.Instances))
+	}
+	for _, in := range status.Instances {
+		if in.State != "running" || in.Revision != 1 || in.Image != "fleet-example/hello:1" {
+			t.Errorf("fleet status: %+v", in)
+		}
+	}
 
 	t.Run("drift", func(t *testing.T) {
 		h2, h3, h4 := fleet.Hosts[1], fleet.Hosts[2], fleet.Hosts[3]

@@ -37,7 +37,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
 			return err
 		}
 	}
-	s, err := g.open(ctx, c.Service)
+	s, err := g.open(ctx, c.Service, true)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,9 @@ type session struct {
 	fleet   *rollout.Fleet
 }
 
-func (g *globals) open(ctx context.Context, services []string) (*session, error) {
+// open reads both files and every host's state; the secrets too when the
+// command compares or deploys them.
+func (g *globals) open(ctx context.Context, services []string, withSecrets bool) (*session, error) {
 	inv, project, err := g.loadBoth()
 	if err != nil {
 		return nil, err
@@ -47,9 +49,11 @@ func (g *globals) open(ctx context.Context, services []string) (*session, error)
 	if err != nil {
 		return nil, err
 	}
-	secrets, err := secret.Resolve(ctx, project)
-	if err != nil {
-		return nil, err
+	var secrets map[string]map[string]string
+	if withSecrets {
+		if secrets, err = secret.Resolve(ctx, project); err != nil {
+			return nil, err
+		}
 	}
 	ex := executor.New(ctx, executor.Options{
 		Parallel: g.Parallel, HostKeyPolicy: executor.HostKeyPolicy(g.HostKeys),
@@ -93,7 +97,7 @@ func (g *globals) style(out *output) plan.Style {
 }
 
 func (c *planCmd) Run(ctx context.Context, g *globals, out *output) error {
-	s, err := g.open(ctx, c.Service)
+	s, err := g.open(ctx, c.Service, true)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fleetdeploy/fleet/plan"
+)
+
+type statusCmd struct {
+	Service string `arg:"" optional:"" help:"Only this service."`
+}
+
+// instanceStatus is one line of "fleet status".
+type instanceStatus struct {
+	Service  string    `json:"service"`
+	Host     string    `json:"host"`
+	Slot     int       `json:"slot"`
+	Revision int       `json:"revision"`
+	Image    string    `json:"image"`
+	State    string    `json:"state"`
+	Health   string    `json:"health,omitempty"`
+	Started  time.Time `json:"started,omitempty"`
+	Name     string    `json:"container"`
+}
+
+func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
+	var services []string
+	if c.Service != "" {
+		services = []string{c.Service}
+	}
+	s, err := g.open(ctx, services, false)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var list []instanceStatus
+	for host, st := range s.fleet.States {
+		for _, ct := range st.Containers {
+			svc := ct.Labels[plan.LabelService]
+			if c.Service != "" && svc != c.Service {
+				continue
+			}
+			slot, _ := strconv.Atoi(ct.Labels[plan.LabelSlot])
+			rev, _ := strconv.Atoi(ct.Labels[plan.LabelRevision])
+			is := instanceStatus{Service: svc, Host: host, Slot: slot, Revision: rev, Image: ct.Image,
+				State: ct.Status, Health: ct.Health, Name: ct.Name}
+			if ct.Running {
+				is.Started = ct.StartedAt
+			}
+			list = append(list, is)
+		}
+	}
+	sort.Slice(list, func(i, j int) bool {
+		a, b := list[i], list[j]
+		if a.Service != b.Service {
+			return a.Service < b.Service
+		}
+		if a.Host != b.Host {
+			return a.Host < b.Host
+		}
+		return a.Slot < b.Slot
+	})
+	if g.JSON {
+		enc := json.NewEncoder(out.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"instances": list, "unreachable": s.fleet.Unreachable}); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(out.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SERVICE\tHOST\tSLOT\tREV\tIMAGE\tSTATE\tHEALTH\tUPTIME")
+		for _, is := range list {
+			uptime := "-"
+			if !is.Started.IsZero() {
+				uptime = time.Since(is.Started).Round(time.Second).String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", is.Service, is.Host, is.Slot, is.Revision, is.Image, is.State, dash(is.Health), uptime)
+		}
+		tw.Flush()
+		for _, host := range sortedKeys(s.fleet.Unreachable) {
+			fmt.Fprintf(out.stdout, "! host %s unreachable: %s\n", host, s.fleet.Unreachable[host])
+		}
+	}
+	if len(s.fleet.Unreachable) > 0 {
+		return silentError{1, fmt.Sprintf("%d of %d hosts unreachable", len(s.fleet.Unreachable), len(s.scope))}
+	}
+	return nil
+}
