@@ -417,13 +417,14 @@ func (c *Conn) release() { <-c.sessions }
 // newSession opens a session, giving up when ctx ends or the connection
 // dies. A slot must be held.
 func (c *Conn) newSession(ctx context.Context) (*ssh.Session, error) {
-	// sshd counts a session until both sides have closed it, which comes
-	// a moment after this side lets go of its slot: a refusal for too many
-	// sessions is waited out, briefly.
+	// sshd counts a session until its command has exited, which can come a
+	// moment after this side closed it and let go of its slot: a refusal
+	// for too many sessions ("open failed", or "prohibited" from servers
+	// that say so) is waited out, briefly.
 	for wait := 10 * time.Millisecond; ; wait *= 2 {
 		s, err := c.openSession(ctx)
 		var oce *ssh.OpenChannelError
-		if !errors.As(err, &oce) || oce.Reason != ssh.Prohibited || wait > time.Second {
+		if !errors.As(err, &oce) || (oce.Reason != ssh.Prohibited && oce.Reason != ssh.ConnectionFailed) || wait > time.Second {
 			return s, err
 		}
 		select {

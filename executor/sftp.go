@@ -31,7 +31,7 @@ func (c *Conn) sftpClient(ctx context.Context) (*sftp.Client, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		cl, err := sftp.NewClient(c.client, sftp.UseConcurrentWrites(true))
+		cl, err := c.newSFTP(ctx)
 		ch <- result{cl, err}
 	}()
 	var r result
@@ -64,6 +64,41 @@ func (c *Conn) sftpClient(ctx context.Context) (*sftp.Client, error) {
 		c.release()
 	}()
 	return r.cl, nil
+}
+
+// newSFTP starts the sftp subsystem on a session of its own (opened, like
+// every session, with newSession's patience for sshd's session count).
+func (c *Conn) newSFTP(ctx context.Context) (*sftp.Client, error) {
+	s, err := c.newSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w, err := s.StdinPipe()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	r, err := s.StdoutPipe()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.RequestSubsystem("sftp"); err != nil {
+		s.Close()
+		return nil, err
+	}
+	cl, err := sftp.NewClientPipe(r, w, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	// The client's end closes the session's pipes; the session itself goes
+	// with them.
+	go func() {
+		cl.Wait()
+		s.Close()
+	}()
+	return cl, nil
 }
 
 // WriteFile writes the content of r to path on the host, as the login user,
