@@ -389,6 +389,9 @@ func (e *Engine) state(ctx context.Context, ac *apiConn, project string) (*HostS
 	if info == nil {
 		reqs = append(reqs, request{method: "GET", path: "/info"})
 	}
+	// The images, so that a tag that now names another image is seen.
+	images := len(reqs)
+	reqs = append(reqs, request{method: "GET", path: "/images/json"})
 	fixed := len(reqs)
 	for _, id := range guessed {
 		reqs = append(reqs, inspectRequest(id))
@@ -412,9 +415,23 @@ func (e *Engine) state(ctx context.Context, ac *apiConn, project string) (*HostS
 		e.info = info
 		e.mu.Unlock()
 	}
-	hs := &HostState{Host: e.c.target.Name, Containers: []Container{}}
+	hs := &HostState{Host: e.c.target.Name, Containers: []Container{}, Images: map[string]string{}}
 	if err := hs.Facts.parse(info, first[0].body); err != nil {
 		return nil, nil, err
+	}
+	var imageList []struct {
+		ID       string   `json:"Id"`
+		RepoTags []string `json:"RepoTags"`
+	}
+	if err := json.Unmarshal(first[images].body, &imageList); err != nil {
+		return nil, nil, fmt.Errorf("decoding the image list: %w", err)
+	}
+	for _, img := range imageList {
+		for _, tag := range img.RepoTags {
+			if tag != "<none>:<none>" {
+				hs.Images[tag] = img.ID
+			}
+		}
 	}
 	var list []struct {
 		ID string `json:"Id"`

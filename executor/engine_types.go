@@ -111,6 +111,8 @@ type HostState struct {
 	Host       string      `json:"host"`
 	Facts      Facts       `json:"facts"`
 	Containers []Container `json:"containers"`
+	// Images maps every tag on the host (repository:tag) to its image ID.
+	Images map[string]string `json:"images"`
 }
 
 // Image is an image present on a host.

@@ -200,6 +200,22 @@ func TestPlanAndApply(t *testing.T) {
 		p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
 	})
 
+	t.Run("a tag that now names another image is seen", func(t *testing.T) {
+		h2 := fleet.Hosts[1]
+		v1, err := h2.SSH(ctx, "docker image inspect --format '{{.Id}}' fleet-example/hello:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h2.SSH(ctx, "docker tag fleet-example/hello:2 fleet-example/hello:1"); err != nil {
+			t.Fatal(err)
+		}
+		defer h2.SSH(ctx, "docker tag "+strings.TrimSpace(string(v1))+" fleet-example/hello:1")
+		out := p.expect(2, []string{"-/+ h2", "image fleet-example/hello:1 now is", "Plan: 1 to replace, 4 unchanged."}, "plan", "--detailed-exitcode")
+		if strings.Contains(out, "h1 ") {
+			t.Errorf("hosts whose tag did not move show up:\n%s", out)
+		}
+	})
+
 	t.Run("a cut-off host makes plan exit 1 naming it", func(t *testing.T) {
 		h5 := fleet.Hosts[4]
 		if err := h5.CutOff(ctx); err != nil {

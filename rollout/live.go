@@ -81,6 +81,16 @@ func (f *Fleet) Live(project string) plan.Live {
 	live := plan.Live{Hosts: map[string]*plan.LiveHost{}, Unreachable: f.Unreachable}
 	for name, st := range f.States {
 		lh := &plan.LiveHost{MemAvailable: st.Facts.MemAvailable, CPUs: st.Facts.CPUs, Images: map[string]string{}}
+		for ref, id := range st.Images {
+			lh.Images[ref] = id
+			// fleet.yaml may name an image without a tag or a registry.
+			if name, ok := strings.CutSuffix(ref, ":latest"); ok {
+				lh.Images[name] = id
+			}
+			if short, ok := strings.CutPrefix(ref, "docker.io/library/"); ok {
+				lh.Images[short] = id
+			}
+		}
 		for _, c := range st.Containers {
 			lh.Containers = append(lh.Containers, liveContainer(project, c))
 		}
