@@ -2,33 +2,14 @@ package inventory
 
 import (
 	"encoding/json"
-	"flag"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fleetdeploy/fleet/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-// golden compares got with testdata's golden file, or rewrites it.
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs:\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
-}
 
 // testOptions reads the tests' own ssh_config, with a home directory of
 // the test's own, so results do not depend on the machine.
@@ -69,7 +50,7 @@ func TestValidInventories(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			golden(t, f+".golden", render(t, inv))
+			golden.Check(t, f+".golden", render(t, inv))
 		})
 	}
 }
@@ -85,7 +66,7 @@ func TestInvalidInventories(t *testing.T) {
 			if err == nil {
 				t.Fatal("Load succeeded")
 			}
-			golden(t, f+".golden", err.Error()+"\n")
+			golden.Check(t, f+".golden", err.Error()+"\n")
 		})
 	}
 }

@@ -2,33 +2,13 @@ package plan
 
 import (
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/fleetdeploy/fleet/internal/golden"
 	"github.com/fleetdeploy/fleet/inventory"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs:\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
-}
 
 func testInventory(t testing.TB) *inventory.Inventory {
 	inv, err := inventory.Load("testdata/desired/inventory.yaml", inventory.Options{SSHConfig: "none"})
@@ -51,7 +31,7 @@ func TestValidProjects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, strings.TrimSuffix(f, ".yaml")+".golden", string(b)+"\n")
+			golden.Check(t, strings.TrimSuffix(f, ".yaml")+".golden", string(b)+"\n")
 		})
 	}
 }
@@ -65,7 +45,7 @@ func TestInvalidProjects(t *testing.T) {
 			if err == nil {
 				t.Fatal("LoadProject succeeded")
 			}
-			golden(t, strings.TrimSuffix(f, ".yaml")+".golden", err.Error()+"\n")
+			golden.Check(t, strings.TrimSuffix(f, ".yaml")+".golden", err.Error()+"\n")
 		})
 	}
 }

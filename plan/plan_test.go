@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetdeploy/fleet/internal/golden"
 	"github.com/fleetdeploy/fleet/inventory"
 )
 
@@ -215,7 +216,7 @@ func TestPlanCases(t *testing.T) {
 			if strings.Contains(string(js), "s3cret") {
 				t.Error("the JSON plan holds a secret's value")
 			}
-			golden(t, "testdata/plans/"+c.name+".golden", out)
+			golden.Check(t, "testdata/plans/"+c.name+".golden", out)
 		})
 	}
 }
