@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/fleetdeploy/fleet/executor"
 	"github.com/fleetdeploy/fleet/plan"
 	"github.com/fleetdeploy/fleet/rollout"
 )
@@ -23,7 +24,8 @@ type applyCmd struct {
 	PlanFile   string   `arg:"" optional:"" name:"PLANFILE" help:"A plan saved by \"fleet plan -o\": do exactly it, without asking."`
 	Yes        bool     `short:"y" help:"Do not ask for confirmation (needed without a terminal)."`
 	Service    []string `placeholder:"SERVICE" help:"Only these services."`
-	Reschedule bool     `help:"Place the instances of unreachable hosts on other hosts."`
+	Reschedule bool          `help:"Place the instances of unreachable hosts on other hosts."`
+	LockWait   time.Duration `placeholder:"D" help:"Wait up to D for another run's deploy lock (default: exit 4 at once)."`
 }
 
 func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
@@ -70,6 +72,28 @@ func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
 		}
 	}
 
+	lock, err := rollout.Acquire(ctx, changedConns(s, p), s.project.Name, rollout.Me("fleet apply"), c.LockWait, rollout.DefaultLease,
+		func(msg string) { fmt.Fprintln(out.stderr, "fleet: warning: "+msg) })
+	if err != nil {
+		return err
+	}
+	defer lock.Release(context.WithoutCancel(ctx))
+	// Another run may have changed the fleet while this one waited for the
+	// lock: read it again, under the lock, and go by what is there now.
+	fresh, err := s.replan(ctx, p, saved != nil, c.Reschedule)
+	if err != nil {
+		return err
+	}
+	if fresh != p && !g.JSON {
+		fmt.Fprintln(out.stdout, "\nThe fleet changed while this run waited for the deploy lock; carrying out this plan instead:")
+		fresh.Render(out.stdout, g.style(out), g.Verbose)
+	}
+	p = fresh
+	if !p.Changes() {
+		fmt.Fprintln(out.stdout, "No changes left: another run did them.")
+		return nil
+	}
+
 	events := progressPrinter(g, out)
 	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: events}
 	res, err := a.Apply(ctx, p)
@@ -84,6 +108,51 @@ func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
 		return err
 	}
 	return unreachableError(p, len(s.scope))
+}
+
+// replan reads the fleet again and returns the plan to carry out: the same
+// one if nothing moved; otherwise a saved plan is refused, and a fresh one
+// is made, which must change no host outside the lock.
+func (s *session) replan(ctx context.Context, p *plan.Plan, saved bool, reschedule bool) (*plan.Plan, error) {
+	fleet, err := rollout.Read(ctx, s.ex, s.scope, s.project.Name)
+	if err != nil {
+		return nil, err
+	}
+	s.fleet = fleet
+	fresh := s.plan(serviceNames(p), reschedule)
+	stale := staleHosts(p, fresh)
+	if len(stale) == 0 {
+		return p, nil
+	}
+	if saved {
+		return nil, fmt.Errorf("the live state of %s changed while waiting for the deploy lock: make a new plan with fleet plan -o", strings.Join(stale, ", "))
+	}
+	locked := map[string]bool{}
+	for _, c := range changedConns(s, p) {
+		locked[c.Host()] = true
+	}
+	for _, c := range changedConns(s, fresh) {
+		if !locked[c.Host()] {
+			return nil, fmt.Errorf("the fleet changed while waiting for the deploy lock, and now host %s needs changes too: run fleet apply again", c.Host())
+		}
+	}
+	return fresh, nil
+}
+
+// changedConns are the connections to the hosts the plan changes: the
+// ones the deploy lock is taken on.
+func changedConns(s *session, p *plan.Plan) []*executor.Conn {
+	seen := map[string]bool{}
+	var conns []*executor.Conn
+	for _, sp := range p.Services {
+		for _, a := range sp.Actions {
+			if a.Kind != plan.Unchanged && !seen[a.Host] && s.fleet.Conns[a.Host] != nil {
+				seen[a.Host] = true
+				conns = append(conns, s.fleet.Conns[a.Host])
+			}
+		}
+	}
+	return conns
 }
 
 func unreachableError(p *plan.Plan, n int) error {
