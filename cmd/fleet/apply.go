@@ -21,9 +21,9 @@ import (
 )
 
 type applyCmd struct {
-	PlanFile   string   `arg:"" optional:"" name:"PLANFILE" help:"A plan saved by \"fleet plan -o\": do exactly it, without asking."`
-	Yes        bool     `short:"y" help:"Do not ask for confirmation (needed without a terminal)."`
-	Service    []string `placeholder:"SERVICE" help:"Only these services."`
+	PlanFile   string        `arg:"" optional:"" name:"PLANFILE" help:"A plan saved by \"fleet plan -o\": do exactly it, without asking."`
+	Yes        bool          `short:"y" help:"Do not ask for confirmation (needed without a terminal)."`
+	Service    []string      `placeholder:"SERVICE" help:"Only these services."`
 	Reschedule bool          `help:"Place the instances of unreachable hosts on other hosts."`
 	LockWait   time.Duration `placeholder:"D" help:"Wait up to D for another run's deploy lock (default: exit 4 at once)."`
 }
