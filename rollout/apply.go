@@ -32,6 +32,9 @@ type Applier struct {
 	// Events receives progress; it may be called from many goroutines at
 	// once, one call at a time.
 	Events func(Event)
+	// Who (user@machine) and Cause (the --message, or "" for a summary of
+	// the changes) go into the record of each new revision.
+	Who, Cause string
 
 	mu sync.Mutex
 }
@@ -105,6 +108,9 @@ func (a *Applier) Apply(ctx context.Context, p *plan.Plan) (*Result, error) {
 			continue
 		}
 		o := a.service(ctx, s, sp)
+		if err := a.record(ctx, s, sp, o); err != nil {
+			a.event(Event{Service: s.Name, What: "the revision could not be recorded everywhere", Err: err})
+		}
 		res.Outcomes = append(res.Outcomes, o)
 		if o.Err != nil {
 			break
@@ -112,6 +118,58 @@ func (a *Applier) Apply(ctx context.Context, p *plan.Plan) (*Result, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// record writes the service's new revision, with how it went, on the
+// hosts it ran on.
+func (a *Applier) record(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, o Outcome) error {
+	var conns []*executor.Conn
+	seen := map[string]bool{}
+	var reasons []string
+	for _, act := range sp.Actions {
+		if (act.Kind == plan.Create || act.Kind == plan.Replace) && !seen[act.Host] && a.Fleet.Conns[act.Host] != nil {
+			seen[act.Host] = true
+			conns = append(conns, a.Fleet.Conns[act.Host])
+		}
+		if act.Kind == plan.Replace || act.Kind == plan.Create {
+			for _, r := range act.Reasons {
+				if !contains(reasons, r) {
+					reasons = append(reasons, r)
+				}
+			}
+		}
+	}
+	if !sp.NewRevision || len(conns) == 0 {
+		return nil
+	}
+	cause := a.Cause
+	if cause == "" {
+		cause = strings.Join(reasons, "; ")
+		if len(cause) > 120 {
+			cause = cause[:117] + "..."
+		}
+	}
+	outcome := "deployed"
+	switch {
+	case o.RolledBack:
+		outcome = "rolled back"
+	case o.Paused:
+		outcome = "paused"
+	case o.Err != nil:
+		outcome = "failed"
+	}
+	rev := Revision{Service: s.Name, Revision: sp.Revision, Spec: sp.Spec, Template: sp.Template,
+		Resources: sp.Resources, Restart: sp.Restart, When: time.Now().UTC(), Who: a.Who, Cause: cause, Outcome: outcome}
+	return recordRevision(context.WithoutCancel(ctx), conns, a.Project.Name, rev, s.History)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 // change is one instance being changed: a new container, and the old one

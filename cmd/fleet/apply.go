@@ -26,6 +26,7 @@ type applyCmd struct {
 	Service    []string      `placeholder:"SERVICE" help:"Only these services."`
 	Reschedule bool          `help:"Place the instances of unreachable hosts on other hosts."`
 	LockWait   time.Duration `placeholder:"D" help:"Wait up to D for another run's deploy lock (default: exit 4 at once)."`
+	Message    string        `short:"m" placeholder:"TEXT" help:"Why: recorded as the change cause of each new revision (default: a summary of the changes)."`
 }
 
 func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
@@ -44,16 +45,34 @@ func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
 		return err
 	}
 	defer s.close()
+	return s.apply(ctx, g, out, applyRun{saved: saved, file: c.PlanFile, services: c.Service, yes: c.Yes,
+		reschedule: c.Reschedule, lockWait: c.LockWait, cause: c.Message, command: "fleet apply"})
+}
 
+// applyRun is what apply and rollback ask of a session.
+type applyRun struct {
+	saved      *savedPlan
+	file       string
+	services   []string
+	yes        bool
+	reschedule bool
+	lockWait   time.Duration
+	cause      string
+	command    string
+}
+
+// apply shows the plan (or checks a saved one), asks, takes the deploy
+// lock, and carries the plan out.
+func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun) error {
 	var p *plan.Plan
-	if saved != nil {
-		p = saved.Plan
-		fresh := s.plan(serviceNames(p), c.Reschedule)
+	if r.saved != nil {
+		p = r.saved.Plan
+		fresh := s.plan(serviceNames(p), r.reschedule)
 		if stale := staleHosts(p, fresh); len(stale) > 0 {
-			return fmt.Errorf("%s is stale: the live state of %s changed since it was made; make a new one with fleet plan -o", c.PlanFile, strings.Join(stale, ", "))
+			return fmt.Errorf("%s is stale: the live state of %s changed since it was made; make a new one with fleet plan -o", r.file, strings.Join(stale, ", "))
 		}
 	} else {
-		p = s.plan(c.Service, c.Reschedule)
+		p = s.plan(r.services, r.reschedule)
 		if !g.JSON {
 			if err := p.Render(out.stdout, g.style(out), g.Verbose); err != nil {
 				return err
@@ -66,13 +85,13 @@ func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
 		}
 		return unreachableError(p, len(s.scope))
 	}
-	if saved == nil && !c.Yes {
+	if r.saved == nil && !r.yes {
 		if err := confirm(out); err != nil {
 			return err
 		}
 	}
-
-	lock, err := rollout.Acquire(ctx, changedConns(s, p), s.project.Name, rollout.Me("fleet apply"), c.LockWait, rollout.DefaultLease,
+	me := rollout.Me(r.command)
+	lock, err := rollout.Acquire(ctx, changedConns(s, p), s.project.Name, me, r.lockWait, rollout.DefaultLease,
 		func(msg string) { fmt.Fprintln(out.stderr, "fleet: warning: "+msg) })
 	if err != nil {
 		return err
@@ -80,7 +99,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
 	defer lock.Release(context.WithoutCancel(ctx))
 	// Another run may have changed the fleet while this one waited for the
 	// lock: read it again, under the lock, and go by what is there now.
-	fresh, err := s.replan(ctx, p, saved != nil, c.Reschedule)
+	fresh, err := s.replan(ctx, p, r.saved != nil, r.reschedule)
 	if err != nil {
 		return err
 	}
@@ -94,8 +113,8 @@ func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
 		return nil
 	}
 
-	events := progressPrinter(g, out)
-	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: events}
+	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: progressPrinter(g, out),
+		Who: me.User + "@" + me.Machine, Cause: r.cause}
 	res, err := a.Apply(ctx, p)
 	if err != nil {
 		return err
