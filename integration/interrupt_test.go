@@ -1,0 +1,113 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleet/integration/testfleet"
+)
+
+const failYAML = `project: fail
+services:
+  web:
+    image: fleet-example/hello:VERSION
+    pull: never
+    ports: ["8094:8080"]
+    env: {EXTRA}
+    healthcheck: {http: /up, port: 8080, interval: 500ms}
+    update: {parallelism: PAR, monitor: 0s, failure_action: ACTION, healthy_deadline: 10s}
+`
+
+func failProject(version, extra, par, action string) string {
+	return strings.NewReplacer("VERSION", version, "EXTRA", extra, "PAR", par, "ACTION", action).Replace(failYAML)
+}
+
+// containersPerHost counts the project's containers, running or not, on
+// every host.
+func containersPerHost(t *testing.T, project string) map[string]int {
+	counts := map[string]int{}
+	for _, h := range fleet.Hosts {
+		out, err := h.Run(context.Background(), "docker", "ps", "-aq", "--filter", "label=fleet.project="+project)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[h.Name] = len(strings.Fields(string(out)))
+	}
+	return counts
+}
+
+// TestFailureActions: pause stops after the failed step and apply goes on
+// from there once the cause is fixed; continue tries every instance and
+// puts each failed one back.
+func TestFailureActions(t *testing.T) {
+	ctx := context.Background()
+	cleanupProject(t, "fail")
+	p := newProject(t, failProject("1", "", "1", "pause"))
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+
+	p.write(failProject("2", "HELLO_MODE: crash", "1", "pause"))
+	p.expect(1, []string{"PAUSED", "paused after step 1 of 5", "fleet apply to go on"}, "apply", "--yes")
+	// The failed instance is back on version 1, and no other was touched.
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "1") })
+	p.write(failProject("2", "", "1", "pause"))
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
+
+	p.write(failProject("1", "HELLO_MODE: unhealthy", "2", "continue"))
+	p.expect(1, []string{"5 of 5 instances failed (failure_action: continue"}, "apply", "--yes")
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
+	for host, n := range containersPerHost(t, "fail") {
+		if n != 1 {
+			t.Errorf("%s has %d containers of the project after failed steps, want 1", host, n)
+		}
+	}
+}
+
+// TestKilledApplyConverges kills an apply with SIGKILL in the middle of a
+// rolling update; the next apply takes over the dead run's lock and
+// converges to exactly one container per host, all on the new version.
+func TestKilledApplyConverges(t *testing.T) {
+	ctx := context.Background()
+	cleanupProject(t, "fail")
+	p := newProject(t, failProject("1", "", "2", "rollback"))
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+
+	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 2s", "2", "rollback"))
+	cmd := exec.Command(fleetBin, "--ssh-config", "none", "-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory, "apply", "--yes")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once a new container runs beside a stopped old one.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		counts := containersPerHost(t, "fail")
+		if counts["h1"] == 2 || counts["h2"] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the rollout never reached its first step:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	t.Logf("killed apply's output:\n%s", out.String())
+
+	p.expect(0, []string{"taking over the deploy lock", "its process is gone"}, "apply", "--yes")
+	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
+	for host, n := range containersPerHost(t, "fail") {
+		if n != 1 {
+			t.Errorf("%s has %d containers of the project, want exactly 1", host, n)
+		}
+	}
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
+}
