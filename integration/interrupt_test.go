@@ -111,3 +111,46 @@ func TestKilledApplyConverges(t *testing.T) {
 	}
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
 }
+
+// TestInterruptedApplyUndoesTheStepInFlight sends SIGINT (Ctrl-C) in the
+// middle of a step: the step in flight is undone or finished, the run
+// stops with an error that says how to go on, the lock is released, and
+// every host still serves.
+func TestInterruptedApplyUndoesTheStepInFlight(t *testing.T) {
+	ctx := context.Background()
+	cleanupProject(t, "fail")
+	p := newProject(t, failProject("1", "", "2", "rollback"))
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+
+	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 3s", "2", "rollback"))
+	cmd := exec.Command(fleetBin, "--ssh-config", "none", "-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory, "apply", "--yes")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		counts := containersPerHost(t, "fail")
+		if counts["h1"] == 2 || counts["h2"] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the rollout never reached its first step:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if err == nil || !strings.Contains(out.String(), "interrupted after step 1") {
+		t.Errorf("interrupted apply: %v\n%s", err, out.String())
+	}
+	for host, n := range containersPerHost(t, "fail") {
+		if n != 1 {
+			t.Errorf("%s has %d containers of the project after the interruption, want 1", host, n)
+		}
+	}
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "1") })
+	p.expect(0, []string{"No deploy lock"}, "lock", "status")
+}

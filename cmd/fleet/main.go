@@ -58,10 +58,23 @@ type globals struct {
 // code table in the README.
 type exitCoder interface{ ExitCode() int }
 
+// main runs the command line. The first Ctrl-C (or SIGTERM) cancels the
+// work: a rollout finishes or undoes the step in flight, puts failed
+// instances back and lets go of the deploy lock, over connections that
+// stay open for that. A second one ends the process at once.
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "fleet: interrupted: finishing or undoing what is in flight (interrupt again to stop at once)")
+		cancel()
+		<-sigs
+		os.Exit(130)
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	cancel()
 	os.Exit(code)
 }
 

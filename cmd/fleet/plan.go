@@ -55,7 +55,9 @@ func (g *globals) open(ctx context.Context, services []string, withSecrets bool)
 			return nil, err
 		}
 	}
-	ex := executor.New(ctx, executor.Options{
+	// The connections outlive an interruption of the work, so that the
+	// work can be undone over them; close ends them.
+	ex := executor.New(context.WithoutCancel(ctx), executor.Options{
 		Parallel: g.Parallel, HostKeyPolicy: executor.HostKeyPolicy(g.HostKeys),
 		HashKnownHosts: hashKnownHosts(inv),
 	})
