@@ -32,7 +32,7 @@ type cli struct {
 	Plan      planCmd      `cmd:"" help:"Read every host and show what apply would change, and why." example:"fleet plan --detailed-exitcode -o release.plan"`
 	Apply     applyCmd     `cmd:"" help:"Carry the plan out: rolling, health-gated, rolled back on failure." example:"fleet apply --yes"`
 	Rollback  rollbackCmd  `cmd:"" help:"Put a service back on an earlier revision: its image and its config, rolled out like any change." example:"fleet rollback web --to 3"`
-	History   historyCmd   `cmd:"" help:"A service's kept revisions, oldest first: when, who, image, outcome, cause." example:"fleet history web"`
+	History   historyCmd   `cmd:"" help:"A service's kept revisions, oldest first: when, who, image, change cause, outcome." example:"fleet history web"`
 	Lock      lockCmd      `cmd:"" help:"Show or break the deploy lock." example:"fleet lock status"`
 	Status    statusCmd    `cmd:"" help:"Every instance: host, slot, revision, image, state, health, uptime." example:"fleet status web --json"`
 	Hosts_    hostsCmd     `cmd:"" name:"hosts" help:"Check every host: reachable, SSH round trip, Docker, free memory and disk, instances." example:"fleet hosts --hosts role=web"`
