@@ -361,17 +361,19 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 		what = "replacing: " + strings.Join(c.act.Reasons, "; ")
 	}
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: what})
-	if c.oldID != "" && !startFirst {
-		if err := eng.Stop(ctx, c.oldID, s.StopGrace); err != nil {
-			return err
-		}
-		c.oldStop = true
-	}
+	// The new container is created while the old one still serves:
+	// creating binds no port, and it shortens the time the instance is down.
 	spec := containerSpec(a.Project.Name, s, sp, c.act.Slot, a.Secrets[s.Name])
 	id, err := eng.Create(ctx, spec)
 	c.newID = id
 	if err != nil {
 		return err
+	}
+	if c.oldID != "" && !startFirst {
+		if err := eng.Stop(ctx, c.oldID, s.StopGrace); err != nil {
+			return err
+		}
+		c.oldStop = true
 	}
 	if err := eng.Start(ctx, id); err != nil {
 		return err
