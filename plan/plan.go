@@ -330,6 +330,16 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 			}
 		}
 	}
+	// The engine cannot lift a limit in place: a container that must lose
+	// one is made anew.
+	if s.Resources.CPUs == 0 && c.CPUs != 0 {
+		a.Kind = Replace
+		a.Reasons = append(a.Reasons, fmt.Sprintf("cpus %s → unlimited", cpusText(c.CPUs)))
+	}
+	if s.Resources.Memory == 0 && c.Memory != 0 {
+		a.Kind = Replace
+		a.Reasons = append(a.Reasons, fmt.Sprintf("memory %s → unlimited", bytesText(c.Memory)))
+	}
 	if a.Kind == Replace {
 		return a
 	}

@@ -166,6 +166,8 @@ func TestPlanCases(t *testing.T) {
 			f.container("h3", "web").Memory = 1 << 30
 			f.container("h3", "web").Restart = Restart{Policy: "no"}
 		}},
+		{name: "limit-lifted", project: strings.Replace(planProject, "    resources: {memory: 256M}\n", "", 1),
+			setup: func(f *fixture) { f.converge(t) }},
 		{name: "retagged-image", setup: func(f *fixture) {
 			f.converge(t)
 			f.live.Hosts["h1"].Images["hello:2"] = "sha256:" + strings.Repeat("9", 64)
