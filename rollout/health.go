@@ -77,7 +77,7 @@ func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Se
 		// rollout step waits on exactly this moment.
 		wait := interval
 		if passedAt.IsZero() {
-			wait = min(interval, 200*time.Millisecond)
+			wait = min(interval, 50*time.Millisecond)
 		}
 		select {
 		case <-ctx.Done():

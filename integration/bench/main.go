@@ -11,7 +11,7 @@
 //     step gated on HTTP health; Ansible doing the same with serial: 2 and
 //     a uri check until 200.
 //
-//     go run ./integration/bench [-rounds 5] [-hosts 10]
+//     go run ./integration/bench [-rounds 5] [-hosts 10] [-only plan|rolling]
 //
 // It needs root, and Debian's ansible and python3-docker, which it
 // installs when missing.
@@ -36,8 +36,9 @@ import (
 func main() {
 	rounds := flag.Int("rounds", 5, "rounds of each measurement")
 	hosts := flag.Int("hosts", 10, "test hosts")
+	only := flag.String("only", "", "run one part only: plan or rolling")
 	flag.Parse()
-	if err := run(*rounds, *hosts); err != nil {
+	if err := run(*rounds, *hosts, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -49,7 +50,7 @@ type bench struct {
 	bin   string
 }
 
-func run(rounds, hosts int) error {
+func run(rounds, hosts int, only string) error {
 	ctx := context.Background()
 	if err := ensureAnsible(); err != nil {
 		return err
@@ -89,6 +90,20 @@ func run(rounds, hosts int) error {
 	}
 
 	fmt.Printf("\n%d hosts, %d rounds, alternating; medians\n\n", hosts, rounds)
+	if only != "rolling" {
+		if err := b.reading(rounds); err != nil {
+			return err
+		}
+	}
+	if only != "plan" {
+		b.rolling(rounds)
+	}
+	return nil
+}
+
+// reading times fleet plan, the floor and ansible-playbook --check on the
+// converged fleet.
+func (b *bench) reading(rounds int) error {
 	var plan, floor, check []time.Duration
 	for i := 0; i < rounds; i++ {
 		plan = append(plan, timed(func() error {
@@ -104,7 +119,11 @@ func run(rounds, hosts int) error {
 	row("fleet plan", plan, floor, check)
 	row("floor: ssh + docker inspect", floor, floor, check)
 	row("ansible-playbook --check", check, floor, check)
+	return nil
+}
 
+// rolling times a rolling update with fleet and with Ansible.
+func (b *bench) rolling(rounds int) {
 	var roll, aroll []time.Duration
 	for i := 0; i < rounds; i++ {
 		v := []string{"v2", "v1"}[i%2]
@@ -115,7 +134,6 @@ func run(rounds, hosts int) error {
 	fmt.Printf("%-34s %9s %12s\n", "rolling update, 2 at a time", "median", "× Ansible")
 	fmt.Printf("%-34s %8.2fs %11.2f×\n", "fleet apply", median(roll).Seconds(), ratio(roll, aroll))
 	fmt.Printf("%-34s %8.2fs %11.2f×\n", "ansible-playbook serial: 2", median(aroll).Seconds(), 1.0)
-	return nil
 }
 
 func row(name string, d, floor, check []time.Duration) {
