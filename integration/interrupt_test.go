@@ -79,25 +79,8 @@ func TestKilledApplyConverges(t *testing.T) {
 	p.expect(0, []string{"5 changed"}, "apply", "--yes")
 
 	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 2s", "2", "rollback"))
-	cmd := exec.Command(fleetBin, "--ssh-config", "none", "-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory, "apply", "--yes")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Kill it once a new container runs beside a stopped old one.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		counts := containersPerHost(t, "fail")
-		if counts["h1"] == 2 || counts["h2"] == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("the rollout never reached its first step:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	cmd, out := backgroundApply(t, p)
+	untilFirstStep(t, cmd, out)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	t.Logf("killed apply's output:\n%s", out.String())
@@ -123,24 +106,8 @@ func TestInterruptedApplyUndoesTheStepInFlight(t *testing.T) {
 	p.expect(0, []string{"5 changed"}, "apply", "--yes")
 
 	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 3s", "2", "rollback"))
-	cmd := exec.Command(fleetBin, "--ssh-config", "none", "-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory, "apply", "--yes")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		counts := containersPerHost(t, "fail")
-		if counts["h1"] == 2 || counts["h2"] == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("the rollout never reached its first step:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	cmd, out := backgroundApply(t, p)
+	untilFirstStep(t, cmd, out)
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	if err == nil || !strings.Contains(out.String(), "interrupted after step 1") {
@@ -153,4 +120,35 @@ func TestInterruptedApplyUndoesTheStepInFlight(t *testing.T) {
 	}
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "1") })
 	p.expect(0, []string{"No deploy lock"}, "lock", "status")
+}
+
+// backgroundApply starts "fleet apply --yes" on p and returns it running,
+// with its output gathered.
+func backgroundApply(t *testing.T, p *project) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(fleetBin, "--ssh-config", "none", "-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory, "apply", "--yes")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &out
+}
+
+// untilFirstStep waits until a new container runs beside a stopped old
+// one on h1 or h2: the rollout is in its first step.
+func untilFirstStep(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		counts := containersPerHost(t, "fail")
+		if counts["h1"] == 2 || counts["h2"] == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the rollout never reached its first step:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -1,11 +1,9 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,12 +30,7 @@ func TestDeployLock(t *testing.T) {
 	h1 := fleet.Hosts[0]
 	p := newProject(t, fmt.Sprintf(lockYAML, 1))
 
-	first := exec.Command(fleetBin, "--ssh-config", "none", "-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory, "apply", "--yes")
-	var firstOut bytes.Buffer
-	first.Stdout, first.Stderr = &firstOut, &firstOut
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
+	first, firstOut := backgroundApply(t, p)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := h1.Run(ctx, "test", "-f", "/var/lib/fleet/lockit/lock/holder.json"); err == nil {
