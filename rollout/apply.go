@@ -221,7 +221,13 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 
 	f := a.parallel(ctx, s.Name, updates, func(ctx context.Context, act *plan.Action) error {
 		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "updating in place: " + strings.Join(act.Reasons, "; ")})
-		return a.Fleet.Conns[act.Host].Engine().Update(ctx, act.Container, sp.Resources.CPUs, sp.Resources.Memory, sp.Restart.String())
+		eng := a.Fleet.Conns[act.Host].Engine()
+		if err := eng.Update(ctx, act.Container, sp.Resources.CPUs, sp.Resources.Memory, sp.Restart.String()); err != nil {
+			return err
+		}
+		// A stopped instance is started after its update (the plan says
+		// so); starting a running one changes nothing.
+		return eng.Start(ctx, act.Container)
 	})
 	o.Failed, o.Changed = o.Failed+f, o.Changed+len(updates)-f
 	f = a.parallel(ctx, s.Name, starts, func(ctx context.Context, act *plan.Action) error {
