@@ -376,10 +376,12 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 		return err
 	}
 	if c.oldID != "" && !startFirst {
+		// Marked before asking: an interrupted request may still have
+		// stopped it, and starting a running container changes nothing.
+		c.oldStop = true
 		if err := eng.Stop(ctx, c.oldID, s.StopGrace); err != nil {
 			return err
 		}
-		c.oldStop = true
 	}
 	if err := eng.Start(ctx, id); err != nil {
 		return err
@@ -388,10 +390,10 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 		return err
 	}
 	if c.oldID != "" && startFirst {
+		c.oldStop = true
 		if err := eng.Stop(ctx, c.oldID, s.StopGrace); err != nil {
 			return err
 		}
-		c.oldStop = true
 	}
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: fmt.Sprintf("healthy (revision %d)", sp.Revision)})
 	return nil
@@ -408,7 +410,7 @@ func (a *Applier) revert(s *plan.Service, c *change) {
 		errs = append(errs, eng.Remove(ctx, c.newID, true))
 	}
 	if c.oldID != "" && c.oldStop {
-		errs = append(errs, eng.Start(ctx, c.oldID))
+		errs = append(errs, startAgain(ctx, eng, c.oldID))
 	}
 	if err := errors.Join(errs...); err != nil {
 		a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "putting the previous container back failed", Err: err})
@@ -419,6 +421,29 @@ func (a *Applier) revert(s *plan.Service, c *change) {
 		what = fmt.Sprintf("back on revision %d", c.act.Revision)
 	}
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: what})
+}
+
+// startAgain starts a container that this run stopped, and makes sure it
+// runs: a stop request cut short by an interruption may still be carried
+// out by the engine after the start.
+func startAgain(ctx context.Context, eng *executor.Engine, id string) error {
+	var err error
+	for i := 0; i < 20; i++ {
+		if err = eng.Start(ctx, id); err == nil {
+			var c *executor.Container
+			if c, err = eng.Inspect(ctx, id); err == nil && c.Running {
+				time.Sleep(300 * time.Millisecond)
+				if c, err = eng.Inspect(ctx, id); err == nil && c.Running {
+					return nil
+				}
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err == nil {
+		err = fmt.Errorf("container %s does not stay running", id)
+	}
+	return err
 }
 
 // prepare makes sure every host that gets a new container has the
