@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,15 @@ func TestPlanAndApply(t *testing.T) {
 		}
 	}
 
+	// fleet hosts: every host answers, with its engine and the project's
+	// instance on it.
+	out := p.expect(0, []string{"HOST", "DOCKER", "INSTANCES"}, "hosts")
+	for _, h := range fleet.Hosts {
+		if !regexp.MustCompile(`(?m)^` + h.Name + `\s+ok\s+\S+\s+20\.10\.\S+\s+\d+\s+\S+\s+\S+\s+1$`).MatchString(out) {
+			t.Errorf("fleet hosts has no good line for %s:\n%s", h.Name, out)
+		}
+	}
+
 	t.Run("drift", func(t *testing.T) {
 		h2, h3, h4 := fleet.Hosts[1], fleet.Hosts[2], fleet.Hosts[3]
 		for _, c := range []struct {
@@ -224,6 +234,7 @@ func TestPlanAndApply(t *testing.T) {
 		defer h5.Heal(ctx)
 		start := time.Now()
 		p.expect(1, []string{"host h5 unreachable", "1 of 5 hosts unreachable"}, "plan")
+		p.expect(1, []string{"h5    unreachable", "1 of 5 hosts unreachable"}, "hosts")
 		t.Logf("plan with a cut-off host took %s", time.Since(start).Round(time.Millisecond))
 	})
 }
