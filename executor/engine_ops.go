@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,7 +131,7 @@ func createBody(spec ContainerSpec) (map[string]any, error) {
 		return nil, errors.New("no image")
 	}
 	env := make([]string, 0, len(spec.Env))
-	for _, k := range sortedKeys(spec.Env) {
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		v := spec.Env[k]
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
 			return nil, fmt.Errorf("env %q: names cannot be empty or hold '=' or NUL, values cannot hold NUL", k)
@@ -567,13 +569,4 @@ func (e *Engine) Exec(ctx context.Context, id string, argv []string, stdout, std
 		return -1, err
 	}
 	return inspected.ExitCode, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

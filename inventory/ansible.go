@@ -2,8 +2,10 @@ package inventory
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -509,7 +511,7 @@ func (a *ansibleInventory) finish(errs *diag.List) *rawInventory {
 
 	for _, name := range a.order {
 		ah := a.hosts[name]
-		groups := sortedKeys(hostGroups[name])
+		groups := slices.Sorted(maps.Keys(hostGroups[name]))
 		groups = appendOnce(groups, "all")
 		sort.SliceStable(groups, func(i, j int) bool {
 			gi, gj := groups[i], groups[j]
@@ -557,7 +559,7 @@ func (a *ansibleInventory) depths() (map[string]int, *groupError) {
 			hasParent[c] = true
 		}
 	}
-	for _, name := range sortedKeys(a.groups) {
+	for _, name := range slices.Sorted(maps.Keys(a.groups)) {
 		if name != "all" && !hasParent[name] {
 			a.groups["all"].children = appendOnce(a.groups["all"].children, name)
 		}
@@ -584,7 +586,7 @@ func (a *ansibleInventory) depths() (map[string]int, *groupError) {
 	if err := walk("all", 0, nil); err != nil {
 		return nil, err
 	}
-	for _, name := range sortedKeys(a.groups) {
+	for _, name := range slices.Sorted(maps.Keys(a.groups)) {
 		if _, ok := depth[name]; !ok {
 			// Unreachable from all only when every way in is a loop:
 			// walking down from it finds that loop.

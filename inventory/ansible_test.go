@@ -2,8 +2,10 @@ package inventory
 
 import (
 	"encoding/json"
+	"maps"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -111,7 +113,7 @@ func TestAgreesWithAnsible(t *testing.T) {
 			}
 		}
 		walk(group)
-		return sortedKeys(seen)
+		return slices.Sorted(maps.Keys(seen))
 	}
 	for group := range ansible {
 		if group == "_meta" || group == "all" || group == "ungrouped" {

@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -301,19 +303,10 @@ func (t Term) matches(h *Host) bool {
 	case NotExists:
 		return !has && h.Name != t.Key
 	case Equal, In:
-		return has && contains(t.Values, v)
+		return has && slices.Contains(t.Values, v)
 	default: // NotEqual, NotIn
-		return !has || !contains(t.Values, v)
+		return !has || !slices.Contains(t.Values, v)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Check explains why a selector cannot be what its author meant: a group
@@ -343,17 +336,17 @@ func (inv *Inventory) Check(sel *Selector) []SelectorProblem {
 		case t.Key == "group" && t.Op != Exists && t.Op != NotExists:
 			for _, g := range t.Values {
 				if _, ok := inv.Groups[g]; !ok {
-					problems = append(problems, SelectorProblem{Offset: t.Offset, Msg: fmt.Sprintf("no group %q in the inventory", g), Hint: diag.Suggest(g, sortedKeys(inv.Groups))})
+					problems = append(problems, SelectorProblem{Offset: t.Offset, Msg: fmt.Sprintf("no group %q in the inventory", g), Hint: diag.Suggest(g, slices.Sorted(maps.Keys(inv.Groups)))})
 				}
 			}
 		case t.Op == Exists || t.Op == NotExists:
 			if labels[t.Key] == nil && inv.Host(t.Key) == nil {
-				hint := diag.Suggest(t.Key, append(sortedKeys(labels), inv.Names()...))
+				hint := diag.Suggest(t.Key, append(slices.Sorted(maps.Keys(labels)), inv.Names()...))
 				problems = append(problems, SelectorProblem{Offset: t.Offset, Msg: fmt.Sprintf("no host is named %q or has a label %q", t.Key, t.Key), Hint: hint})
 			}
 		default:
 			if labels[t.Key] == nil {
-				problems = append(problems, SelectorProblem{Offset: t.Offset, Msg: fmt.Sprintf("no host has a label %q", t.Key), Hint: diag.Suggest(t.Key, sortedKeys(labels))})
+				problems = append(problems, SelectorProblem{Offset: t.Offset, Msg: fmt.Sprintf("no host has a label %q", t.Key), Hint: diag.Suggest(t.Key, slices.Sorted(maps.Keys(labels)))})
 				continue
 			}
 			if t.Op == NotEqual || t.Op == NotIn {
@@ -361,7 +354,7 @@ func (inv *Inventory) Check(sel *Selector) []SelectorProblem {
 			}
 			for _, v := range t.Values {
 				if !labels[t.Key][v] {
-					values := sortedKeys(labels[t.Key])
+					values := slices.Sorted(maps.Keys(labels[t.Key]))
 					hint := diag.Suggest(v, values)
 					if hint == "" {
 						hint = fmt.Sprintf("hosts have %s=%s", t.Key, strings.Join(values, ", "))

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -264,7 +265,7 @@ func decodeService(d *yamlfile.Doc, p *Project, name string, keyN, v *yaml.Node)
 				if !ok {
 					continue
 				}
-				if !contains(p.Networks, n) {
+				if !slices.Contains(p.Networks, n) {
 					e := d.Errorf(item, "%s.networks: network %q is not declared", w, n)
 					e.Hint = declareHint("networks", n, p.Networks)
 					continue
@@ -486,7 +487,7 @@ func decodeMount(d *yamlfile.Doc, p *Project, v *yaml.Node, what string) (Mount,
 	if checkName(m.Source) != "" {
 		return bad(fmt.Sprintf("source %q is neither an absolute path nor a volume name", m.Source))
 	}
-	if !contains(p.Volumes, m.Source) {
+	if !slices.Contains(p.Volumes, m.Source) {
 		d.Errorf(v, "%s: volume %q is not declared", what, m.Source).Hint = declareHint("volumes", m.Source, p.Volumes)
 		return Mount{}, false
 	}
@@ -767,7 +768,7 @@ func (p *Project) checkDependencies(errs *diag.List) {
 		stack = append(stack, name)
 		for _, dep := range p.Service(name).DependsOn {
 			if state[dep] == 1 {
-				i := indexOf(stack, dep)
+				i := slices.Index(stack, dep)
 				cycle := append(append([]string{}, stack[i:]...), dep)
 				errs.Add(p.Service(dep).pos["depends_on"], "depends_on forms a cycle: %s", strings.Join(cycle, " → ")).Hint = "a service cannot wait for one that waits for it"
 				return true
@@ -785,17 +786,6 @@ func (p *Project) checkDependencies(errs *diag.List) {
 			return
 		}
 	}
-}
-
-func contains(list []string, s string) bool { return indexOf(list, s) >= 0 }
-
-func indexOf(list []string, s string) int {
-	for i, x := range list {
-		if x == s {
-			return i
-		}
-	}
-	return -1
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

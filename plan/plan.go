@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -173,7 +175,7 @@ func Compute(in Input) *Plan {
 	sort.Slice(p.Unreachable, func(i, j int) bool { return p.Unreachable[i].Host < p.Unreachable[j].Host })
 
 	for _, s := range in.Project.Services {
-		if len(in.Services) > 0 && !contains(in.Services, s.Name) {
+		if len(in.Services) > 0 && !slices.Contains(in.Services, s.Name) {
 			continue
 		}
 		sp := planService(in, s, inScope)
@@ -305,8 +307,8 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 		} else {
 			a.Reasons = append(a.Reasons, made.diff(sp.Template)...)
 		}
-		for _, name := range sortedMapKeys(in.Secrets[s.Name]) {
-			if contains(made.Secrets, name) && c.Env[name] != in.Secrets[s.Name][name] {
+		for _, name := range slices.Sorted(maps.Keys(in.Secrets[s.Name])) {
+			if slices.Contains(made.Secrets, name) && c.Env[name] != in.Secrets[s.Name][name] {
 				a.Reasons = append(a.Reasons, fmt.Sprintf("secret %s changed", name))
 			}
 		}
@@ -378,7 +380,7 @@ func handChanges(t Template, c *LiveContainer, secrets map[string]string) []stri
 	if c.Image != t.Image {
 		r = append(r, fmt.Sprintf("image is %s, not %s (changed by hand)", c.Image, t.Image))
 	}
-	for _, k := range sortedMapKeys(t.Env) {
+	for _, k := range slices.Sorted(maps.Keys(t.Env)) {
 		if c.Env[k] != t.Env[k] {
 			r = append(r, fmt.Sprintf("env.%s differs from revision (changed by hand)", k))
 		}

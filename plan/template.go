@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -136,7 +138,7 @@ func (old Template) diff(new Template) []string {
 // since env values are often secrets in all but name.
 func mapDiff(what string, old, new map[string]string) []string {
 	var r []string
-	for _, k := range sortedMapKeys(new) {
+	for _, k := range slices.Sorted(maps.Keys(new)) {
 		ov, ok := old[k]
 		switch {
 		case !ok:
@@ -145,7 +147,7 @@ func mapDiff(what string, old, new map[string]string) []string {
 			r = append(r, fmt.Sprintf("%s.%s changed", what, k))
 		}
 	}
-	for _, k := range sortedMapKeys(old) {
+	for _, k := range slices.Sorted(maps.Keys(old)) {
 		if _, ok := new[k]; !ok {
 			r = append(r, fmt.Sprintf("%s.%s removed", what, k))
 		}
@@ -156,25 +158,16 @@ func mapDiff(what string, old, new map[string]string) []string {
 func setDiff(what string, old, new []string) []string {
 	var r []string
 	for _, n := range new {
-		if !contains(old, n) {
+		if !slices.Contains(old, n) {
 			r = append(r, fmt.Sprintf("%s %s added", what, n))
 		}
 	}
 	for _, o := range old {
-		if !contains(new, o) {
+		if !slices.Contains(new, o) {
 			r = append(r, fmt.Sprintf("%s %s removed", what, o))
 		}
 	}
 	return r
-}
-
-func sortedMapKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func sorted(s []string) []string {

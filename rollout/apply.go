@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,6 +49,20 @@ type Outcome struct {
 	RolledBack bool
 	Paused     bool
 	Err        error
+}
+
+// State says in a word how the service's rollout ended: deployed, rolled
+// back, paused or failed.
+func (o Outcome) State() string {
+	switch {
+	case o.RolledBack:
+		return "rolled back"
+	case o.Paused:
+		return "paused"
+	case o.Err != nil:
+		return "failed"
+	}
+	return "deployed"
 }
 
 // Result is the outcome of every service the plan touched.
@@ -133,7 +148,7 @@ func (a *Applier) record(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 		}
 		if act.Kind == plan.Replace || act.Kind == plan.Create {
 			for _, r := range act.Reasons {
-				if !contains(reasons, r) {
+				if !slices.Contains(reasons, r) {
 					reasons = append(reasons, r)
 				}
 			}
@@ -149,27 +164,9 @@ func (a *Applier) record(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 			cause = cause[:117] + "..."
 		}
 	}
-	outcome := "deployed"
-	switch {
-	case o.RolledBack:
-		outcome = "rolled back"
-	case o.Paused:
-		outcome = "paused"
-	case o.Err != nil:
-		outcome = "failed"
-	}
 	rev := Revision{Service: s.Name, Revision: sp.Revision, Spec: sp.Spec, Template: sp.Template,
-		Resources: sp.Resources, Restart: sp.Restart, When: time.Now().UTC(), Who: a.Who, Cause: cause, Outcome: outcome}
+		Resources: sp.Resources, Restart: sp.Restart, When: time.Now().UTC(), Who: a.Who, Cause: cause, Outcome: o.State()}
 	return recordRevision(context.WithoutCancel(ctx), conns, a.Project.Name, rev, s.History)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // change is one instance being changed: a new container, and the old one

@@ -308,14 +308,9 @@ func summarize(g *globals, out *output, res *rollout.Result) {
 	var w io.Writer = out.stdout
 	fmt.Fprintln(w)
 	for _, o := range res.Outcomes {
-		state := "done"
-		switch {
-		case o.RolledBack:
-			state = "ROLLED BACK"
-		case o.Paused:
-			state = "PAUSED"
-		case o.Err != nil:
-			state = "FAILED"
+		state := strings.ToUpper(o.State())
+		if o.Err == nil {
+			state = "done"
 		}
 		fmt.Fprintf(w, "service %-16s %-11s %d changed, %d unchanged, %d failed\n", o.Service, state, o.Changed, o.Unchanged, o.Failed)
 	}

@@ -3,7 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -46,7 +47,7 @@ func (c *inventoryCmd) Run(g *globals, out *output) error {
 			addr = fmt.Sprintf("%s:%d", addr, l.Port)
 		}
 		var labels []string
-		for _, k := range sortedKeys(l.Labels) {
+		for _, k := range slices.Sorted(maps.Keys(l.Labels)) {
 			labels = append(labels, k+"="+l.Labels[k])
 		}
 		sudo := "-"
@@ -68,13 +69,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

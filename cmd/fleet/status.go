@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"text/tabwriter"
@@ -83,7 +85,7 @@ func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", is.Service, is.Host, is.Slot, is.Revision, is.Image, is.State, dash(is.Health), uptime)
 		}
 		tw.Flush()
-		for _, host := range sortedKeys(s.fleet.Unreachable) {
+		for _, host := range slices.Sorted(maps.Keys(s.fleet.Unreachable)) {
 			fmt.Fprintf(out.stdout, "! host %s unreachable: %s\n", host, s.fleet.Unreachable[host])
 		}
 	}

@@ -220,12 +220,3 @@ func linkExists(ctx context.Context, name string) bool {
 	_, err := run(ctx, "ip", "link", "show", name)
 	return err == nil
 }
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}

@@ -35,10 +35,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -311,7 +313,7 @@ func (f *Fleet) writeInventory() error {
 		fmt.Fprintf(&b, "  %s:\n    address: %s\n", h.Name, h.Addr)
 		if len(h.Labels) > 0 {
 			b.WriteString("    labels:\n")
-			for _, k := range sortedKeys(h.Labels) {
+			for _, k := range slices.Sorted(maps.Keys(h.Labels)) {
 				fmt.Fprintf(&b, "      %s: %s\n", k, strconv.Quote(h.Labels[k]))
 			}
 		}

@@ -8,9 +8,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +26,7 @@ func Resolve(ctx context.Context, p *plan.Project) (map[string]map[string]string
 	var problems []string
 	for _, s := range p.Services {
 		values := map[string]string{}
-		for _, name := range sortedKeys(s.Secrets) {
+		for _, name := range slices.Sorted(maps.Keys(s.Secrets)) {
 			v, err := Read(ctx, s.Secrets[name])
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("service %s, secret %s: %v", s.Name, name, err))
@@ -35,7 +36,7 @@ func Resolve(ctx context.Context, p *plan.Project) (map[string]map[string]string
 		}
 		out[s.Name] = values
 	}
-	for _, host := range sortedKeys(p.Registries) {
+	for _, host := range slices.Sorted(maps.Keys(p.Registries)) {
 		v, err := Read(ctx, p.Registries[host].Password)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("registry %s, password: %v", host, err))
@@ -89,13 +90,4 @@ func expandHome(p string) string {
 		}
 	}
 	return p
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
