@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"sort"
 
 	"github.com/pkg/sftp"
 )
@@ -183,4 +184,69 @@ func (c *Conn) ReadFile(ctx context.Context, p string) ([]byte, error) {
 		return nil, c.fail("reading "+p, err)
 	}
 	return b, nil
+}
+
+// Mkdir makes one directory on the host, as mkdir(2) does: atomically, so
+// of two callers only one succeeds. An existing path is an error that
+// satisfies errors.Is(err, fs.ErrExist), which makes a directory a lock.
+func (c *Conn) Mkdir(ctx context.Context, p string) error {
+	cl, err := c.sftpClient(ctx)
+	if err != nil {
+		return c.fail("making "+p, err)
+	}
+	if err := cl.Mkdir(p); err != nil {
+		// sftp-server answers a plain failure for an existing path.
+		if _, serr := cl.Lstat(p); serr == nil {
+			err = fmt.Errorf("%w", fs.ErrExist)
+		}
+		return c.fail("making "+p, err)
+	}
+	return nil
+}
+
+// MkdirAll makes a directory and the parents it lacks, as mkdir -p does.
+func (c *Conn) MkdirAll(ctx context.Context, p string) error {
+	cl, err := c.sftpClient(ctx)
+	if err != nil {
+		return c.fail("making "+p, err)
+	}
+	if err := cl.MkdirAll(p); err != nil {
+		return c.fail("making "+p, err)
+	}
+	return nil
+}
+
+// ReadDir lists the names in a directory on the host, sorted. A missing
+// directory is an error that satisfies errors.Is(err, fs.ErrNotExist).
+func (c *Conn) ReadDir(ctx context.Context, p string) ([]string, error) {
+	cl, err := c.sftpClient(ctx)
+	if err != nil {
+		return nil, c.fail("listing "+p, err)
+	}
+	infos, err := cl.ReadDir(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			err = fmt.Errorf("%w", fs.ErrNotExist)
+		}
+		return nil, c.fail("listing "+p, err)
+	}
+	names := make([]string, len(infos))
+	for i, fi := range infos {
+		names[i] = fi.Name()
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// RemoveAll removes a path and everything under it, as rm -rf does; a
+// missing path is no error.
+func (c *Conn) RemoveAll(ctx context.Context, p string) error {
+	cl, err := c.sftpClient(ctx)
+	if err != nil {
+		return c.fail("removing "+p, err)
+	}
+	if err := cl.RemoveAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return c.fail("removing "+p, err)
+	}
+	return nil
 }

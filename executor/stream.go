@@ -16,10 +16,12 @@ import (
 // stream is a command's standard input and output on the host, used as one
 // byte stream: the way to speak a protocol with a program on the host, as
 // `docker system dial-stdio` speaks the Engine API. It holds a session slot
-// until closed.
+// until closed. A stream can also be a Unix socket on the host, forwarded
+// by sshd itself (see [Conn.openSocket]); it then has no command, no
+// standard error and no session slot.
 type stream struct {
 	c      *Conn
-	s      *ssh.Session
+	s      *ssh.Session // nil for a socket
 	r      io.Reader
 	w      io.WriteCloser
 	stderr *limitedBuffer
@@ -56,6 +58,28 @@ func (c *Conn) openStream(ctx context.Context, cmd Cmd) (*stream, error) {
 	return st, nil
 }
 
+// openSocket connects to a Unix socket on the host through a
+// direct-streamlocal channel: sshd connects to it as the login user, and no
+// process starts on the host. It fails when sshd forbids it
+// (AllowStreamLocalForwarding no) or the user may not use the socket.
+func (c *Conn) openSocket(ctx context.Context, path string) (*stream, error) {
+	sock, err := c.client.DialContext(ctx, "unix", path)
+	if err != nil {
+		if dead := c.err(); dead != nil {
+			err = dead
+		}
+		return nil, err
+	}
+	return &stream{c: c, r: sock, w: sock.(io.WriteCloser), stderr: &limitedBuffer{buf: new(bytes.Buffer), max: 1}}, nil
+}
+
+// wait waits for the command to end; a socket has none.
+func (st *stream) wait() {
+	if st.s != nil {
+		st.s.Wait()
+	}
+}
+
 func (st *stream) Read(p []byte) (int, error) {
 	n, err := st.r.Read(p)
 	if err != nil && n == 0 {
@@ -68,15 +92,22 @@ func (st *stream) Read(p []byte) (int, error) {
 
 func (st *stream) Write(p []byte) (int, error) { return st.w.Write(p) }
 
-// CloseWrite ends the command's standard input.
-func (st *stream) CloseWrite() error { return st.w.Close() }
+// CloseWrite ends the command's standard input, or a socket's sending side.
+func (st *stream) CloseWrite() error {
+	if cw, ok := st.w.(interface{ CloseWrite() error }); ok && st.s == nil {
+		return cw.CloseWrite()
+	}
+	return st.w.Close()
+}
 
 func (st *stream) Close() error {
 	st.once.Do(func() {
 		st.closed.Store(true)
 		st.w.Close()
-		st.s.Close()
-		st.c.release()
+		if st.s != nil {
+			st.s.Close()
+			st.c.release()
+		}
 	})
 	return nil
 }
