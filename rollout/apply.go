@@ -14,6 +14,9 @@ import (
 )
 
 // Event is one thing that happened during an apply, for progress output.
+// Work on an instance (or on a host, for slot 0) begins with a Begin event
+// and ends with an End event, so that a display can show what is under
+// way; the other events are notes.
 type Event struct {
 	Time    time.Time
 	Service string
@@ -21,6 +24,11 @@ type Event struct {
 	Slot    int
 	What    string // what is being done or what happened
 	Err     error
+	Begin   bool
+	End     bool
+	// Step and Steps number a rolling step as it begins (a service-wide
+	// event), with the instances it changes.
+	Step, Steps, Instances int
 }
 
 // Applier carries plans out on a fleet.
@@ -37,7 +45,8 @@ type Applier struct {
 	// the changes) go into the record of each new revision.
 	Who, Cause string
 
-	mu sync.Mutex
+	mu      sync.Mutex
+	cleanup sync.WaitGroup // removals of old containers in flight
 }
 
 // Outcome is what happened to one service.
@@ -131,6 +140,7 @@ func (a *Applier) Apply(ctx context.Context, p *plan.Plan) (*Result, error) {
 			break
 		}
 	}
+	a.cleanup.Wait()
 	res.Duration = time.Since(start)
 	return res, nil
 }
@@ -177,7 +187,18 @@ type change struct {
 	newID   string
 	oldID   string
 	oldStop bool // the old container was stopped by this apply
-	err     error
+	// stopping, for start-first, ends when the old container's stop does:
+	// once the new one is healthy the old one is surplus, and the next
+	// step need not wait for its graceful stop.
+	stopping chan struct{}
+	err      error
+}
+
+// settled waits for a stop of the old container still going on.
+func (c *change) settled() {
+	if c.stopping != nil {
+		<-c.stopping
+	}
 }
 
 func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.ServicePlan) Outcome {
@@ -217,23 +238,31 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	}
 
 	f := a.parallel(ctx, s.Name, updates, func(ctx context.Context, act *plan.Action) error {
-		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "updating in place: " + strings.Join(act.Reasons, "; ")})
+		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "updating in place: " + strings.Join(act.Reasons, "; "), Begin: true})
 		eng := a.Fleet.Conns[act.Host].Engine()
 		if err := eng.Update(ctx, act.Container, sp.Resources.CPUs, sp.Resources.Memory, sp.Restart.String()); err != nil {
 			return err
 		}
 		// A stopped instance is started after its update (the plan says
 		// so); starting a running one changes nothing.
-		return eng.Start(ctx, act.Container)
+		if err := eng.Start(ctx, act.Container); err != nil {
+			return err
+		}
+		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "updated", End: true})
+		return nil
 	})
 	o.Failed, o.Changed = o.Failed+f, o.Changed+len(updates)-f
 	f = a.parallel(ctx, s.Name, starts, func(ctx context.Context, act *plan.Action) error {
-		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "starting (was " + strings.Join(act.Reasons, "; ") + ")"})
+		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "starting (was " + strings.Join(act.Reasons, "; ") + ")", Begin: true})
 		conn := a.Fleet.Conns[act.Host]
 		if err := conn.Engine().Start(ctx, act.Container); err != nil {
 			return err
 		}
-		return waitHealthy(ctx, conn, act.Container, s)
+		if err := waitHealthy(ctx, conn, act.Container, s); err != nil {
+			return err
+		}
+		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "started, healthy", End: true})
+		return nil
 	})
 	o.Failed, o.Changed = o.Failed+f, o.Changed+len(starts)-f
 
@@ -257,6 +286,8 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	var done []*change
 	failed := 0
 	for n, step := range steps {
+		a.event(Event{Service: s.Name, What: fmt.Sprintf("step %d of %d: %s", n+1, len(steps), instanceList(step)),
+			Step: n + 1, Steps: len(steps), Instances: len(step)})
 		changes := make([]*change, len(step))
 		var wg sync.WaitGroup
 		for j, act := range step {
@@ -274,7 +305,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 				continue
 			}
 			failed++
-			a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "failed", Err: c.err})
+			a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "failed", Err: c.err, End: true})
 			// The failed instance goes back at once: the service never has
 			// more instances down than the step allows.
 			a.revert(s, c)
@@ -306,15 +337,23 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	if o.Err == nil && failed > 0 {
 		o.Err = fmt.Errorf("%d of %d instances failed (failure_action: continue, max_failure_ratio %g)", failed, total, s.Update.MaxFailureRatio)
 	}
-	// The old containers of what succeeded are not needed any more.
-	a.parallel(context.WithoutCancel(ctx), s.Name, oldOf(done), func(ctx context.Context, act *plan.Action) error {
-		return a.Fleet.Conns[act.Host].Engine().Remove(ctx, act.Container, true)
-	})
+	// The old containers of what succeeded are not needed any more; they
+	// go while the revision is recorded and the next service starts.
+	a.cleanup.Add(1)
+	go func() {
+		defer a.cleanup.Done()
+		for _, c := range done {
+			c.settled()
+		}
+		a.parallel(context.WithoutCancel(ctx), s.Name, oldOf(done), func(ctx context.Context, act *plan.Action) error {
+			return a.Fleet.Conns[act.Host].Engine().Remove(ctx, act.Container, true)
+		})
+	}()
 	if o.Err != nil {
 		return o
 	}
 	f = a.parallel(ctx, s.Name, removes, func(ctx context.Context, act *plan.Action) error {
-		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "removing: " + strings.Join(act.Reasons, "; ")})
+		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "removing: " + strings.Join(act.Reasons, "; "), Begin: true})
 		eng := a.Fleet.Conns[act.Host].Engine()
 		if err := eng.Stop(ctx, act.Container, s.StopGrace); err != nil && !errors.Is(err, executor.ErrNotFound) {
 			return err
@@ -322,6 +361,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		if err := eng.Remove(ctx, act.Container, true); err != nil && !errors.Is(err, executor.ErrNotFound) {
 			return err
 		}
+		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "removed", End: true})
 		return nil
 	})
 	o.Failed, o.Changed = o.Failed+f, o.Changed+len(removes)-f
@@ -329,6 +369,20 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		o.Err = fmt.Errorf("%d actions failed", o.Failed)
 	}
 	return o
+}
+
+// instanceList names a step's instances as host/slot, the first few of a
+// long list.
+func instanceList(acts []*plan.Action) string {
+	var names []string
+	for i, act := range acts {
+		if i == 6 {
+			names = append(names, fmt.Sprintf("and %d more", len(acts)-i))
+			break
+		}
+		names = append(names, fmt.Sprintf("%s/%d", act.Host, act.Slot))
+	}
+	return strings.Join(names, ", ")
 }
 
 // oldOf lists the actions whose old containers are to be removed.
@@ -354,8 +408,10 @@ func previousRevision(sp *plan.ServicePlan) int {
 
 // replace makes one instance's new container and gates it on health:
 // stop-first stops the old container before starting the new one;
-// start-first starts the new one beside the old and stops the old only
-// once the new one is healthy. The old container is kept, stopped.
+// start-first starts the new one beside the old and stops the old once the
+// new one is healthy, without waiting: the old one is surplus by then, and
+// the next step need not wait for it to drain. The old container is kept,
+// stopped.
 func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, c *change, startFirst bool) error {
 	conn := a.Fleet.Conns[c.act.Host]
 	eng := conn.Engine()
@@ -363,7 +419,7 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 	if c.oldID != "" {
 		what = "replacing: " + strings.Join(c.act.Reasons, "; ")
 	}
-	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: what})
+	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: what, Begin: true})
 	// The new container is created while the old one still serves:
 	// creating binds no port, and it shortens the time the instance is down.
 	spec := containerSpec(a.Project.Name, s, sp, c.act.Slot, a.Secrets[s.Name])
@@ -386,13 +442,17 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 	if err := waitHealthy(ctx, conn, id, s); err != nil {
 		return err
 	}
+	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: fmt.Sprintf("healthy (revision %d)", sp.Revision), End: true})
 	if c.oldID != "" && startFirst {
 		c.oldStop = true
-		if err := eng.Stop(ctx, c.oldID, s.StopGrace); err != nil {
-			return err
-		}
+		c.stopping = make(chan struct{})
+		go func() {
+			defer close(c.stopping)
+			if err := eng.Stop(context.WithoutCancel(ctx), c.oldID, s.StopGrace); err != nil && !errors.Is(err, executor.ErrNotFound) {
+				a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "stopping the previous container failed", Err: err})
+			}
+		}()
 	}
-	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: fmt.Sprintf("healthy (revision %d)", sp.Revision)})
 	return nil
 }
 
@@ -402,6 +462,7 @@ func (a *Applier) revert(s *plan.Service, c *change) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.StopGrace+time.Minute)
 	defer cancel()
 	eng := a.Fleet.Conns[c.act.Host].Engine()
+	c.settled()
 	var errs []error
 	if c.newID != "" {
 		errs = append(errs, eng.Remove(ctx, c.newID, true))
@@ -491,8 +552,12 @@ func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.Ser
 	}
 	switch {
 	case s.Pull == "always" || (s.Pull == "missing" && !present && s.ImageDelivery == "pull"):
-		a.event(Event{Service: s.Name, Host: host, What: "pulling " + image})
-		return eng.Pull(ctx, image, a.registryAuth(image))
+		a.event(Event{Service: s.Name, Host: host, What: "pulling " + image, Begin: true})
+		if err := eng.Pull(ctx, image, a.registryAuth(image)); err != nil {
+			return err
+		}
+		a.event(Event{Service: s.Name, Host: host, What: "pulled " + image, End: true})
+		return nil
 	case !present && s.ImageDelivery == "push":
 		return fmt.Errorf("image %s is not on the host, and image_delivery: push is not available yet: load it with docker load, or use image_delivery: pull", image)
 	case !present:
@@ -529,7 +594,7 @@ func (a *Applier) parallel(ctx context.Context, service string, acts []*plan.Act
 				mu.Lock()
 				failed++
 				mu.Unlock()
-				a.event(Event{Service: service, Host: act.Host, Slot: act.Slot, What: "failed", Err: err})
+				a.event(Event{Service: service, Host: act.Host, Slot: act.Slot, What: "failed", Err: err, End: true})
 			}
 		}()
 	}

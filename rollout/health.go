@@ -74,10 +74,14 @@ func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Se
 			return fmt.Errorf("not healthy within %s: %v", s.Update.HealthyDeadline, last)
 		}
 		// Until the first pass, look more often than the interval: a
-		// rollout step waits on exactly this moment.
+		// rollout step waits on exactly this moment, and most services
+		// answer within a second of starting.
 		wait := interval
 		if passedAt.IsZero() {
 			wait = min(interval, 50*time.Millisecond)
+			if time.Since(started) < time.Second {
+				wait = min(interval, 10*time.Millisecond)
+			}
 		}
 		select {
 		case <-ctx.Done():

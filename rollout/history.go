@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"sort"
 	"strconv"
@@ -50,7 +51,7 @@ func recordRevision(ctx context.Context, conns []*executor.Conn, project string,
 			defer wg.Done()
 			dir := revisionsDir(c, project, rev.Service)
 			err := func() error {
-				if _, err := c.Output(ctx, "mkdir", "-p", dir); err != nil {
+				if err := c.MkdirAll(ctx, dir); err != nil {
 					return err
 				}
 				if err := c.WriteFile(ctx, path.Join(dir, strconv.Itoa(rev.Revision)+".json"), strings.NewReader(string(b)+"\n"), 0o600); err != nil {
@@ -60,12 +61,12 @@ func recordRevision(ctx context.Context, conns []*executor.Conn, project string,
 				if err != nil || len(nums) <= keep {
 					return err
 				}
-				var old []string
 				for _, n := range nums[:len(nums)-keep] {
-					old = append(old, path.Join(dir, strconv.Itoa(n)+".json"))
+					if err := c.RemoveAll(ctx, path.Join(dir, strconv.Itoa(n)+".json")); err != nil {
+						return err
+					}
 				}
-				_, err = c.Output(ctx, append([]string{"rm", "-f", "--"}, old...)...)
-				return err
+				return nil
 			}()
 			if err != nil {
 				mu.Lock()
@@ -80,16 +81,15 @@ func recordRevision(ctx context.Context, conns []*executor.Conn, project string,
 
 // listRevisions returns the revision numbers recorded in dir, ascending.
 func listRevisions(ctx context.Context, c *executor.Conn, dir string) ([]int, error) {
-	out, err := c.Output(ctx, "ls", "-1", "--", dir)
+	names, err := c.ReadDir(ctx, dir)
 	if err != nil {
-		var exit *executor.ExitError
-		if errors.As(err, &exit) {
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil // no history yet
 		}
 		return nil, err
 	}
 	var nums []int
-	for _, name := range strings.Fields(string(out)) {
+	for _, name := range names {
 		if n, err := strconv.Atoi(strings.TrimSuffix(name, ".json")); err == nil && strings.HasSuffix(name, ".json") {
 			nums = append(nums, n)
 		}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path"
 	"sort"
@@ -85,7 +87,7 @@ type Lock struct {
 	done    chan struct{}
 }
 
-// Acquire takes the lock on every host of conns, in name order, waiting up
+// Acquire takes the lock on every host of conns, waiting up
 // to wait for a holder to let go. On failure nothing stays locked. warn is
 // told of every lock taken over.
 func Acquire(ctx context.Context, conns []*executor.Conn, project string, me Holder, wait, lease time.Duration, warn func(string)) (*Lock, error) {
@@ -105,35 +107,63 @@ func Acquire(ctx context.Context, conns []*executor.Conn, project string, me Hol
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(min(2*time.Second, time.Until(deadline)+10*time.Millisecond)):
+		case <-time.After(min(2*time.Second+time.Duration(rand.Int64N(int64(500*time.Millisecond))), time.Until(deadline)+10*time.Millisecond)):
 		}
 	}
 }
 
+// tryAll takes the lock on every host at once. Nobody waits while holding
+// part of it (a held host gives everything back), so two runs cannot
+// deadlock; they retry after a pause with some jitter.
 func (l *Lock) tryAll(ctx context.Context, conns []*executor.Conn, warn func(string)) error {
-	l.conns = nil
-	for _, c := range conns {
-		if err := l.try(ctx, c, warn); err != nil {
-			l.release(context.WithoutCancel(ctx))
-			return err
-		}
-		l.conns = append(l.conns, c)
+	taken := make([]bool, len(conns))
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.try(ctx, c, warn)
+			taken[i] = errs[i] == nil
+		}()
 	}
-	return nil
+	wg.Wait()
+	l.conns = nil
+	for i, c := range conns {
+		if taken[i] {
+			l.conns = append(l.conns, c)
+		}
+	}
+	// The first error in host order, a held lock before any other.
+	var first error
+	for _, err := range errs {
+		var held *LockHeldError
+		if errors.As(err, &held) {
+			first = err
+			break
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		l.release(context.WithoutCancel(ctx))
+		l.conns = nil
+	}
+	return first
 }
 
 // try takes the lock on one host.
 func (l *Lock) try(ctx context.Context, c *executor.Conn, warn func(string)) error {
 	dir := lockDir(c, l.project)
-	if _, err := c.Output(ctx, "mkdir", "-p", path.Dir(dir)); err != nil {
+	if err := c.MkdirAll(ctx, path.Dir(dir)); err != nil {
 		return err
 	}
-	var exit *executor.ExitError
-	_, err := c.Output(ctx, "mkdir", dir)
+	err := c.Mkdir(ctx, dir)
 	switch {
 	case err == nil:
 		return l.write(ctx, c)
-	case !errors.As(err, &exit):
+	case !errors.Is(err, fs.ErrExist):
 		return err
 	}
 	// Held: by whom, and is it still alive?
@@ -194,10 +224,18 @@ func (l *Lock) renew() {
 		case <-l.stop:
 			return
 		case <-tick.C:
+			// In parallel, so one slow host does not let another's lease
+			// run out.
 			ctx, cancel := context.WithTimeout(context.Background(), l.lease/3)
+			var wg sync.WaitGroup
 			for _, c := range l.conns {
-				l.write(ctx, c)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					l.write(ctx, c)
+				}()
 			}
+			wg.Wait()
 			cancel()
 		}
 	}
@@ -218,7 +256,7 @@ func (l *Lock) release(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := c.Output(ctx, "rm", "-rf", "--", lockDir(c, l.project)); err != nil {
+			if err := c.RemoveAll(ctx, lockDir(c, l.project)); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -241,7 +279,7 @@ func LockStatus(ctx context.Context, conns map[string]*executor.Conn, project st
 			defer wg.Done()
 			h, err := readHolder(ctx, c, project)
 			if err != nil {
-				if _, serr := c.Output(ctx, "test", "-d", lockDir(c, project)); serr != nil {
+				if _, serr := c.ReadDir(ctx, lockDir(c, project)); serr != nil {
 					return // no lock
 				}
 				h = Holder{User: "unknown", Machine: "unknown"}
