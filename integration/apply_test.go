@@ -154,9 +154,77 @@ services:
 	if !strings.Contains(string(env), "TOKEN="+secret+"\n") {
 		t.Errorf("the secret did not reach the container")
 	}
+	// The revision records fleet keeps on the host hold a hash of the
+	// secret, never its value.
+	if out, _ := h.Run(ctx, "sh", "-c", "grep -rl 's3cr3t-' /var/lib/fleet; true"); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("the secret's value is in files fleet wrote on the host: %s", out)
+	}
+	if fi, err := os.Stat(file); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("the saved plan has mode %v; want 0600", fi.Mode().Perm())
+	}
 	// Any /tmp/pwned* file means a shell ran a value; the bracket keeps
 	// this very command out of the count of processes showing the secret.
 	if out, _ := h.Run(ctx, "sh", "-c", "ls /tmp/pwned* 2>/dev/null; ps -eo args | grep -c '[s]3cr3t-' || true"); strings.TrimSpace(string(out)) != "0" {
 		t.Errorf("a value was run by a shell, or the secret is in a process's arguments: %q", out)
+	}
+}
+
+// TestHealthGatesOfEveryKind gates rollouts on the image's own HEALTHCHECK
+// and on a command run inside the container (the FROM scratch image has no
+// shell and no curl): good releases pass each gate, and a release whose
+// command check never passes is rolled back, exit 3.
+func TestHealthGatesOfEveryKind(t *testing.T) {
+	ctx := context.Background()
+	cleanupProject(t, "gates")
+	project := func(version, health, extra string) string {
+		return `project: gates
+services:
+  web:
+    image: fleet-example/hello:` + version + `
+    pull: never
+    hosts: [h1, h2]
+    ports: ["8093:8080"]
+    env: {` + extra + `}
+    healthcheck: ` + health + `
+    update: {parallelism: 2, monitor: 0s, healthy_deadline: 20s}
+`
+	}
+	p := newProject(t, project("1", "{docker: true}", ""))
+	p.expect(0, []string{"2 changed"}, "apply", "--yes")
+	for _, h := range fleet.Hosts[:2] {
+		out, err := h.Run(ctx, "sh", "-c", "docker inspect --format '{{.State.Health.Status}}' $(docker ps -q --filter label=fleet.project=gates)")
+		if err != nil || strings.TrimSpace(string(out)) != "healthy" {
+			t.Errorf("%s: the image's own check says %q (%v) after a rollout gated on it", h.Name, out, err)
+		}
+	}
+
+	// On a terminal, with the live view of the work under way.
+	check := "{cmd: [/hello, check], interval: 200ms, retries: 2}"
+	p.write(project("2", check, ""))
+	screen, code := p.runTTY("apply", "--yes")
+	for _, want := range []string{"web: step 1 of 1, 0 done", "h1/1", "starting the new container", "\x1b[J", "2 changed"} {
+		if code != 0 || !strings.Contains(screen, want) {
+			t.Errorf("apply on a terminal: exit %d, no %q in:\n%q", code, want, screen)
+		}
+	}
+	for _, h := range fleet.Hosts[:2] {
+		if err := serving(ctx, h.Addr+":8093", "2"); err != nil {
+			t.Error(err)
+		}
+	}
+
+	p.write(strings.Replace(project("1", check, "HELLO_MODE: unhealthy"), "healthy_deadline: 20s", "healthy_deadline: 3s", 1))
+	screen, code = p.runTTY("apply", "--yes")
+	for _, want := range []string{"not healthy yet: /hello exited 1", "ROLLED BACK"} {
+		if code != 3 || !strings.Contains(screen, want) {
+			t.Errorf("apply of a never-healthy release on a terminal: exit %d, no %q in:\n%q", code, want, screen)
+		}
+	}
+	for _, h := range fleet.Hosts[:2] {
+		if err := serving(ctx, h.Addr+":8093", "2"); err != nil {
+			t.Error(err)
+		}
 	}
 }

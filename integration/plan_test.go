@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetdeploy/fleet/executor"
 	"github.com/fleetdeploy/fleet/integration/testfleet"
 )
 
@@ -80,6 +81,29 @@ func (p *project) run(args ...string) (stdout, stderr string, code int) {
 		p.t.Fatalf("fleet %v: %v", args, err)
 	}
 	return out.String(), errb.String(), 0
+}
+
+// runTTY runs fleet as run does, on a terminal (script(1) gives it one),
+// and returns what the terminal received.
+func (p *project) runTTY(args ...string) (screen string, code int) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	line, err := executor.ShellJoin(append([]string{fleetBin, "--ssh-config", "none",
+		"-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory}, args...))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
+	cmd.Env = append(os.Environ(), "TERM=xterm", "COLUMNS=100", "LINES=40")
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		p.t.Fatalf("fleet %v on a terminal: %v", args, err)
+	}
+	return string(out), 0
 }
 
 // expect runs fleet and checks its exit code and that stdout+stderr hold

@@ -26,6 +26,9 @@ type Event struct {
 	Err     error
 	Begin   bool
 	End     bool
+	// Progress marks a step within work under way (starting, waiting for
+	// health and why): a display shows it in place; a log may leave it out.
+	Progress bool
 	// Step and Steps number a rolling step as it begins (a service-wide
 	// event), with the instances it changes.
 	Step, Steps, Instances int
@@ -258,7 +261,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		if err := conn.Engine().Start(ctx, act.Container); err != nil {
 			return err
 		}
-		if err := waitHealthy(ctx, conn, act.Container, s); err != nil {
+		if err := waitHealthy(ctx, conn, act.Container, s, a.progress(s, act)); err != nil {
 			return err
 		}
 		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "started, healthy", End: true})
@@ -371,6 +374,14 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	return o
 }
 
+// progress returns what tells displays how the work on an instance is
+// going.
+func (a *Applier) progress(s *plan.Service, act *plan.Action) func(string) {
+	return func(what string) {
+		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: what, Progress: true})
+	}
+}
+
 // instanceList names a step's instances as host/slot, the first few of a
 // long list.
 func instanceList(acts []*plan.Action) string {
@@ -423,6 +434,7 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 	// The new container is created while the old one still serves:
 	// creating binds no port, and it shortens the time the instance is down.
 	spec := containerSpec(a.Project.Name, s, sp, c.act.Slot, a.Secrets[s.Name])
+	progress := a.progress(s, c.act)
 	id, err := eng.Create(ctx, spec)
 	c.newID = id
 	if err != nil {
@@ -432,14 +444,17 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 		// Marked before asking: an interrupted request may still have
 		// stopped it, and starting a running container changes nothing.
 		c.oldStop = true
+		progress("stopping the old container")
 		if err := eng.Stop(ctx, c.oldID, s.StopGrace); err != nil {
 			return err
 		}
 	}
+	progress("starting the new container")
 	if err := eng.Start(ctx, id); err != nil {
 		return err
 	}
-	if err := waitHealthy(ctx, conn, id, s); err != nil {
+	progress("waiting for its health check")
+	if err := waitHealthy(ctx, conn, id, s, progress); err != nil {
 		return err
 	}
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: fmt.Sprintf("healthy (revision %d)", sp.Revision), End: true})

@@ -23,7 +23,10 @@ import (
 // TCP check is a TCP connection that the SSH connection itself carries to
 // the container's own address, so it needs no published port, and no
 // curl on the host or in a FROM scratch image.
-func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Service) error {
+//
+// progress is told why the check fails, when it goes on failing for more
+// than a second, and each time the reason changes.
+func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Service, progress func(string)) error {
 	eng := conn.Engine()
 	hc := s.Healthcheck
 	interval := 500 * time.Millisecond
@@ -37,6 +40,7 @@ func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Se
 	var passedAt time.Time
 	failures := 0
 	var last error
+	var told string
 	for {
 		c, err := eng.Inspect(ctx, id)
 		if err != nil {
@@ -49,6 +53,12 @@ func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Se
 			return fmt.Errorf("container %s with exit code %d, %s after it started", c.Status, c.ExitCode, time.Since(started).Round(100*time.Millisecond))
 		}
 		err = probe(ctx, conn, c, hc)
+		if err != nil && time.Since(started) > time.Second {
+			if why := "not healthy yet: " + err.Error(); why != told {
+				progress(why)
+				told = why
+			}
+		}
 		switch {
 		case err == nil:
 			failures = 0
@@ -63,6 +73,7 @@ func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Se
 		default:
 			failures++
 			last = err
+
 			if !passedAt.IsZero() && failures >= retries {
 				return fmt.Errorf("healthy, then failed %d checks in a row during monitor: %v", failures, err)
 			}

@@ -113,9 +113,11 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 		return nil
 	}
 
-	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: progressPrinter(g, out),
+	prog := newProgress(g, out)
+	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: prog.event,
 		Who: me.User + "@" + me.Machine, Cause: r.cause}
 	res, err := a.Apply(ctx, p)
+	prog.close()
 	if err != nil {
 		return err
 	}
@@ -262,34 +264,6 @@ func confirm(out *output) error {
 		return fmt.Errorf("not applied")
 	}
 	return nil
-}
-
-// progressPrinter prints apply's events: one timestamped line each, or
-// JSON lines with --json.
-func progressPrinter(g *globals, out *output) func(rollout.Event) {
-	start := time.Now()
-	return func(e rollout.Event) {
-		if g.JSON {
-			m := map[string]any{"time": e.Time.UTC().Format(time.RFC3339Nano), "service": e.Service, "what": e.What}
-			if e.Host != "" {
-				m["host"], m["slot"] = e.Host, e.Slot
-			}
-			if e.Err != nil {
-				m["error"] = e.Err.Error()
-			}
-			json.NewEncoder(out.stdout).Encode(m)
-			return
-		}
-		where := e.Service
-		if e.Host != "" {
-			where = fmt.Sprintf("%s %s/%d", e.Service, e.Host, e.Slot)
-		}
-		line := fmt.Sprintf("%s %6.1fs %s: %s", e.Time.Format("15:04:05"), time.Since(start).Seconds(), where, e.What)
-		if e.Err != nil {
-			line += ": " + e.Err.Error()
-		}
-		fmt.Fprintln(out.stdout, line)
-	}
 }
 
 func summarize(g *globals, out *output, res *rollout.Result) {
