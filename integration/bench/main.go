@@ -8,8 +8,10 @@
 //     (forks 50, pipelining on).
 //
 //   - rolling update: "fleet apply" of a new image, 2 hosts at a time, each
-//     step gated on HTTP health; Ansible doing the same with serial: 2 and
-//     a uri check until 200.
+//     step gated on HTTP health, stop-first on a published port as Ansible
+//     must, and start-first without a host port; the floor (one OpenSSH
+//     ssh per host, two at a time, docker stop/rm/run and curl until 200);
+//     Ansible doing the same with serial: 2 and a uri check until 200.
 //
 //     go run ./integration/bench [-rounds 5] [-hosts 10] [-only plan|rolling]
 //
@@ -96,7 +98,11 @@ func run(rounds, hosts int, only string) error {
 		}
 	}
 	if only != "plan" {
-		b.rolling(rounds)
+		// The floor's container is there before the first timed round.
+		if err := b.floorRolling("1"); err != nil {
+			return err
+		}
+		return b.rolling(rounds)
 	}
 	return nil
 }
@@ -122,18 +128,64 @@ func (b *bench) reading(rounds int) error {
 	return nil
 }
 
-// rolling times a rolling update with fleet and with Ansible.
-func (b *bench) rolling(rounds int) {
-	var roll, aroll []time.Duration
+// rolling times rolling updates: fleet stop-first on the same published
+// port as Ansible (the like-for-like row), fleet start-first with no host
+// port (health checked through SSH), the floor, and Ansible. Every round
+// changes every instance of each: the versions alternate, and the two
+// fleet rows differ in their ports.
+func (b *bench) rolling(rounds int) error {
+	var stopFirst, startFirst, floor, ans []time.Duration
 	for i := 0; i < rounds; i++ {
-		v := []string{"v2", "v1"}[i%2]
-		roll = append(roll, timed(func() error { _, err := b.fleetCmd(v, "apply", "--yes"); return err }))
-		aroll = append(aroll, timed(func() error { _, err := b.ansible("rolling.yml", "-e", "version="+v[1:]); return err }))
+		v, w := []string{"2", "1"}[i%2], []string{"1", "2"}[i%2]
+		stopFirst = append(stopFirst, timed(func() error { _, err := b.fleetCmd("v"+v, "apply", "--yes"); return err }))
+		startFirst = append(startFirst, timed(func() error { _, err := b.fleetCmd("sf-v"+w, "apply", "--yes"); return err }))
+		floor = append(floor, timed(func() error { return b.floorRolling(v) }))
+		ans = append(ans, timed(func() error { _, err := b.ansible("rolling.yml", "-e", "version="+v); return err }))
 	}
 	fmt.Println()
-	fmt.Printf("%-34s %9s %12s\n", "rolling update, 2 at a time", "median", "× Ansible")
-	fmt.Printf("%-34s %8.2fs %11.2f×\n", "fleet apply", median(roll).Seconds(), ratio(roll, aroll))
-	fmt.Printf("%-34s %8.2fs %11.2f×\n", "ansible-playbook serial: 2", median(aroll).Seconds(), 1.0)
+	fmt.Printf("%-44s %9s %10s %12s\n", "rolling update, 10 hosts, 2 at a time", "median", "× floor", "× Ansible")
+	for _, r := range []struct {
+		name string
+		d    []time.Duration
+	}{
+		{"fleet apply, stop-first, port 8080", stopFirst},
+		{"fleet apply, start-first, no host port", startFirst},
+		{"floor: ssh + docker stop/rm/run + curl", floor},
+		{"ansible-playbook serial: 2", ans},
+	} {
+		fmt.Printf("%-44s %8.2fs %9.2f× %11.2f×\n", r.name, median(r.d).Seconds(), ratio(r.d, floor), ratio(r.d, ans))
+	}
+	return nil
+}
+
+// floorRolling is the least a tool that drives the docker CLI over SSH
+// does for the same rolling update: on two hosts at a time, one ssh that
+// stops and removes the old container, runs the new one and polls its
+// health endpoint until it answers.
+func (b *bench) floorRolling(version string) error {
+	script := "docker stop -t 10 floor-web >/dev/null 2>&1; docker rm floor-web >/dev/null 2>&1; " +
+		"docker run -d --name floor-web --restart unless-stopped -p 8082:8080 fleet-example/hello:" + version + " >/dev/null && " +
+		"until curl -fs -o /dev/null http://127.0.0.1:8082/up; do sleep 0.05; done"
+	hosts := b.fleet.Hosts
+	for i := 0; i < len(hosts); i += 2 {
+		step := hosts[i:min(i+2, len(hosts))]
+		errs := make([]error, len(step))
+		var wg sync.WaitGroup
+		for j, h := range step {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[j] = h.SSH(context.Background(), script)
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func row(name string, d, floor, check []time.Duration) {
@@ -220,6 +272,17 @@ services:
     ports: ["8080:8080"]
     healthcheck: {http: /up, port: 8080, interval: 500ms}
     update: {parallelism: 2, monitor: 0s}
+`, v)
+		// The same service reached without a host port (through a load
+		// balancer on the container network, or later fleet's proxy),
+		// which lets the new container start beside the old one.
+		files["fleet-sf-v"+v+".yaml"] = fmt.Sprintf(`project: bench
+services:
+  web:
+    image: fleet-example/hello:%s
+    pull: never
+    healthcheck: {http: /up, port: 8080, interval: 500ms}
+    update: {parallelism: 2, monitor: 0s, order: start-first}
 `, v)
 	}
 	var inv strings.Builder
