@@ -5,10 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/fleetdeploy/fleet/integration/testfleet"
 )
@@ -49,50 +46,16 @@ func TestRollingUpdate(t *testing.T) {
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8091", "1") })
 
 	// Sample availability while version 2 rolls out.
-	stop := make(chan struct{})
-	var samples, worst atomic.Int64
-	worst.Store(int64(len(fleet.Hosts)))
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var up atomic.Int64
-			var inner sync.WaitGroup
-			for _, h := range fleet.Hosts {
-				inner.Add(1)
-				go func() {
-					defer inner.Done()
-					ctx, cancel := context.WithTimeout(ctx, time.Second)
-					defer cancel()
-					if _, err := get(ctx, "http://"+h.Addr+":8091/version"); err == nil {
-						up.Add(1)
-					}
-				}()
-			}
-			inner.Wait()
-			samples.Add(1)
-			if n := up.Load(); n < worst.Load() {
-				worst.Store(n)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+	avail := sampleAvailability(t, "8091")
 	p.write(rollProject("2", ""))
 	p.expect(0, []string{"5 changed"}, "apply", "--yes")
-	close(stop)
-	wg.Wait()
-	t.Logf("%d availability samples during the rollout; fewest hosts answering: %d", samples.Load(), worst.Load())
-	if worst.Load() < int64(len(fleet.Hosts)-2) {
-		t.Errorf("only %d of %d hosts answered at one point; parallelism 2 allows %d", worst.Load(), len(fleet.Hosts), len(fleet.Hosts)-2)
+	samples, worst := avail()
+	t.Logf("%d availability samples during the rollout; fewest hosts answering: %d", samples, worst)
+	if worst < len(fleet.Hosts)-2 {
+		t.Errorf("only %d of %d hosts answered at one point; parallelism 2 allows %d", worst, len(fleet.Hosts), len(fleet.Hosts)-2)
 	}
-	if samples.Load() < 5 {
-		t.Errorf("only %d samples: the check saw too little of the rollout", samples.Load())
+	if samples < 5 {
+		t.Errorf("only %d samples: the check saw too little of the rollout", samples)
 	}
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8091", "2") })
 

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -156,5 +157,52 @@ func serving(ctx context.Context, addr, version string) error {
 			return fmt.Errorf("%s: %w", addr, err)
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// sampleAvailability asks every host's published port for /version, all
+// hosts at once, every 50 ms, until the returned function is called; that
+// returns how many samples were taken and the fewest hosts that answered
+// in one.
+func sampleAvailability(t *testing.T, port string) (stop func() (samples, worst int)) {
+	t.Helper()
+	done := make(chan struct{})
+	var n, fewest atomic.Int64
+	fewest.Store(int64(len(fleet.Hosts)))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			var up atomic.Int64
+			var inner sync.WaitGroup
+			for _, h := range fleet.Hosts {
+				inner.Add(1)
+				go func() {
+					defer inner.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					defer cancel()
+					if _, err := get(ctx, "http://"+h.Addr+":"+port+"/version"); err == nil {
+						up.Add(1)
+					}
+				}()
+			}
+			inner.Wait()
+			n.Add(1)
+			if u := up.Load(); u < fewest.Load() {
+				fewest.Store(u)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() (int, int) {
+		close(done)
+		wg.Wait()
+		return int(n.Load()), int(fewest.Load())
 	}
 }

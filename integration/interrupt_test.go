@@ -1,10 +1,13 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,6 +96,71 @@ func TestKilledApplyConverges(t *testing.T) {
 		}
 	}
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
+}
+
+// TestKilledAtAnyMomentConverges kills apply with SIGKILL at each moment of
+// an instance's replacement, and between two steps: each time the next
+// apply converges to exactly one container per host on the new version,
+// and at no point, across the kill, do fewer hosts answer than
+// parallelism allows.
+func TestKilledAtAnyMomentConverges(t *testing.T) {
+	ctx := context.Background()
+	cleanupProject(t, "fail")
+	p := newProject(t, failProject("1", "", "2", "rollback"))
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	version := 1
+	for _, moment := range []string{"stopping the old container", "starting the new container", "waiting for its health check", "healthy (revision", "step 2 of"} {
+		t.Run(moment, func(t *testing.T) {
+			version = 3 - version
+			v := strconv.Itoa(version)
+			p.write(failProject(v, "", "2", "rollback"))
+			avail := sampleAvailability(t, "8094")
+			killed := killAt(t, p, `"what":"`+moment)
+			p.expect(0, nil, "apply", "--yes")
+			samples, worst := avail()
+			t.Logf("%d samples across the kill and the next apply; fewest hosts answering: %d", samples, worst)
+			if worst < len(fleet.Hosts)-2 {
+				t.Errorf("only %d of %d hosts answered at one point; parallelism 2 allows %d\nthe killed apply said:\n%s", worst, len(fleet.Hosts), len(fleet.Hosts)-2, killed)
+			}
+			p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
+			for host, n := range containersPerHost(t, "fail") {
+				if n != 1 {
+					t.Errorf("%s has %d containers of the project, want exactly 1", host, n)
+				}
+			}
+			eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", v) })
+		})
+	}
+}
+
+// killAt runs "fleet --json apply --yes" on p and kills it with SIGKILL as
+// soon as it prints a line holding marker; it returns what it printed.
+func killAt(t *testing.T, p *project, marker string) string {
+	t.Helper()
+	cmd := exec.Command(fleetBin, "--ssh-config", "none", "--json", "-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory, "apply", "--yes")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		seen.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), marker) {
+			cmd.Process.Signal(syscall.SIGKILL)
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	io.Copy(io.Discard, stdout)
+	cmd.Wait()
+	if !strings.Contains(seen.String(), marker) {
+		t.Fatalf("apply ended before printing %s:\n%s", marker, seen.String())
+	}
+	return seen.String()
 }
 
 // TestInterruptedApplyUndoesTheStepInFlight sends SIGINT (Ctrl-C) in the

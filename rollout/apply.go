@@ -190,11 +190,44 @@ type change struct {
 	newID   string
 	oldID   string
 	oldStop bool // the old container was stopped by this apply
+	// created is closed once the new container's create has answered,
+	// with newID or createErr.
+	created   chan struct{}
+	createErr error
 	// stopping, for start-first, ends when the old container's stop does:
 	// once the new one is healthy the old one is surplus, and the next
 	// step need not wait for its graceful stop.
 	stopping chan struct{}
 	err      error
+}
+
+// create starts creating the new containers of a step's instances, in the
+// background, and returns their changes.
+func (a *Applier) create(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, step []*plan.Action) []*change {
+	changes := make([]*change, len(step))
+	for i, act := range step {
+		c := &change{act: act, oldID: act.Container, created: make(chan struct{})}
+		changes[i] = c
+		go func() {
+			defer close(c.created)
+			spec := containerSpec(a.Project.Name, s, sp, act.Slot, a.Secrets[s.Name])
+			c.newID, c.createErr = a.Fleet.Conns[act.Host].Engine().Create(ctx, spec)
+		}()
+	}
+	return changes
+}
+
+// discard removes the new containers of changes that were created for a
+// step that did not run.
+func (a *Applier) discard(changes []*change) {
+	for _, c := range changes {
+		<-c.created
+		if c.newID != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			a.Fleet.Conns[c.act.Host].Engine().Remove(ctx, c.newID, true)
+			cancel()
+		}
+	}
 }
 
 // settled waits for a stop of the old container still going on.
@@ -288,18 +321,25 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	}
 	var done []*change
 	failed := 0
+	// Each step's new containers are created while the step before it
+	// runs: creating starts nothing and binds no port, and it is then off
+	// the step's own time. Those of a step that never runs are removed.
+	next := a.create(ctx, s, sp, steps[0])
 	for n, step := range steps {
 		a.event(Event{Service: s.Name, What: fmt.Sprintf("step %d of %d: %s", n+1, len(steps), instanceList(step)),
 			Step: n + 1, Steps: len(steps), Instances: len(step)})
-		changes := make([]*change, len(step))
+		changes := next
 		var wg sync.WaitGroup
-		for j, act := range step {
-			changes[j] = &change{act: act, oldID: act.Container}
+		for _, c := range changes {
 			wg.Add(1)
-			go func(c *change) {
+			go func() {
 				defer wg.Done()
 				c.err = a.replace(ctx, s, sp, c, startFirst)
-			}(changes[j])
+			}()
+		}
+		next = nil
+		if n+1 < len(steps) {
+			next = a.create(ctx, s, sp, steps[n+1])
 		}
 		wg.Wait()
 		for _, c := range changes {
@@ -335,6 +375,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			}
 		}
 	}
+	a.discard(next)
 	o.Failed += failed
 	o.Changed += len(done)
 	if o.Err == nil && failed > 0 {
@@ -431,15 +472,14 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 		what = "replacing: " + strings.Join(c.act.Reasons, "; ")
 	}
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: what, Begin: true})
-	// The new container is created while the old one still serves:
-	// creating binds no port, and it shortens the time the instance is down.
-	spec := containerSpec(a.Project.Name, s, sp, c.act.Slot, a.Secrets[s.Name])
+	// The new container was created while the old one still served (see
+	// create).
 	progress := a.progress(s, c.act)
-	id, err := eng.Create(ctx, spec)
-	c.newID = id
-	if err != nil {
-		return err
+	<-c.created
+	if c.createErr != nil {
+		return c.createErr
 	}
+	id := c.newID
 	if c.oldID != "" && !startFirst {
 		// Marked before asking: an interrupted request may still have
 		// stopped it, and starting a running container changes nothing.
