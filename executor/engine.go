@@ -55,11 +55,6 @@ type Engine struct {
 	// seen holds, per project, the containers of the last state read: the
 	// next read asks for their documents in its first exchange.
 	seen map[string][]string
-	// info is the engine's /info answer of the first state read. Asking
-	// for it again is not free: the engine runs runc and docker-init to
-	// report their versions. What fleet reads from it (name, CPUs, memory,
-	// root directory) does not change while a run lasts.
-	info []byte
 	// relayOnly is set once the engine's socket could not be used: every
 	// stream is then a relay.
 	relayOnly bool
@@ -130,15 +125,6 @@ func (e *Engine) dial(ctx context.Context, figures bool) (*apiConn, error) {
 	return &apiConn{st: st, br: bufio.NewReaderSize(st, 64<<10), wantFigures: figures}, nil
 }
 
-// figuresPreamble prints MemAvailable (kB) and the available blocks and
-// block size of the engine's filesystem as one line of JSON, then becomes
-// the relay given as its arguments. It carries no value from outside.
-const figuresPreamble = `mem=0
-while read -r k v _; do [ "$k" = MemAvailable: ] && mem=$v; done < /proc/meminfo
-disk=$(stat -f -c '%a,%S' ` + defaultDockerRoot + ` 2>/dev/null || stat -f -c '%a,%S' /)
-printf '{"mem_available_kb":%s,"disk":[%s]}\n' "$mem" "$disk"
-exec "$@"`
-
 func (e *Engine) get(ctx context.Context) (*apiConn, error) {
 	e.mu.Lock()
 	if n := len(e.idle); n > 0 {
@@ -173,9 +159,17 @@ type request struct {
 type response struct {
 	status int
 	body   []byte
-	// apiVersion is the engine's Api-Version header, which it sends with
-	// every answer.
-	apiVersion string
+	// apiVersion and server are the engine's Api-Version and Server
+	// headers, which come with every answer.
+	apiVersion, server string
+}
+
+// dockerVersion is the engine's version, from its Server header
+// ("Docker/20.10.24+dfsg1 (linux)").
+func (r response) dockerVersion() string {
+	v, _ := strings.CutPrefix(r.server, "Docker/")
+	v, _, _ = strings.Cut(v, " ")
+	return v
 }
 
 // pipeline writes every request at once on ac and reads the answers in
@@ -219,7 +213,7 @@ func (e *Engine) pipeline(ctx context.Context, ac *apiConn, reqs []request) ([]r
 		if err != nil {
 			return nil, e.streamErr(ctx, ac, err)
 		}
-		out[i] = response{status: resp.StatusCode, body: body, apiVersion: resp.Header.Get("Api-Version")}
+		out[i] = response{status: resp.StatusCode, body: body, apiVersion: resp.Header.Get("Api-Version"), server: resp.Header.Get("Server")}
 	}
 	if err := <-write; err != nil {
 		return nil, e.streamErr(ctx, ac, err)
@@ -398,14 +392,7 @@ func (e *Engine) State(ctx context.Context, project string) (*HostState, error) 
 	if fig.err != nil {
 		return nil, e.c.fail(op, fig.err)
 	}
-	hs.Facts.MemAvailable, hs.Facts.DiskFree = fig.memAvailable, fig.diskFree
-	if root := hs.Facts.DockerRoot; root != "" && root != defaultDockerRoot {
-		free, err := e.c.diskFree(ctx, root)
-		if err != nil {
-			return nil, e.c.fail(op, err)
-		}
-		hs.Facts.DiskFree = free
-	}
+	hs.Facts.CPUs, hs.Facts.MemTotal, hs.Facts.MemAvailable, hs.Facts.DiskFree = fig.cpus, fig.memTotal, fig.memAvailable, fig.diskFree
 	return hs, nil
 }
 
@@ -413,20 +400,17 @@ func (e *Engine) State(ctx context.Context, project string) (*HostState, error) 
 // figures ac printed first, if it was fresh.
 func (e *Engine) state(ctx context.Context, ac *apiConn, project string) (*HostState, []byte, error) {
 	filters, _ := json.Marshal(map[string][]string{"label": {LabelProject + "=" + project}})
-	// Not /version: the engine runs runc and docker-init to answer it, and
-	// every answer carries the API version in a header.
+	// Neither /version nor /info: the engine runs runc and docker-init to
+	// answer them; every answer carries the engine's version in headers,
+	// and the host's figures come from its own files (see figures).
 	reqs := []request{
 		{method: "GET", path: "/containers/json?all=1&filters=" + url.QueryEscape(string(filters))},
 	}
 	e.mu.Lock()
-	info := e.info
 	// The documents of the containers the last read found are asked for
 	// with the list: a host that did not change is read in one exchange.
 	guessed := e.seen[project]
 	e.mu.Unlock()
-	if info == nil {
-		reqs = append(reqs, request{method: "GET", path: "/info"})
-	}
 	// The images, so that a tag that now names another image is seen.
 	images := len(reqs)
 	reqs = append(reqs, request{method: "GET", path: "/images/json"})
@@ -447,16 +431,8 @@ func (e *Engine) state(ctx context.Context, ac *apiConn, project string) (*HostS
 			return nil, nil, err
 		}
 	}
-	if info == nil {
-		info = first[1].body
-		e.mu.Lock()
-		e.info = info
-		e.mu.Unlock()
-	}
-	hs := &HostState{Host: e.c.target.Name, Containers: []Container{}, Images: map[string]string{}}
-	if err := hs.Facts.parse(info, first[0].apiVersion); err != nil {
-		return nil, nil, err
-	}
+	hs := &HostState{Host: e.c.target.Name, Containers: []Container{}, Images: map[string]string{},
+		Facts: Facts{DockerVersion: first[0].dockerVersion(), APIVersion: first[0].apiVersion}}
 	var imageList []struct {
 		ID       string   `json:"Id"`
 		RepoTags []string `json:"RepoTags"`
@@ -525,24 +501,4 @@ func (e *Engine) state(ctx context.Context, ac *apiConn, project string) (*HostS
 
 func inspectRequest(id string) request {
 	return request{method: "GET", path: "/containers/" + url.PathEscape(id) + "/json"}
-}
-
-func (f *Facts) parse(info []byte, apiVersion string) error {
-	var i struct {
-		Name            string
-		ServerVersion   string
-		NCPU            int
-		MemTotal        int64
-		DockerRootDir   string
-		OperatingSystem string
-		KernelVersion   string
-		Architecture    string
-	}
-	if err := json.Unmarshal(info, &i); err != nil {
-		return fmt.Errorf("decoding engine info: %w", err)
-	}
-	*f = Facts{Hostname: i.Name, DockerVersion: i.ServerVersion, APIVersion: apiVersion,
-		OS: i.OperatingSystem, Kernel: i.KernelVersion, Arch: i.Architecture,
-		CPUs: i.NCPU, MemTotal: i.MemTotal, DockerRoot: i.DockerRootDir}
-	return nil
 }

@@ -164,13 +164,39 @@ func TestSplitRef(t *testing.T) {
 	}
 }
 
-func TestMemAvailable(t *testing.T) {
-	got, err := memAvailable([]byte("MemTotal:       24684084 kB\nMemFree:        1000 kB\nMemAvailable:   23567104 kB\n"))
-	if err != nil || got != 23567104*1024 {
-		t.Errorf("memAvailable = %d, %v", got, err)
+func TestParseMeminfo(t *testing.T) {
+	total, avail, err := parseMeminfo([]byte("MemTotal:       24684084 kB\nMemFree:        1000 kB\nMemAvailable:   23567104 kB\n"))
+	if err != nil || total != 24684084*1024 || avail != 23567104*1024 {
+		t.Errorf("parseMeminfo = %d, %d, %v", total, avail, err)
 	}
-	if _, err := memAvailable([]byte("MemTotal: 1 kB\n")); err == nil {
+	if _, _, err := parseMeminfo([]byte("MemTotal: 1 kB\n")); err == nil {
 		t.Error("no MemAvailable: no error")
+	}
+	if _, _, err := parseMeminfo([]byte("MemTotal: x kB\nMemAvailable: 1 kB\n")); err == nil {
+		t.Error("MemTotal x: no error")
+	}
+}
+
+func TestCountCPUs(t *testing.T) {
+	for list, want := range map[string]int{"0\n": 1, "0-1\n": 2, "0-3,8,10-11": 7, "2-2": 1} {
+		if got, err := countCPUs(list); err != nil || got != want {
+			t.Errorf("countCPUs(%q) = %d, %v; want %d", list, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "a-b", "3-1", "0,,1", "-1"} {
+		if n, err := countCPUs(bad); err == nil {
+			t.Errorf("countCPUs(%q) = %d without an error", bad, n)
+		}
+	}
+}
+
+func TestParseFiguresOfThePreamble(t *testing.T) {
+	r := parseFigures([]byte(`{"mem_total_kb":2048,"mem_available_kb":1024,"cpus":"0-3","disk":[10,4096]}` + "\n"))
+	if r.err != nil || r.cpus != 4 || r.memTotal != 2048*1024 || r.memAvailable != 1024*1024 || r.diskFree != 10*4096 {
+		t.Errorf("parseFigures = %+v", r)
+	}
+	if r := parseFigures([]byte(`{"mem_total_kb":1,"mem_available_kb":1,"cpus":"0","disk":[]}`)); r.err == nil {
+		t.Error("no disk figures: no error")
 	}
 }
 

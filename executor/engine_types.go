@@ -92,17 +92,14 @@ type Container struct {
 
 // Facts describe a host, for placement and for `fleet hosts`.
 type Facts struct {
-	Hostname      string `json:"hostname"`
 	DockerVersion string `json:"docker_version"`
 	APIVersion    string `json:"api_version"`
-	OS            string `json:"os"`
-	Kernel        string `json:"kernel"`
-	Arch          string `json:"arch"`
-	CPUs          int    `json:"cpus"`
+	CPUs          int    `json:"cpus"`          // online
 	MemTotal      int64  `json:"mem_total"`     // bytes
 	MemAvailable  int64  `json:"mem_available"` // bytes
-	DockerRoot    string `json:"docker_root"`
-	DiskFree      int64  `json:"disk_free"` // bytes available to the engine under DockerRoot
+	// DiskFree is the space available on the filesystem of
+	// /var/lib/docker (of / on a host without it), in bytes.
+	DiskFree int64 `json:"disk_free"`
 }
 
 // HostState is everything fleet reads from a host to plan: its facts and

@@ -12,41 +12,67 @@ import (
 )
 
 // defaultDockerRoot is where the engine keeps its data unless configured
-// otherwise; its filesystem's free space is read alongside the engine's
-// facts, before the engine has said where its root is.
+// otherwise; the free space reported is that of its filesystem, or of /
+// on a host without it.
 const defaultDockerRoot = "/var/lib/docker"
 
+// The host's figures come from its own files rather than from the engine's
+// /info, which makes the engine run runc and docker-init on every call.
+const (
+	meminfoFile = "/proc/meminfo"
+	cpusFile    = "/sys/devices/system/cpu/online"
+)
+
 type figuresResult struct {
-	memAvailable, diskFree int64
+	cpus                   int
+	memTotal, memAvailable int64
+	diskFree               int64
 	err                    error
 }
 
-// figures reads the host's available memory and the free space of the
-// engine's filesystem over SFTP, which starts no process on the host: a
-// read of /proc/meminfo and a statvfs@openssh.com request. Without SFTP it
-// asks a shell.
+// figures reads the host's CPUs, memory and free disk space over SFTP,
+// which starts no process on the host: two file reads and a
+// statvfs@openssh.com request. Without SFTP it asks a shell.
 func (c *Conn) figures(ctx context.Context) figuresResult {
 	cl, err := c.sftpClient(ctx)
 	if err != nil {
 		return c.figuresByShell(ctx)
 	}
-	f, err := cl.Open("/proc/meminfo")
-	if err != nil {
-		return figuresResult{err: fmt.Errorf("reading /proc/meminfo: %w", err)}
+	read := func(name string) ([]byte, error) {
+		f, err := cl.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		defer f.Close()
+		// /proc and /sys files report a size of 0: read until EOF, never by
+		// size.
+		var buf bytes.Buffer
+		if _, err := io.Copy(&buf, struct{ io.Reader }{f}); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		return buf.Bytes(), nil
 	}
-	// /proc files report a size of 0: read until EOF, never by size.
-	var buf bytes.Buffer
-	_, err = io.Copy(&buf, struct{ io.Reader }{f})
-	f.Close()
-	if err != nil {
-		return figuresResult{err: fmt.Errorf("reading /proc/meminfo: %w", err)}
+	var r figuresResult
+	meminfo, err := read(meminfoFile)
+	if err == nil {
+		r.memTotal, r.memAvailable, err = parseMeminfo(meminfo)
 	}
-	mem, err := memAvailable(buf.Bytes())
 	if err != nil {
 		return figuresResult{err: err}
 	}
-	disk, err := c.diskFree(ctx, defaultDockerRoot)
-	return figuresResult{memAvailable: mem, diskFree: disk, err: err}
+	online, err := read(cpusFile)
+	if err == nil {
+		r.cpus, err = countCPUs(string(online))
+	}
+	if err != nil {
+		return figuresResult{err: err}
+	}
+	if r.diskFree, err = c.diskFree(ctx, defaultDockerRoot); err != nil {
+		if r.diskFree, err = c.diskFree(ctx, "/"); err != nil {
+			return figuresResult{err: err}
+		}
+	}
+	return r
 }
 
 // diskFree is the space available to unprivileged writers on the
@@ -66,16 +92,35 @@ func (c *Conn) diskFree(ctx context.Context, path string) (int64, error) {
 	return int64(vfs.Bavail * vfs.Frsize), nil
 }
 
+// figuresPreamble prints the host's memory (kB), online CPUs and the
+// available blocks and block size of the engine's filesystem as one line
+// of JSON, then becomes the command given as its arguments. It carries no
+// value from outside, and runs no program but stat.
+const figuresPreamble = `total=0 avail=0 cpus=
+while read -r k v _; do
+  case $k in MemTotal:) total=$v ;; MemAvailable:) avail=$v ;; esac
+done < ` + meminfoFile + `
+read -r cpus < ` + cpusFile + `
+disk=$(stat -f -c '%a,%S' ` + defaultDockerRoot + ` 2>/dev/null || stat -f -c '%a,%S' /)
+printf '{"mem_total_kb":%s,"mem_available_kb":%s,"cpus":"%s","disk":[%s]}\n' "$total" "$avail" "$cpus" "$disk"
+exec "$@"`
+
 // parseFigures reads the line figuresPreamble printed.
 func parseFigures(line []byte) figuresResult {
 	var p struct {
+		MemTotalKB     int64   `json:"mem_total_kb"`
 		MemAvailableKB int64   `json:"mem_available_kb"`
+		CPUs           string  `json:"cpus"`
 		Disk           []int64 `json:"disk"`
 	}
 	if err := json.Unmarshal(line, &p); err != nil || len(p.Disk) != 2 {
 		return figuresResult{err: fmt.Errorf("reading the host's memory and disk figures from %q: %v", line, err)}
 	}
-	return figuresResult{memAvailable: p.MemAvailableKB * 1024, diskFree: p.Disk[0] * p.Disk[1]}
+	cpus, err := countCPUs(p.CPUs)
+	if err != nil {
+		return figuresResult{err: err}
+	}
+	return figuresResult{cpus: cpus, memTotal: p.MemTotalKB * 1024, memAvailable: p.MemAvailableKB * 1024, diskFree: p.Disk[0] * p.Disk[1]}
 }
 
 // figuresByShell is figures for a host without SFTP.
@@ -87,18 +132,47 @@ func (c *Conn) figuresByShell(ctx context.Context) figuresResult {
 	return parseFigures(out)
 }
 
-// memAvailable finds MemAvailable in /proc/meminfo's "Key: value kB" lines.
-func memAvailable(meminfo []byte) (int64, error) {
+// parseMeminfo finds MemTotal and MemAvailable in /proc/meminfo's
+// "Key: value kB" lines.
+func parseMeminfo(meminfo []byte) (total, available int64, err error) {
+	found := 0
 	sc := bufio.NewScanner(bytes.NewReader(meminfo))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) >= 2 && f[0] == "MemAvailable:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("MemAvailable %q: %w", f[1], err)
-			}
-			return kb * 1024, nil
+		if len(f) < 2 || (f[0] != "MemTotal:" && f[0] != "MemAvailable:") {
+			continue
 		}
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s %q in %s: %w", f[0], f[1], meminfoFile, err)
+		}
+		if f[0] == "MemTotal:" {
+			total = kb * 1024
+		} else {
+			available = kb * 1024
+		}
+		found++
 	}
-	return 0, fmt.Errorf("no MemAvailable in /proc/meminfo")
+	if found != 2 {
+		return 0, 0, fmt.Errorf("no MemTotal and MemAvailable in %s", meminfoFile)
+	}
+	return total, available, nil
+}
+
+// countCPUs counts the CPUs of a kernel CPU list such as "0-3,8,10-11".
+func countCPUs(list string) (int, error) {
+	n := 0
+	for _, part := range strings.Split(strings.TrimSpace(list), ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || b < a {
+			return 0, fmt.Errorf("the host's CPU list %q in %s makes no sense", list, cpusFile)
+		}
+		n += b - a + 1
+	}
+	return n, nil
 }
