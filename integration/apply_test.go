@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -189,5 +190,52 @@ services:
 		if err := serving(ctx, h.Addr+":8093", "2"); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestApplyPullsWithRegistryCredentials deploys an image that only a
+// password-protected registry has: apply pulls it on the host with the
+// credentials from fleet.yaml's registries, for that one pull. A wrong
+// password fails before anything changed, naming the host and the image;
+// the password shows in no output and stays nowhere on the host.
+func TestApplyPullsWithRegistryCredentials(t *testing.T) {
+	ctx := context.Background()
+	h := fleet.Hosts[2]
+	const password = "reg-pw-$(touch /tmp/pwned-registry)"
+	if err := h.StartRegistry(ctx, "puller", password, testfleet.ExampleImage+":2"); err != nil {
+		t.Fatal(err)
+	}
+	defer h.StopRegistry(ctx)
+	registry := fmt.Sprintf("127.0.0.1:%d", testfleet.RegistryPort)
+	ref := registry + "/" + testfleet.ExampleImage + ":2"
+	cleanupProject(t, "pull")
+	defer h.Run(ctx, "docker", "rmi", ref)
+	p := newProject(t, `project: pull
+services:
+  web:
+    image: `+ref+`
+    hosts: `+h.Name+`
+    pull: always
+    ports: ["8095:8080"]
+    healthcheck: {http: /up, port: 8080}
+registries:
+  "`+registry+`": {username: puller, password: env:FLEET_IT_REGISTRY}
+`)
+	t.Setenv("FLEET_IT_REGISTRY", "wrong")
+	p.expect(1, []string{"host " + h.Name, "pulling " + ref}, "apply", "--yes")
+	if n := containersPerHost(t, "pull")[h.Name]; n != 0 {
+		t.Errorf("a failed pull left %d containers", n)
+	}
+
+	t.Setenv("FLEET_IT_REGISTRY", password)
+	out := p.expect(0, []string{"pulled " + ref, "1 changed"}, "apply", "--yes")
+	if err := serving(ctx, h.Addr+":8095", "2"); err != nil {
+		t.Error(err)
+	}
+	if strings.Contains(out, "reg-pw") {
+		t.Errorf("the registry password is in apply's output:\n%s", out)
+	}
+	if out, _ := h.Run(ctx, "sh", "-c", "cat /root/.docker/config.json 2>/dev/null; grep -rl reg-pw /root /etc/docker /var/lib/fleet 2>/dev/null; ls /tmp/pwned-registry 2>/dev/null; true"); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("the registry login is left on the host, or a shell ran the password: %q", out)
 	}
 }
