@@ -304,15 +304,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 
 	// New containers: creates take nothing down and go at once; replaces
 	// go in the steps of the update policy.
-	steps := [][]*plan.Action{}
-	if len(creates) > 0 {
-		steps = append(steps, creates)
-	}
-	i := 0
-	for _, n := range Steps(s.Update.Parallelism, len(replaces)) {
-		steps = append(steps, replaces[i:i+n])
-		i += n
-	}
+	steps := rollingSteps(creates, replaces, s.Update.Parallelism)
 	total := len(creates) + len(replaces)
 	startFirst := s.Update.Order == "start-first"
 	if startFirst && len(s.Ports) > 0 {
@@ -324,7 +316,10 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	// Each step's new containers are created while the step before it
 	// runs: creating starts nothing and binds no port, and it is then off
 	// the step's own time. Those of a step that never runs are removed.
-	next := a.create(ctx, s, sp, steps[0])
+	var next []*change
+	if len(steps) > 0 {
+		next = a.create(ctx, s, sp, steps[0])
+	}
 	for n, step := range steps {
 		a.event(Event{Service: s.Name, What: fmt.Sprintf("step %d of %d: %s", n+1, len(steps), instanceList(step)),
 			Step: n + 1, Steps: len(steps), Instances: len(step)})

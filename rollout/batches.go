@@ -28,6 +28,23 @@ func Steps(p plan.Parallelism, n int) []int {
 	return steps
 }
 
+// rollingSteps orders the new containers of a service into steps: the
+// creates all at once (they take nothing down), then the replacements in
+// the steps of the update policy. A plan of starts, in-place updates and
+// removals alone has no step at all.
+func rollingSteps(creates, replaces []*plan.Action, p plan.Parallelism) [][]*plan.Action {
+	var steps [][]*plan.Action
+	if len(creates) > 0 {
+		steps = append(steps, creates)
+	}
+	i := 0
+	for _, n := range Steps(p, len(replaces)) {
+		steps = append(steps, replaces[i:i+n])
+		i += n
+	}
+	return steps
+}
+
 // n0 is the number of instances the steps were made for: a percentage is
 // of all of them, not of what is left.
 func n0(steps []int, left int) int {

@@ -33,6 +33,44 @@ func TestSteps(t *testing.T) {
 	}
 }
 
+// TestRollingSteps: the creates go in one step before the replacements'
+// steps, and a plan without either (starts, in-place updates, removals
+// alone) has no step, which the applier must take as it is.
+func TestRollingSteps(t *testing.T) {
+	acts := func(kind plan.Kind, n int) []*plan.Action {
+		var out []*plan.Action
+		for i := range n {
+			out = append(out, &plan.Action{Kind: kind, Host: fmt.Sprintf("h%d", i+1), Slot: i + 1})
+		}
+		return out
+	}
+	show := func(steps [][]*plan.Action) string {
+		var parts []string
+		for _, step := range steps {
+			var names []string
+			for _, a := range step {
+				names = append(names, fmt.Sprintf("%s:%s", a.Kind, a.Host))
+			}
+			parts = append(parts, "["+strings.Join(names, " ")+"]")
+		}
+		return strings.Join(parts, " ")
+	}
+	two := plan.Parallelism{Waves: []plan.Wave{{Count: 2}}}
+	for _, c := range []struct {
+		creates, replaces int
+		want              string
+	}{
+		{0, 0, ""},
+		{2, 0, "[create:h1 create:h2]"},
+		{0, 3, "[replace:h1 replace:h2] [replace:h3]"},
+		{1, 3, "[create:h1] [replace:h1 replace:h2] [replace:h3]"},
+	} {
+		if got := show(rollingSteps(acts(plan.Create, c.creates), acts(plan.Replace, c.replaces), two)); got != c.want {
+			t.Errorf("%d creates, %d replaces: steps %q, want %q", c.creates, c.replaces, got, c.want)
+		}
+	}
+}
+
 func TestOrder(t *testing.T) {
 	p, err := plan.ParseProject("fleet.yaml", []byte(`
 project: p
