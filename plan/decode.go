@@ -81,6 +81,12 @@ func decodeProject(d *yamlfile.Doc, data []byte) *Project {
 		},
 		"networks": func(v *yaml.Node) { p.Networks = decodeDeclared(d, v, "networks") },
 		"volumes":  func(v *yaml.Node) { p.Volumes = decodeDeclared(d, v, "volumes") },
+		"hooks": func(v *yaml.Node) {
+			notYet(d, v, "hooks", "running hooks", "run your checks before fleet apply and your notifications after it, in the script that calls it")
+		},
+		"proxy_image": func(v *yaml.Node) {
+			notYet(d, v, "proxy_image", "the reverse proxy", "remove proxy_image; publish the services' ports with ports: for now")
+		},
 	})
 	if !ok {
 		return nil
@@ -108,6 +114,12 @@ func decodeProject(d *yamlfile.Doc, data []byte) *Project {
 	}
 	p.checkDependencies(d.Errs)
 	return p
+}
+
+// notYet refuses a key of the specification that this version of fleet
+// does not carry out: accepting it would silently do nothing.
+func notYet(d *yamlfile.Doc, v *yaml.Node, what, feature, hint string) {
+	d.Errorf(v, "%s: %s is not available in this version of fleet", what, feature).Hint = hint
 }
 
 func decodeDeclared(d *yamlfile.Doc, v *yaml.Node, what string) []string {
@@ -286,9 +298,20 @@ func decodeService(d *yamlfile.Doc, p *Project, name string, keyN, v *yaml.Node)
 			at("depends_on", v)
 			s.DependsOn, _ = d.Strings(v, w+".depends_on")
 		},
-		"proxy": func(v *yaml.Node) { at("proxy", v); s.Proxy = decodeProxy(d, v, w+".proxy") },
+		"proxy": func(v *yaml.Node) {
+			at("proxy", v)
+			s.Proxy = decodeProxy(d, v, w+".proxy")
+			notYet(d, v, w+".proxy", "serving through a reverse proxy",
+				"publish the container's port with ports: [\"8080:8080\"] for now")
+		},
 		"image_delivery": func(v *yaml.Node) {
-			s.ImageDelivery, _ = d.Enum(v, w+".image_delivery", "pull", "push")
+			if s.ImageDelivery, _ = d.Enum(v, w+".image_delivery", "pull", "push"); s.ImageDelivery == "push" {
+				notYet(d, v, w+".image_delivery", "pushing images over SSH",
+					"load the image on the hosts yourself (docker save IMAGE | ssh HOST docker load) with pull: never, or pull it from a registry")
+			}
+		},
+		"pre_stop": func(v *yaml.Node) {
+			notYet(d, v, w+".pre_stop", "a pre_stop command", "a container that finishes its work on SIGTERM needs no pre_stop; stop_grace gives it time")
 		},
 	})
 	if !ok {
