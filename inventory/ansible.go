@@ -24,6 +24,10 @@ import (
 // host_vars/ and group_vars/ directories beside the file. The connection
 // variables become the host's SSH settings; other plain variables become
 // labels, so "role=web" selects hosts whose inventory says role=web.
+//
+// A directory is read as several files of one inventory (see dir.go): each
+// file adds its hosts, groups and variables to the same ansibleInventory,
+// and finish runs once at the end.
 
 // ansibleVar is one variable with where it was set.
 type ansibleVar struct {
@@ -47,14 +51,19 @@ type ansibleHost struct {
 }
 
 type ansibleInventory struct {
-	file   string
-	groups map[string]*ansibleGroup
-	hosts  map[string]*ansibleHost
-	order  []string // hosts in file order
+	file    string // the inventory as given: a file or a directory
+	format  string
+	varsDir string   // where group_vars/ and host_vars/ are
+	files   []string // every file read, in reading order
+	groups  map[string]*ansibleGroup
+	hosts   map[string]*ansibleHost
+	order   []string // hosts in file order
 }
 
-func newAnsibleInventory(file string) *ansibleInventory {
-	a := &ansibleInventory{file: file, groups: map[string]*ansibleGroup{}, hosts: map[string]*ansibleHost{}}
+// newAnsibleInventory starts an inventory read from file, whose variable
+// directories are in varsDir.
+func newAnsibleInventory(file, format, varsDir string) *ansibleInventory {
+	a := &ansibleInventory{file: file, format: format, varsDir: varsDir, groups: map[string]*ansibleGroup{}, hosts: map[string]*ansibleHost{}}
 	a.group("all", diag.Pos{File: file})
 	a.group("ungrouped", diag.Pos{File: file})
 	return a
@@ -92,7 +101,14 @@ func appendOnce(list []string, s string) []string {
 
 // parseAnsibleINI reads Ansible's INI inventory format.
 func parseAnsibleINI(file string, data []byte, errs *diag.List) *rawInventory {
-	a := newAnsibleInventory(file)
+	a := newAnsibleInventory(file, "ansible-ini", filepath.Dir(file))
+	a.readINI(file, data, errs)
+	return a.finish(errs)
+}
+
+// readINI adds one INI file to the inventory.
+func (a *ansibleInventory) readINI(file string, data []byte, errs *diag.List) {
+	a.files = append(a.files, file)
 	section, kind := "ungrouped", "hosts"
 	for i, line := range strings.Split(string(data), "\n") {
 		lineNo := i + 1
@@ -184,7 +200,6 @@ func parseAnsibleINI(file string, data []byte, errs *diag.List) *rawInventory {
 			}
 		}
 	}
-	return a.finish(errs)
 }
 
 // iniValue reads a [group:vars] value as Ansible does: quotes around the
@@ -352,15 +367,36 @@ func expandRanges(pattern string) ([]string, error) {
 // parseAnsibleYAML reads Ansible's YAML inventory format: groups at the
 // top, each with hosts, vars and children.
 func parseAnsibleYAML(file string, data []byte, errs *diag.List) *rawInventory {
+	a := newAnsibleInventory(file, "ansible-yaml", filepath.Dir(file))
+	if !a.readYAML(file, data, errs) {
+		return nil
+	}
+	return a.finish(errs)
+}
+
+// readYAML adds one YAML file to the inventory; false if the file is not
+// a mapping of groups at all.
+func (a *ansibleInventory) readYAML(file string, data []byte, errs *diag.List) bool {
+	a.files = append(a.files, file)
 	d := &yamlfile.Doc{File: file, Errs: errs}
 	root := d.Parse(data)
 	if root == nil {
-		return nil
+		return false
 	}
-	a := newAnsibleInventory(file)
 	pairs, ok := d.Pairs(root, "inventory")
 	if !ok {
-		return nil
+		return false
+	}
+	for _, p := range pairs {
+		if p.Key == "plugin" {
+			if v := yamlfile.Resolve(p.Value); v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+				// Ansible hands such a file to the plugin it names (aws_ec2,
+				// constructed, ...), which computes the inventory.
+				d.Errorf(p.KeyN, "the configuration of Ansible's inventory plugin %q, not an inventory: fleet reads static inventories", v.Value).Hint =
+					"give fleet what the plugin lists: ansible-inventory -i " + file + " --list --yaml > hosts.yml"
+				return false
+			}
+		}
 	}
 	for _, p := range pairs {
 		if !a.yamlGroup(d, p.Key, p.KeyN, p.Value) {
@@ -370,7 +406,7 @@ func parseAnsibleYAML(file string, data []byte, errs *diag.List) *rawInventory {
 			a.groups["all"].children = appendOnce(a.groups["all"].children, p.Key)
 		}
 	}
-	return a.finish(errs)
+	return true
 }
 
 // yamlGroup reads one group and its children; false if its name is bad.
@@ -469,7 +505,7 @@ func (a *ansibleInventory) finish(errs *diag.List) *rawInventory {
 		return nil
 	}
 
-	raw := &rawInventory{file: a.file, groups: map[string][]string{}, groupPos: map[string]diag.Pos{}}
+	raw := &rawInventory{file: a.file, format: a.format, files: a.files, groups: map[string][]string{}, groupPos: map[string]diag.Pos{}}
 	// Every host's groups: the ones that list it, and all their ancestors.
 	parents := map[string][]string{}
 	for name, g := range a.groups {
@@ -599,11 +635,13 @@ func (a *ansibleInventory) depths() (map[string]int, *groupError) {
 	return depth, nil
 }
 
-// loadVarsDirs reads group_vars/ and host_vars/ beside the inventory file:
-// NAME.yml, NAME.yaml, NAME.json, NAME (YAML) or a directory NAME/ of such
-// files. Their values override the file's own for that group or host.
+// loadVarsDirs reads group_vars/ and host_vars/ beside the inventory file
+// (in the inventory directory itself, when that was given): NAME.yml,
+// NAME.yaml, NAME.json, NAME (YAML) or a directory NAME/ of such files.
+// Their values override the inventory's own for that group or host.
 func (a *ansibleInventory) loadVarsDirs(errs *diag.List) {
-	base := filepath.Dir(a.file)
+	base := a.varsDir
+	var read []string
 	load := func(dir, name string) map[string]ansibleVar {
 		vars := map[string]ansibleVar{}
 		var files []string
@@ -622,6 +660,7 @@ func (a *ansibleInventory) loadVarsDirs(errs *diag.List) {
 				}
 			}
 		}
+		read = append(read, files...)
 		for _, f := range files {
 			data, err := os.ReadFile(f)
 			if err != nil {
@@ -647,6 +686,8 @@ func (a *ansibleInventory) loadVarsDirs(errs *diag.List) {
 			h.vars[k] = v
 		}
 	}
+	sort.Strings(read)
+	a.files = append(a.files, read...)
 }
 
 // ansibleRawHost maps a host's variables to fleet's host settings.

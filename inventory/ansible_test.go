@@ -3,6 +3,7 @@ package inventory
 import (
 	"encoding/json"
 	"maps"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -12,18 +13,31 @@ import (
 	"testing"
 )
 
-// TestAgreesWithAnsible loads a realistic Ansible inventory (ranges,
-// children, group and host vars, group_vars/ and host_vars/, group
-// priorities) with fleet and with Ansible's own ansible-inventory, and
-// checks that every host resolves to the address, port, user, key, sudo and
-// groups that Ansible would use.
+// TestAgreesWithAnsible loads realistic Ansible inventories with fleet and
+// with Ansible's own ansible-inventory, and checks that every host resolves
+// to the address, port, user, key, sudo, labels and groups that Ansible
+// would use: a file (ranges, children, group and host vars, group_vars/ and
+// host_vars/, group priorities) and a directory (several files, INI and
+// YAML, a subdirectory, files Ansible passes over, later files winning).
 func TestAgreesWithAnsible(t *testing.T) {
 	if _, err := exec.LookPath("ansible-inventory"); err != nil {
 		t.Skip("ansible-inventory is not installed (scripts/deps installs Debian's ansible)")
 	}
-	const file = "testdata/ansible/inventory.ini"
+	for _, source := range []string{"testdata/ansible/inventory.ini", "testdata/ansible-dir"} {
+		t.Run(filepath.Base(source), func(t *testing.T) { agreesWithAnsible(t, source) })
+	}
+}
+
+func agreesWithAnsible(t *testing.T, source string) {
 	t.Setenv("HOME", t.TempDir())
-	cmd := exec.Command("ansible-inventory", "-i", file, "--list")
+	abs, err := filepath.Abs(source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ansible-inventory", "-i", abs, "--list")
+	// ansible-inventory also reads the group_vars/ of the directory it
+	// runs in: run it where there are none.
+	cmd.Dir = t.TempDir()
 	cmd.Env = append(cmd.Environ(), "ANSIBLE_LOCAL_TEMP="+t.TempDir(), "ANSIBLE_HOME="+t.TempDir())
 	out, err := cmd.Output()
 	if err != nil {
@@ -40,7 +54,7 @@ func TestAgreesWithAnsible(t *testing.T) {
 
 	// With no ssh_config, what Ansible leaves unset falls to OpenSSH's
 	// defaults: the host's name, port 22, the current user.
-	inv, err := Load(file, Options{SSHConfig: "none"})
+	inv, err := Load(source, Options{SSHConfig: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,14 +70,7 @@ func TestAgreesWithAnsible(t *testing.T) {
 		}
 		str := func(key, fallback string) string {
 			if v, ok := vars[key]; ok {
-				switch v := v.(type) {
-				case string:
-					return v
-				case float64:
-					return strconv.Itoa(int(v))
-				case bool:
-					return strconv.FormatBool(v)
-				}
+				return scalar(v)
 			}
 			return fallback
 		}
@@ -73,18 +80,33 @@ func TestAgreesWithAnsible(t *testing.T) {
 			"user":    str("ansible_user", def.user),
 			"key":     expandHome(str("ansible_ssh_private_key_file", "")),
 			"sudo":    strconv.FormatBool(ansibleBool(str("ansible_become", "false"))),
-			"tier":    str("tier", ""),
-			"color":   str("color", ""),
-			"role":    str("role", ""),
 		}
 		got := map[string]string{
 			"address": h.Address, "port": strconv.Itoa(h.Port), "user": h.User,
 			"key": h.IdentityFile, "sudo": strconv.FormatBool(h.Sudo),
-			"tier": h.Labels["tier"], "color": h.Labels["color"], "role": h.Labels["role"],
+		}
+		// Every other variable with a plain value is a label, written as
+		// the inventory writes it (Ansible's true may be fleet's "True").
+		for k, v := range vars {
+			switch v.(type) {
+			case map[string]any, []any, nil:
+				continue
+			}
+			if !strings.HasPrefix(k, "ansible_") {
+				want["label "+k] = strings.ToLower(scalar(v))
+			}
+		}
+		for k, v := range h.Labels {
+			got["label "+k] = strings.ToLower(v)
 		}
 		for k := range want {
 			if got[k] != want[k] {
 				t.Errorf("%s: %s is %q, Ansible says %q", name, k, got[k], want[k])
+			}
+		}
+		for k := range got {
+			if _, ok := want[k]; !ok {
+				t.Errorf("%s: %s is %q, Ansible has no such variable", name, k, got[k])
 			}
 		}
 	}
@@ -126,7 +148,24 @@ func TestAgreesWithAnsible(t *testing.T) {
 			t.Errorf("group %s: fleet has %v, Ansible %v", group, got, want)
 		}
 	}
-	if matches, _ := filepath.Glob("testdata/ansible/group_vars/*"); len(matches) == 0 {
+	varsDir := filepath.Dir(source)
+	if fi, err := os.Stat(source); err == nil && fi.IsDir() {
+		varsDir = source
+	}
+	if matches, _ := filepath.Glob(filepath.Join(varsDir, "group_vars/*")); len(matches) == 0 {
 		t.Error("the test inventory lost its group_vars")
 	}
+}
+
+// scalar writes a scalar variable's value from Ansible's JSON as text.
+func scalar(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	}
+	return ""
 }

@@ -46,9 +46,12 @@ type Host struct {
 
 // Inventory is the resolved set of hosts.
 type Inventory struct {
-	File   string
-	Format string // "fleet", "ansible-ini" or "ansible-yaml"
-	Hosts  []*Host
+	File   string // as given: a file, or an Ansible inventory directory
+	Format string // "fleet", "ansible-ini", "ansible-yaml" or "ansible-dir"
+	// Files is every file the inventory was read from: its own, in the
+	// order read, then the group_vars/ and host_vars/ files, sorted.
+	Files []string
+	Hosts []*Host
 	// Groups maps each group to its hosts' names, sorted.
 	Groups   map[string][]string
 	GroupPos map[string]diag.Pos
@@ -79,12 +82,24 @@ type Options struct {
 }
 
 // Load reads and resolves the inventory in path, whichever of fleet's own
-// format or Ansible's (INI or YAML) it is in; the content decides. All
-// problems come back together as a *diag.List.
+// format or Ansible's (INI or YAML) it is in; the content decides. A
+// directory is read as Ansible reads one: every inventory file in it, with
+// its group_vars/ and host_vars/ (see loadDir). All problems come back
+// together as a *diag.List.
 func Load(path string, opts Options) (*Inventory, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	if fi.IsDir() {
+		return loadDir(path, opts)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	if errs := (&diag.List{}); !static(path, fi, data, errs) {
+		return nil, errs.Err()
 	}
 	return Parse(path, data, opts)
 }
@@ -131,11 +146,21 @@ func detect(data []byte) string {
 		}
 		return "fleet"
 	}
+	fleet := false
 	for i := 0; i < len(top.Content); i += 2 {
 		switch top.Content[i].Value {
 		case "defaults", "hosts", "groups":
-			return "fleet"
+			fleet = true
+		case "plugin":
+			// An Ansible inventory plugin's configuration, which has
+			// keys such as groups: the Ansible reader explains.
+			if v := yamlfile.Resolve(top.Content[i+1]); v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+				return "ansible-yaml"
+			}
 		}
+	}
+	if fleet {
+		return "fleet"
 	}
 	return "ansible-yaml"
 }
@@ -176,6 +201,7 @@ type rawHost struct {
 type rawInventory struct {
 	file     string
 	format   string
+	files    []string
 	hosts    []*rawHost
 	groups   map[string][]string
 	groupPos map[string]diag.Pos
@@ -314,7 +340,7 @@ func parseNative(file string, data []byte, errs *diag.List) *rawInventory {
 	if root == nil {
 		return nil
 	}
-	raw := &rawInventory{file: file, format: "fleet", groups: map[string][]string{}, groupPos: map[string]diag.Pos{}}
+	raw := &rawInventory{file: file, format: "fleet", files: []string{file}, groups: map[string][]string{}, groupPos: map[string]diag.Pos{}}
 	defaults := &rawHost{}
 	var hostsNode *yaml.Node
 	ok := d.Fields(root, "inventory", map[string]func(*yaml.Node){

@@ -40,7 +40,7 @@ func render(t *testing.T, inv *Inventory) string {
 
 func TestValidInventories(t *testing.T) {
 	files, _ := filepath.Glob("testdata/valid/*")
-	files = append(files, "testdata/ansible/inventory.ini")
+	files = append(files, "testdata/ansible/inventory.ini", "testdata/ansible-dir")
 	for _, f := range files {
 		if strings.HasSuffix(f, ".golden") {
 			continue
@@ -80,6 +80,7 @@ func TestFormatDetection(t *testing.T) {
 		{"[web]\nweb1\n", "ansible-ini"},
 		{"web1 ansible_host=1.2.3.4\n", "ansible-ini"},
 		{"# comment\nweb1\nweb2\n", "ansible-ini"},
+		{"plugin: constructed\ngroups:\n  big: true\n", "ansible-yaml"},
 	} {
 		if got := detect([]byte(c.text)); got != c.want {
 			t.Errorf("detect(%q) = %s, want %s", c.text, got, c.want)
@@ -175,5 +176,48 @@ func TestSSHConfigAsOpenSSHReadsIt(t *testing.T) {
 		if h.User != c.user || h.Port != c.port || key != c.key || strings.Join(jump, ",") != c.jump {
 			t.Errorf("%s: user %s port %d key %q jump %v; want %s %d %q %s", c.host, h.User, h.Port, key, jump, c.user, c.port, c.key, c.jump)
 		}
+	}
+}
+
+// TestInventoryDirectory checks what the golden files cannot show: the
+// files a directory was read from, in order, and symbolic links, followed
+// as Ansible follows them but never round in a loop.
+func TestInventoryDirectory(t *testing.T) {
+	inv, err := Load("testdata/ansible-dir", testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"testdata/ansible-dir/hosts",
+		"testdata/ansible-dir/sub/monitoring",
+		"testdata/ansible-dir/web.yml",
+		"testdata/ansible-dir/zz-comments",
+		"testdata/ansible-dir/group_vars/all.yml",
+		"testdata/ansible-dir/group_vars/backend.yml",
+		"testdata/ansible-dir/group_vars/web.yml",
+		"testdata/ansible-dir/host_vars/db1.yml",
+	}
+	if inv.Format != "ansible-dir" || strings.Join(inv.Files, "\n") != strings.Join(want, "\n") {
+		t.Errorf("format %s, files:\n%s\nwant:\n%s", inv.Format, strings.Join(inv.Files, "\n"), strings.Join(want, "\n"))
+	}
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hosts"), []byte("[web]\nweb1\n"), 0o644)
+	os.Mkdir(filepath.Join(dir, "more"), 0o755)
+	os.WriteFile(filepath.Join(dir, "more", "db"), []byte("[db]\ndb1\n"), 0o644)
+	if err := os.Symlink(filepath.Join(dir, "more", "db"), filepath.Join(dir, "linked")); err != nil {
+		t.Skip(err)
+	}
+	inv, err = Load(dir, testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(inv.Names(), " "); got != "db1 web1" {
+		t.Errorf("hosts %s, want db1 web1", got)
+	}
+	os.Symlink("..", filepath.Join(dir, "more", "up"))
+	_, err = Load(dir, testOptions(t))
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "more", "up")+": a symbolic link back to a directory above it") {
+		t.Errorf("a symbolic link loop: %v", err)
 	}
 }

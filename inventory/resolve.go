@@ -130,7 +130,7 @@ func (c *sshConfig) ask(alias string) (sshSettings, error) {
 // explicit values, jump chains expanded and checked, groups collected.
 func (raw *rawInventory) resolve(opts Options, errs *diag.List) *Inventory {
 	inv := &Inventory{
-		File: raw.file, Format: raw.format,
+		File: raw.file, Format: raw.format, Files: raw.files,
 		Groups: map[string][]string{}, GroupPos: raw.groupPos,
 		Warnings: raw.warnings,
 		byName:   map[string]*Host{},

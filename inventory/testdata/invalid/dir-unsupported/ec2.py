@@ -1,0 +1,3 @@
+#!/usr/bin/env python3
+import json
+print(json.dumps({"web": {"hosts": ["web1"]}}))
