@@ -222,12 +222,12 @@ func (e *Executor) dial(ctx context.Context, t Target) (*Conn, error) {
 	}
 	cancel()
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("connecting to %s: no answer within %s", addr, e.opts.ConnectTimeout)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, err
 		}
-		return nil, err
+		return nil, dialFault(t, err)
 	}
-	client, err := handshake(ctx, conn, addr, cfg, e.opts.HandshakeTimeout)
+	client, err := handshake(ctx, conn, t, cfg, e.opts.HandshakeTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +246,8 @@ func (e *Executor) dial(ctx context.Context, t Target) (*Conn, error) {
 // only the TCP connect (ClientConfig.Timeout), and deadlines do not work on
 // a connection tunnelled through a jump host, so the handshake is bounded by
 // closing the connection: on a timer, and when ctx ends.
-func handshake(ctx context.Context, conn net.Conn, addr string, cfg *ssh.ClientConfig, limit time.Duration) (*ssh.Client, error) {
+func handshake(ctx context.Context, conn net.Conn, t Target, cfg *ssh.ClientConfig, limit time.Duration) (*ssh.Client, error) {
+	addr := t.hostPort()
 	timer := time.AfterFunc(limit, func() { conn.Close() })
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
@@ -260,26 +261,28 @@ func handshake(ctx context.Context, conn net.Conn, addr string, cfg *ssh.ClientC
 		if cancelled {
 			return nil, fmt.Errorf("ssh handshake with %s: %w", addr, ctx.Err())
 		}
-		return nil, fmt.Errorf("ssh handshake with %s: no answer within %s (the port accepts connections but sshd does not respond)", addr, limit)
+		return nil, &ConnectError{Fault: FaultSSHDSilent, Address: t.Address, Port: t.port(), User: t.User, Limit: limit,
+			Err: fmt.Errorf("ssh handshake with %s: %w", addr, context.DeadlineExceeded)}
 	}
 	if err != nil {
 		conn.Close()
-		return nil, explainHandshake(addr, err)
+		return nil, explainHandshake(t, err)
 	}
 	return ssh.NewClient(c, chans, reqs), nil
 }
 
 // explainHandshake turns x/crypto's handshake errors into ones that say
 // what to do, keeping the original in the chain.
-func explainHandshake(addr string, err error) error {
+func explainHandshake(t Target, err error) error {
 	var hke *HostKeyError
 	if errors.As(err, &hke) {
 		return hke
 	}
+	addr := t.hostPort()
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "unable to authenticate"):
-		return fmt.Errorf("ssh %s: authentication refused: none of the offered keys is accepted (check the user, the identity files, and that ssh-agent holds the key): %w", addr, err)
+		return &ConnectError{Fault: FaultAuth, Address: t.Address, Port: t.port(), User: t.User, Err: err}
 	case strings.Contains(msg, "no common algorithm for host key"):
 		return fmt.Errorf("ssh %s: the host offers none of the key types known_hosts holds for it: %w", addr, err)
 	}

@@ -20,6 +20,21 @@
 // below sshd's MaxSessions, so many concurrent operations queue rather than
 // fail.
 //
+// # Faults
+//
+// A host that cannot be used fails with an error that says what is wrong in
+// one wording per kind of fault, and what to check: a [ConnectError] for a
+// host that could not be reached or logged in to (no answer, connection
+// refused, no route, unknown name, sshd silent, keys refused), a
+// [HostKeyError], or an [EngineDownError] for a host that answers over SSH
+// while its Docker engine does not ([ErrEngineDown]). The same fault reads
+// the same however it surfaced: a dial that timed out, a deadline, and the
+// kernel's "no route to host" for a neighbour that never answered are all
+// "no answer from ADDR". [FaultOf] names the fault behind an error, for the
+// commands to say "unreachable" or "engine down". A failed pull is a
+// [PullError]: which image, which registry, the likely cause, and the
+// engine's own words last.
+//
 // # Host keys and keys
 //
 // Host keys are checked against the user's and the global known_hosts files

@@ -242,6 +242,9 @@ func (e *Engine) streamErr(ctx context.Context, ac *apiConn, err error) error {
 		if e.c.target.sudo() && sudoWantsPassword(msg) {
 			return fmt.Errorf("%w: %s", ErrSudoPassword, msg)
 		}
+		if down := engineDown(e.c.target.Name, msg); down != nil {
+			return down
+		}
 		return fmt.Errorf("docker engine: %s", msg)
 	}
 	return fmt.Errorf("docker engine stream: %w", err)
@@ -287,11 +290,17 @@ func (r request) http() (*http.Request, error) {
 
 // EngineError is an error answer of the engine.
 type EngineError struct {
+	// Status is the HTTP status of the answer; 0 for an error that came in
+	// the stream of a long answer (a pull's progress, say) after a 200.
 	Status  int
 	Message string
 }
 
 func (e *EngineError) Error() string {
+	if e.Status == 0 {
+		// An error message in the middle of a streamed answer.
+		return "docker engine: " + e.Message
+	}
 	return fmt.Sprintf("docker engine: %s (HTTP %d)", e.Message, e.Status)
 }
 

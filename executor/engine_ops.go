@@ -364,6 +364,8 @@ func imagePath(ref string) string {
 
 // Pull pulls ref on the host. auth, when not nil, is handed to the engine
 // for this pull alone, in a request header: it is not stored on the host.
+// A pull the engine refuses or fails is a [*PullError] that names the
+// image, its registry and the likely cause.
 func (e *Engine) Pull(ctx context.Context, ref string, auth *RegistryAuth) error {
 	op := "pulling " + ref
 	name, tag := splitRef(ref)
@@ -379,7 +381,17 @@ func (e *Engine) Pull(ctx context.Context, ref string, auth *RegistryAuth) error
 		}
 		r.header.Set("X-Registry-Auth", base64.URLEncoding.EncodeToString(j))
 	}
-	return e.progress(ctx, op, r)
+	err := e.streamProgress(ctx, r)
+	var ee *EngineError
+	if errors.As(err, &ee) {
+		// The pull error names the image itself: the host is all its
+		// HostError needs to add.
+		return e.c.fail("", newPullError(ref, auth != nil, ee))
+	}
+	if err != nil {
+		return e.c.fail(op, err)
+	}
+	return nil
 }
 
 // splitRef splits a reference into repository and tag or digest; a colon
@@ -404,27 +416,37 @@ func (e *Engine) Load(ctx context.Context, r io.Reader) error {
 // progress runs a request whose answer is a stream of JSON progress
 // messages, on a stream of its own, and fails on an error message in it.
 func (e *Engine) progress(ctx context.Context, op string, r request) error {
+	if err := e.streamProgress(ctx, r); err != nil {
+		return e.c.fail(op, err)
+	}
+	return nil
+}
+
+// streamProgress is progress without the host: the engine's refusals,
+// whether answered with an error status or in the middle of the stream,
+// are an [*EngineError].
+func (e *Engine) streamProgress(ctx context.Context, r request) error {
 	ac, err := e.dial(ctx, false)
 	if err != nil {
-		return e.c.fail(op, err)
+		return err
 	}
 	defer ac.st.Close()
 	stop := context.AfterFunc(ctx, func() { ac.st.Close() })
 	defer stop()
 	hr, err := r.http()
 	if err != nil {
-		return e.c.fail(op, err)
+		return err
 	}
 	write := make(chan error, 1)
 	go func() { write <- hr.Write(ac.st) }()
 	resp, err := http.ReadResponse(ac.br, hr)
 	if err != nil {
-		return e.c.fail(op, e.streamErr(ctx, ac, err))
+		return e.streamErr(ctx, ac, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
 		body, _ := io.ReadAll(resp.Body)
-		return e.c.fail(op, response{status: resp.StatusCode, body: body}.err())
+		return response{status: resp.StatusCode, body: body}.err()
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {
@@ -435,16 +457,16 @@ func (e *Engine) progress(ctx context.Context, op string, r request) error {
 		if err := dec.Decode(&m); err == io.EOF {
 			break
 		} else if err != nil {
-			return e.c.fail(op, e.streamErr(ctx, ac, err))
+			return e.streamErr(ctx, ac, err)
+		}
+		if m.Error == "" {
+			m.Error = m.ErrorDetail.Message
 		}
 		if m.Error != "" {
-			return e.c.fail(op, errors.New(m.Error))
+			return &EngineError{Message: m.Error}
 		}
 	}
-	if err := <-write; err != nil {
-		return e.c.fail(op, err)
-	}
-	return nil
+	return <-write
 }
 
 // Logs copies a container's log lines to stdout and stderr, as the
