@@ -37,11 +37,11 @@ func TestHistoryAndRollback(t *testing.T) {
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8093", "2") })
 
 	out := p.expect(0, nil, "history", "web")
-	lines := strings.Split(strings.TrimSpace(out), "\n")
+	lines := strings.Split(strings.TrimSpace(out), "\n")[1:]
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "1 ") || !strings.HasPrefix(lines[1], "2 ") {
 		t.Fatalf("fleet history web:\n%s", out)
 	}
-	for _, want := range []string{"fleet-example/hello:1", "first release", "[deployed]"} {
+	for _, want := range []string{"fleet-example/hello:1", "first release", "deployed"} {
 		if !strings.Contains(lines[0], want) {
 			t.Errorf("revision 1 lacks %q: %s", want, lines[0])
 		}
@@ -61,8 +61,8 @@ func TestHistoryAndRollback(t *testing.T) {
 		}
 		return err
 	})
-	out = p.expect(0, []string{"rollback to revision 1", "[deployed]"}, "history", "web")
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[2], "3 ") || !strings.Contains(lines[2], "hello:1") {
+	out = p.expect(0, []string{"rollback to revision 1", "deployed"}, "history", "web")
+	if lines := strings.Split(strings.TrimSpace(out), "\n")[1:]; len(lines) != 3 || !strings.HasPrefix(lines[2], "3 ") || !strings.Contains(lines[2], "hello:1") {
 		t.Errorf("after the rollback, fleet history web:\n%s", out)
 	}
 	// Without --to: back to the last deployed revision before the current.
@@ -70,7 +70,7 @@ func TestHistoryAndRollback(t *testing.T) {
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8093", "2") })
 	// history: 3 keeps three records.
 	out = p.expect(0, nil, "history", "web")
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[0], "2 ") {
+	if lines := strings.Split(strings.TrimSpace(out), "\n")[1:]; len(lines) != 3 || !strings.HasPrefix(lines[0], "2 ") {
 		t.Errorf("with history: 3, fleet history web:\n%s", out)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,7 +64,7 @@ func TestFailureActions(t *testing.T) {
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
 
 	p.write(failProject("1", "HELLO_MODE: unhealthy", "2", "continue"))
-	p.expect(1, []string{"5 of 5 instances failed (failure_action: continue"}, "apply", "--yes")
+	p.expect(1, []string{"5 of 5 instances failed (h", "(failure_action: continue"}, "apply", "--yes")
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
 	for host, n := range containersPerHost(t, "fail") {
 		if n != 1 {
@@ -219,4 +220,48 @@ func untilFirstStep(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestSecondInterruptSaysWhatItLeaves sends Ctrl-C twice in the middle of
+// a step: the run stops at once, and first says, host by host, which
+// instances it leaves down and that the lock stays; the next apply
+// repairs everything.
+func TestSecondInterruptSaysWhatItLeaves(t *testing.T) {
+	ctx := context.Background()
+	cleanupProject(t, "fail")
+	p := newProject(t, failProject("1", "", "2", "rollback"))
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+
+	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 5s", "2", "rollback"))
+	cmd, out := backgroundApply(t, p)
+	untilFirstStep(t, cmd, out)
+	cmd.Process.Signal(syscall.SIGINT)
+	time.Sleep(20 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 130 {
+		t.Fatalf("apply after two interrupts: %v, want exit 130\n%s", err, out)
+	}
+	said := out.String()
+	t.Logf("apply stopped at once said:\n%s", said)
+	for _, want := range []string{"stopped at once, leaving behind:", "web/", "the deploy lock stays until its lease runs out", "run fleet apply to repair it"} {
+		if !strings.Contains(said, want) {
+			t.Errorf("apply stopped at once does not say %q:\n%s", want, said)
+		}
+	}
+	// One line per host of the first step, naming it.
+	if !regexp.MustCompile(`(?m)^  h[12]: web/[12] `).MatchString(said) {
+		t.Errorf("no line names a host of the first step and its instance:\n%s", said)
+	}
+
+	p.write(failProject("2", "", "2", "rollback"))
+	p.expect(0, []string{"taking over the deploy lock"}, "apply", "--yes")
+	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
+	for host, n := range containersPerHost(t, "fail") {
+		if n != 1 {
+			t.Errorf("%s has %d containers of the project, want exactly 1", host, n)
+		}
+	}
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
 }

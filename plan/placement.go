@@ -33,6 +33,9 @@ type Placed struct {
 	Slot     int
 	Host     string
 	Existing *Observed
+	// Rescheduled names the unreachable hosts a new instance stands in
+	// for (--reschedule).
+	Rescheduled []string
 }
 
 // Removal is an instance to remove, with why.
@@ -137,18 +140,22 @@ func Place(s *Service, candidates []Candidate, observed []Observed, reschedule b
 			}
 		}
 		if len(unreachable) > 0 {
-			p.Notes = append(p.Notes, fmt.Sprintf("%s unreachable: its instance is unknown and left alone", hostsPhrase(unreachable)))
+			note := fmt.Sprintf("%s unreachable: its instance is unknown and left alone", hostsPhrase(unreachable))
+			if reschedule {
+				note += fmt.Sprintf(" (--reschedule moves nothing: %s runs one instance on every selected host)", s.Name)
+			}
+			p.Notes = append(p.Notes, note)
 		}
 		return p
 	}
 
 	missing := want - len(kept)
-	if missing > 0 && len(unreachable) > 0 && !reschedule {
-		p.Notes = append(p.Notes, fmt.Sprintf("%s unreachable: %d of %d instances are unknown and may run there; not placed elsewhere without --reschedule", hostsPhrase(unreachable), missing, want))
+	if len(unreachable) > 0 && !reschedule && missing > 0 {
+		p.Notes = append(p.Notes, fmt.Sprintf("%s unreachable: %d of %d instances are unknown and may run there; --reschedule places them on the other hosts", hostsPhrase(unreachable), missing, want))
 		return p
 	}
-	if missing > 0 && len(unreachable) > 0 {
-		p.Notes = append(p.Notes, fmt.Sprintf("%s unreachable: %d instances placed elsewhere (--reschedule); extras are removed once it is back", hostsPhrase(unreachable), missing))
+	if len(unreachable) > 0 && reschedule && missing == 0 {
+		p.Notes = append(p.Notes, fmt.Sprintf("%s unreachable: all %d instances of %s run on the others; nothing to reschedule", hostsPhrase(unreachable), want, s.Name))
 	}
 	spreadCount := map[string]int{}
 	if s.Spread != "" {
@@ -156,20 +163,71 @@ func Place(s *Service, candidates []Candidate, observed []Observed, reschedule b
 			spreadCount[byName[o.Host].Host.Labels[s.Spread]]++
 		}
 	}
+	var placedOn []string
 	for ; missing > 0; missing-- {
 		best := pickHost(candidates, perHost, maxPer, s.Spread, spreadCount)
 		if best == nil {
 			p.Short = missing
-			p.Notes = append(p.Notes, fmt.Sprintf("%d of %d instances do not fit: every reachable selected host has max_per_host %d", missing, want, maxPer))
 			break
 		}
 		perHost[best.Host.Name]++
 		if s.Spread != "" {
 			spreadCount[best.Host.Labels[s.Spread]]++
 		}
-		p.Create = append(p.Create, Placed{Slot: nextSlot(), Host: best.Host.Name})
+		p.Create = append(p.Create, Placed{Slot: nextSlot(), Host: best.Host.Name, Rescheduled: unreachable})
+		placedOn = append(placedOn, best.Host.Name)
+	}
+	switch {
+	case len(unreachable) == 0 || len(placedOn)+p.Short == 0:
+		if p.Short > 0 {
+			p.Notes = append(p.Notes, fmt.Sprintf("%d of %d instances do not fit: %s", p.Short, want, noRoom(candidates, maxPer)))
+		}
+	case len(placedOn) == 0:
+		p.Notes = append(p.Notes, fmt.Sprintf("%s unreachable: %s cannot be rescheduled: %s; %d of %d instances are unknown",
+			hostsPhrase(unreachable), s.Name, noRoom(candidates, maxPer), p.Short, want))
+	default:
+		back := "it is"
+		if len(unreachable) > 1 {
+			back = "they are"
+		}
+		note := fmt.Sprintf("%s unreachable: %s of %s placed on %s instead (--reschedule); the extras go once %s back",
+			hostsPhrase(unreachable), plural(len(placedOn), "instance"), s.Name, countedHosts(placedOn), back)
+		if p.Short == 1 {
+			note += "; 1 more does not fit: " + noRoom(candidates, maxPer)
+		} else if p.Short > 1 {
+			note += fmt.Sprintf("; %d more do not fit: %s", p.Short, noRoom(candidates, maxPer))
+		}
+		p.Notes = append(p.Notes, note)
 	}
 	return p
+}
+
+// noRoom says why no host could take another instance.
+func noRoom(candidates []Candidate, maxPer int) string {
+	for _, c := range candidates {
+		if c.Reachable {
+			return fmt.Sprintf("no reachable selected host has room (max_per_host %d)", maxPer)
+		}
+	}
+	return "no selected host is reachable"
+}
+
+// countedHosts lists hosts in order, each once: "h1 (2), h4".
+func countedHosts(names []string) string {
+	count := map[string]int{}
+	var order []string
+	for _, n := range names {
+		if count[n] == 0 {
+			order = append(order, n)
+		}
+		count[n]++
+	}
+	for i, n := range order {
+		if count[n] > 1 {
+			order[i] = fmt.Sprintf("%s (%d)", n, count[n])
+		}
+	}
+	return strings.Join(order, ", ")
 }
 
 // dedupeSlots keeps one instance per slot: running before stopped, newer

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fleetdeploy/fleet/inventory"
@@ -29,6 +30,29 @@ type LiveHost struct {
 	// Images maps each image reference present on the host to its ID, so
 	// that a tag that now names another image is seen.
 	Images map[string]string
+	// Recorded is, by service, the newest revision the host's history
+	// holds: a failed or rolled-back attempt leaves no container behind,
+	// and its number must not be given again.
+	Recorded map[string]Recorded
+}
+
+// Recorded is the newest revision of a service in a host's history.
+type Recorded struct {
+	Revision int
+	Spec     string
+	Outcome  string
+	Who      string
+	When     time.Time
+	// Rollback is set when fleet rollback made the revision.
+	Rollback *RollbackOf
+}
+
+// RollbackOf says what a revision made by fleet rollback went back from
+// and to.
+type RollbackOf struct {
+	To       int    `json:"to"`        // the revision whose spec it restored
+	From     int    `json:"from"`      // the revision it replaced
+	FromSpec string `json:"from_spec"` // and that revision's spec
 }
 
 // LiveContainer is a container as the engine reports it.
@@ -101,6 +125,8 @@ type ServicePlan struct {
 	Restart     Restart   `json:"restart"`
 	Actions     []*Action `json:"actions"`
 	Notes       []string  `json:"notes,omitempty"`
+	// Warnings say what apply will fail on unless something is done first.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Kind is what an action does to an instance.
@@ -243,12 +269,33 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 			observed = append(observed, Observed{Host: h.Name, Slot: slot, Running: c.Running, Revision: rev, Container: c.ID, Created: c.Created.Unix()})
 		}
 	}
+	// The newest record of the service, on any host in scope: its number
+	// is taken even when no container of it remains.
+	var newest Recorded
+	for _, h := range in.Scope {
+		if lh := in.Live.Hosts[h.Name]; lh != nil {
+			if r, ok := lh.Recorded[s.Name]; ok && r.Revision > newest.Revision {
+				newest = r
+			}
+		}
+	}
+	maxRev = max(maxRev, newest.Revision)
 	if sp.Revision == 0 {
 		sp.Revision, sp.NewRevision = maxRev+1, true
 	}
+	if rb := newest.Rollback; rb != nil && sp.NewRevision && newest.Outcome == "deployed" && runs(observed, newest.Revision) {
+		note := fmt.Sprintf("%s was rolled back to revision %d by %s on %s (now revision %d); ", s.Name, rb.To, newest.Who, newest.When.UTC().Format("2006-01-02 15:04 UTC"), newest.Revision)
+		if rb.FromSpec == sp.Spec {
+			note += fmt.Sprintf("fleet.yaml still asks for what revision %d ran, so applying deploys it again as revision %d", rb.From, sp.Revision)
+		} else {
+			note += fmt.Sprintf("fleet.yaml now asks for something else, so applying deploys it as revision %d", sp.Revision)
+		}
+		note += fmt.Sprintf(". To stay on revision %d, make fleet.yaml match it (fleet history %s shows it).", rb.To, s.Name)
+		sp.Notes = append(sp.Notes, note)
+	}
 
 	pl := Place(s, candidates, observed, in.Reschedule)
-	sp.Notes = pl.Notes
+	sp.Notes = append(sp.Notes, pl.Notes...)
 	for _, k := range pl.Keep {
 		c := containers[k.Existing.Container]
 		sp.Actions = append(sp.Actions, compare(in, s, sp, k, c))
@@ -256,6 +303,8 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 	for _, cr := range pl.Create {
 		a := &Action{Kind: Create, Host: cr.Host, Slot: cr.Slot}
 		switch {
+		case len(cr.Rescheduled) > 0:
+			a.Reasons = []string{fmt.Sprintf("rescheduled: %s unreachable", hostsPhrase(cr.Rescheduled))}
 		case len(observed) == 0:
 			a.Reasons = []string{"new: no instance runs"}
 		case !s.ReplicasSet:
@@ -279,7 +328,48 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 		}
 		return a.Slot < b.Slot
 	})
+	if s.Pull == "never" {
+		if hosts := lackImage(in.Live, sp); len(hosts) > 0 {
+			sp.Warnings = append(sp.Warnings, fmt.Sprintf("image %s is not on %s and pull is never: load it there (docker load) or set pull: missing",
+				sp.Template.Image, strings.Join(hosts, ", ")))
+		}
+	}
 	return sp
+}
+
+// lackImage names the hosts that are to get a new container of sp but do
+// not have its image. An image named by digest is not in the hosts' lists
+// of tags, and is left to apply to judge.
+func lackImage(live Live, sp *ServicePlan) []string {
+	image := sp.Template.Image
+	if strings.Contains(image, "@") {
+		return nil
+	}
+	var hosts []string
+	for _, a := range sp.Actions {
+		if (a.Kind != Create && a.Kind != Replace) || slices.Contains(hosts, a.Host) {
+			continue
+		}
+		if lh := live.Hosts[a.Host]; lh != nil && !hasImage(lh.Images, image) {
+			hosts = append(hosts, a.Host)
+		}
+	}
+	return hosts
+}
+
+// hasImage looks an image up in a host's tags, which name images of
+// Docker Hub without its registry ("nginx:1.27", "acme/web:1").
+func hasImage(images map[string]string, image string) bool {
+	if _, ok := images[image]; ok {
+		return true
+	}
+	for _, hub := range []string{"docker.io/", "index.docker.io/"} {
+		if short, ok := strings.CutPrefix(image, hub); ok {
+			_, found := images[strings.TrimPrefix(short, "library/")]
+			return found
+		}
+	}
+	return false
 }
 
 // sameReplicas reports whether every instance was made for the replicas
@@ -291,6 +381,17 @@ func sameReplicas(observed []Observed, containers map[string]*LiveContainer, rep
 		}
 	}
 	return true
+}
+
+// runs reports whether an instance of the revision is among those
+// observed.
+func runs(observed []Observed, revision int) bool {
+	for _, o := range observed {
+		if o.Revision == revision {
+			return true
+		}
+	}
+	return false
 }
 
 // compare decides what an instance that stays needs: nothing, a start, an

@@ -192,6 +192,38 @@ func TestPlanCases(t *testing.T) {
 				f.converge(t)
 				f.live.Hosts["h1"].Containers = nil
 			}},
+		{name: "pull-never-image-missing", project: strings.Replace(planProject, "image: hello:2", "image: hello:3\n    pull: never", 1),
+			setup: func(f *fixture) {
+				f.converge(t)
+				f.live.Hosts["h2"].Images["hello:3"] = "sha256:" + strings.Repeat("3", 64)
+			}},
+		{name: "unreachable-rescheduled", resched: true, setup: func(f *fixture) {
+			f.project, _ = ParseProject("fleet.yaml", []byte(strings.Replace(planProject, "hosts: role=web", "hosts: role=web\n    replicas: 2", 1)), f.inv)
+			f.converge(t)
+			delete(f.live.Hosts, "h2")
+			f.live.Unreachable["h2"] = "dial tcp 203.0.113.11:22: i/o timeout"
+		}},
+		{name: "failed-attempts-recorded", project: strings.Replace(planProject, "image: hello:2", "image: hello:3", 1),
+			setup: func(f *fixture) {
+				// Revisions 2 and 3 failed and left no container; h2's
+				// history holds them.
+				f.converge(t)
+				f.live.Hosts["h2"].Recorded = map[string]Recorded{"web": {Revision: 3, Outcome: "rolled back"}}
+			}},
+		{name: "rolled-back", setup: func(f *fixture) {
+			// web runs revision 3, made by fleet rollback from revision 2
+			// back to 1; fleet.yaml still asks for revision 2's hello:3.
+			f.project, _ = ParseProject("fleet.yaml", []byte(strings.Replace(planProject, "image: hello:2", "image: hello:3", 1)), f.inv)
+			spec := f.plan(false).Services[0].Spec
+			f.project, _ = ParseProject("fleet.yaml", []byte(planProject), f.inv)
+			f.converge(t)
+			for _, h := range []string{"h1", "h2", "h3"} {
+				f.container(h, "web").Labels[LabelRevision] = "3"
+				f.live.Hosts[h].Recorded = map[string]Recorded{"web": {Revision: 3, Outcome: "deployed", Who: "ops@laptop",
+					When: time.Date(2026, 11, 30, 9, 15, 0, 0, time.UTC), Rollback: &RollbackOf{To: 1, From: 2, FromSpec: spec}}}
+			}
+			f.project, _ = ParseProject("fleet.yaml", []byte(strings.Replace(planProject, "image: hello:2", "image: hello:3", 1)), f.inv)
+		}},
 		{name: "unreachable", setup: func(f *fixture) {
 			f.converge(t)
 			delete(f.live.Hosts, "h3")
@@ -248,5 +280,62 @@ func TestPlanFingerprintsChangeWithState(t *testing.T) {
 	after := f.plan(false).Fingerprints
 	if before["h2"] == after["h2"] || before["h1"] != after["h1"] {
 		t.Errorf("fingerprints before %v after %v", before, after)
+	}
+}
+
+// TestPullNeverWarns flags the hosts that are to get a new container of a
+// pull: never service without having its image, in the plan's JSON too.
+func TestPullNeverWarns(t *testing.T) {
+	for _, c := range []struct {
+		name, image string
+		onHosts     map[string]string // host → tag present there
+		want        string            // the warning, "" for none
+	}{
+		{name: "missing on two hosts", image: "hello:3", onHosts: map[string]string{"h2": "hello:3"},
+			want: "image hello:3 is not on h1, h3 and pull is never"},
+		{name: "present everywhere", image: "hello:3", onHosts: map[string]string{"h1": "hello:3", "h2": "hello:3", "h3": "hello:3"}},
+		{name: "Docker Hub's long name", image: "docker.io/library/hello:3", onHosts: map[string]string{"h1": "hello:3", "h2": "hello:3"},
+			want: "image docker.io/library/hello:3 is not on h3 and"},
+		{name: "by digest: left to apply", image: "hello@sha256:" + strings.Repeat("a", 64)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, planProject)
+			f.converge(t)
+			for host, tag := range c.onHosts {
+				f.live.Hosts[host].Images[tag] = "sha256:" + strings.Repeat("3", 64)
+			}
+			changed, err := ParseProject("fleet.yaml", []byte(strings.Replace(planProject, "image: hello:2", "image: "+c.image+"\n    pull: never", 1)), f.inv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.project = changed
+			p := f.plan(false)
+			js, _ := json.Marshal(p.Services[0])
+			if c.want == "" {
+				if len(p.Services[0].Warnings) > 0 {
+					t.Errorf("warnings %q, want none", p.Services[0].Warnings)
+				}
+				return
+			}
+			if len(p.Services[0].Warnings) != 1 || !strings.Contains(p.Services[0].Warnings[0], c.want) {
+				t.Errorf("warnings %q, want one with %q", p.Services[0].Warnings, c.want)
+			}
+			if !strings.Contains(string(js), `"warnings":["`+c.want) {
+				t.Errorf("the JSON plan lacks the warning: %s", js)
+			}
+		})
+	}
+}
+
+// TestPullNeverStartNeedsNoImage: starting a stopped container needs no
+// image, so nothing is flagged.
+func TestPullNeverStartNeedsNoImage(t *testing.T) {
+	f := newFixture(t, strings.Replace(planProject, "image: hello:2", "image: hello:2\n    pull: never", 1))
+	f.converge(t)
+	delete(f.live.Hosts["h1"].Images, "hello:2")
+	f.container("h1", "web").Running, f.container("h1", "web").Status = false, "exited"
+	p := f.plan(false)
+	if p.Summary.Start != 1 || len(p.Services[0].Warnings) > 0 {
+		t.Errorf("start %d, warnings %q", p.Summary.Start, p.Services[0].Warnings)
 	}
 }

@@ -35,8 +35,9 @@ func (st Style) marker(k Kind) string {
 }
 
 // Render writes the plan for people: by service, then host, one line per
-// action with its marker and reasons; unchanged instances only when
-// verbose; then the unreachable hosts and a summary line.
+// action with its marker and reasons, then the service's notes and
+// warnings; unchanged instances only when verbose; then the unreachable
+// hosts and a summary line.
 func (p *Plan) Render(w io.Writer, st Style, verbose bool) error {
 	var b strings.Builder
 	for _, sp := range p.Services {
@@ -67,6 +68,9 @@ func (p *Plan) Render(w io.Writer, st Style, verbose bool) error {
 		}
 		for _, n := range sp.Notes {
 			b.WriteString("  " + st.paint("33", "note:") + " " + n + "\n")
+		}
+		for _, w := range sp.Warnings {
+			b.WriteString("  " + st.paint("31", "warning:") + " " + w + "\n")
 		}
 		b.WriteString("\n")
 	}

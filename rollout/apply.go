@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -47,34 +48,63 @@ type Applier struct {
 	// Who (user@machine) and Cause (the --message, or "" for a summary of
 	// the changes) go into the record of each new revision.
 	Who, Cause string
+	// Rollback is set by fleet rollback, for the record of the revision it
+	// makes.
+	Rollback *plan.RollbackOf
 
 	mu      sync.Mutex
 	cleanup sync.WaitGroup // removals of old containers in flight
+	// inFlight is the work under way, by instance, with what it is doing:
+	// what a run stopped at once leaves behind. Guarded by mu.
+	inFlight   map[instanceKey]string
+	startFirst map[string]bool // by service, as carried out
 }
 
-// Outcome is what happened to one service.
-type Outcome struct {
-	Service    string
-	Changed    int
-	Unchanged  int
-	Failed     int
-	RolledBack bool
-	Paused     bool
-	Err        error
+type instanceKey struct {
+	service, host string
+	slot          int
 }
+
+// Outcome is what happened to one service. Every instance the plan named
+// is counted once: unchanged, changed, failed, undone (changed, then put
+// back by a rollback) or not attempted (after a failure, a pause or an
+// interruption).
+type Outcome struct {
+	Service      string
+	Changed      int
+	Unchanged    int
+	Failed       int
+	Undone       int
+	NotAttempted int
+	RolledBack   bool
+	Paused       bool
+	Interrupted  bool
+	Err          error
+}
+
+// Outcome states, as the revision history records them.
+const (
+	Deployed    = "deployed"
+	RolledBack  = "rolled back"
+	Paused      = "paused"
+	Interrupted = "interrupted"
+	Failed      = "failed"
+)
 
 // State says in a word how the service's rollout ended: deployed, rolled
-// back, paused or failed.
+// back, paused, interrupted or failed.
 func (o Outcome) State() string {
 	switch {
 	case o.RolledBack:
-		return "rolled back"
+		return RolledBack
 	case o.Paused:
-		return "paused"
+		return Paused
+	case o.Interrupted:
+		return Interrupted
 	case o.Err != nil:
-		return "failed"
+		return Failed
 	}
-	return "deployed"
+	return Deployed
 }
 
 // Result is the outcome of every service the plan touched.
@@ -106,13 +136,77 @@ func (r *Result) Err() error {
 }
 
 func (a *Applier) event(e Event) {
-	if a.Events == nil {
-		return
-	}
 	e.Time = time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.Events(e)
+	if e.Host != "" && (e.Begin || e.Progress || e.End) {
+		k := instanceKey{e.Service, e.Host, e.Slot}
+		if a.inFlight == nil {
+			a.inFlight = map[instanceKey]string{}
+		}
+		switch was := a.inFlight[k]; {
+		case e.End:
+			delete(a.inFlight, k)
+		case e.Begin:
+			a.inFlight[k] = e.What
+		case strings.HasPrefix(was, "creating"):
+			// A new instance has no old container to be down.
+			a.inFlight[k] = "creating: " + e.What
+		case was != "":
+			a.inFlight[k] = e.What
+		}
+	}
+	if a.Events != nil {
+		a.Events(e)
+	}
+}
+
+// LeftBehind says, one line per host, what a run stopped at once (a
+// second Ctrl-C) leaves behind: the instances whose work was under way,
+// and whether they are down. It may be called at any time, from any
+// goroutine.
+func (a *Applier) LeftBehind() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	byHost := map[string][]string{}
+	for _, k := range slices.SortedFunc(maps.Keys(a.inFlight), func(x, y instanceKey) int {
+		return strings.Compare(fmt.Sprintf("%s/%s/%06d", x.host, x.service, x.slot), fmt.Sprintf("%s/%s/%06d", y.host, y.service, y.slot))
+	}) {
+		byHost[k.host] = append(byHost[k.host], leftState(k, a.inFlight[k], a.startFirst[k.service]))
+	}
+	var lines []string
+	for _, host := range slices.Sorted(maps.Keys(byHost)) {
+		lines = append(lines, host+": "+strings.Join(byHost[host], "; "))
+	}
+	return lines
+}
+
+// leftState describes an instance left in the middle of what, the last
+// thing said of it.
+func leftState(k instanceKey, what string, startFirst bool) string {
+	name := fmt.Sprintf("%s/%d", k.service, k.slot)
+	if k.slot == 0 {
+		name = k.service
+	}
+	switch {
+	case strings.HasPrefix(what, "pulling"):
+		return name + ": " + what + " cut short (nothing changed)"
+	case strings.HasPrefix(what, "creating"):
+		return name + " not running yet (it was being created)"
+	case strings.HasPrefix(what, "putting the previous container back"):
+		return name + " DOWN or on its new container (its previous one was being put back)"
+	case strings.HasPrefix(what, "updating in place"):
+		return name + " may keep its old limits (updated in place)"
+	case strings.HasPrefix(what, "starting (was"):
+		return name + " DOWN (it was being started)"
+	case strings.HasPrefix(what, "removing"):
+		return name + " may still run (it was being removed)"
+	case startFirst:
+		return name + " runs its old container; a new one may be left beside it"
+	case strings.HasPrefix(what, "replacing"):
+		return name + " runs its old container (not yet stopped)"
+	}
+	return name + " DOWN (its old container stopped, the new one not yet healthy)"
 }
 
 // Apply carries out p: services in dependency order, each one's instances
@@ -178,7 +272,7 @@ func (a *Applier) record(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 		}
 	}
 	rev := Revision{Service: s.Name, Revision: sp.Revision, Spec: sp.Spec, Template: sp.Template,
-		Resources: sp.Resources, Restart: sp.Restart, When: time.Now().UTC(), Who: a.Who, Cause: cause, Outcome: o.State()}
+		Resources: sp.Resources, Restart: sp.Restart, When: time.Now().UTC(), Who: a.Who, Cause: cause, Outcome: o.State(), Rollback: a.Rollback}
 	return recordRevision(context.WithoutCancel(ctx), conns, a.Project.Name, rev, s.History)
 }
 
@@ -190,6 +284,7 @@ type change struct {
 	newID   string
 	oldID   string
 	oldStop bool // the old container was stopped by this apply
+	oldGone bool // the old container was not there any more
 	// created is closed once the new container's create has answered,
 	// with newID or createErr.
 	created   chan struct{}
@@ -237,8 +332,8 @@ func (c *change) settled() {
 	}
 }
 
-func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.ServicePlan) Outcome {
-	o := Outcome{Service: s.Name}
+func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.ServicePlan) (o Outcome) {
+	o = Outcome{Service: s.Name}
 	var updates, starts, creates, replaces, removes []*plan.Action
 	for _, act := range sp.Actions {
 		switch act.Kind {
@@ -256,20 +351,45 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			o.Unchanged++
 		}
 	}
-	if len(updates)+len(starts)+len(creates)+len(replaces)+len(removes) == 0 {
+	planned := len(sp.Actions) - o.Unchanged
+	// Whatever the plan asked for and was neither done nor failed nor
+	// undone was not attempted; counted once, here, however the service
+	// ended.
+	defer func() {
+		o.NotAttempted = planned - o.Changed - o.Failed - o.Undone
+		if ctx.Err() != nil && o.Err != nil && !o.RolledBack {
+			o.Interrupted = true
+		}
+	}()
+	if planned == 0 {
 		return o
 	}
-	for _, act := range append(append([]*plan.Action{}, creates...), replaces...) {
-		if a.Fleet.Conns[act.Host] == nil {
-			o.Err = fmt.Errorf("host %s is not connected", act.Host)
-			return o
+	newContainers := append(append([]*plan.Action{}, creates...), replaces...)
+	var cut []string
+	for _, act := range sp.Actions {
+		if act.Kind != plan.Unchanged && a.Fleet.Conns[act.Host] == nil && !slices.Contains(cut, act.Host) {
+			cut = append(cut, act.Host)
 		}
+	}
+	if len(cut) > 0 {
+		o.Err = fmt.Errorf("not connected to %s: nothing of this service was changed", strings.Join(cut, ", "))
+		return o
 	}
 
 	// Everything a new container needs is made ready first: a failure here
-	// has changed nothing.
-	if err := a.prepare(ctx, s, sp, append(append([]*plan.Action{}, creates...), replaces...)); err != nil {
-		o.Err = err
+	// has changed nothing. The instances of the hosts that could not be
+	// made ready count as failed.
+	if errs := a.prepare(ctx, s, sp, newContainers); len(errs) > 0 {
+		var all []error
+		for _, host := range slices.Sorted(maps.Keys(errs)) {
+			all = append(all, onHost(host, errs[host]))
+		}
+		for _, act := range newContainers {
+			if errs[act.Host] != nil {
+				o.Failed++
+			}
+		}
+		o.Err = fmt.Errorf("nothing of this service was changed: %w", errors.Join(all...))
 		return o
 	}
 
@@ -301,6 +421,10 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		return nil
 	})
 	o.Failed, o.Changed = o.Failed+f, o.Changed+len(starts)-f
+	if ctx.Err() != nil {
+		o.Err = errors.New("interrupted: run fleet apply again to go on")
+		return o
+	}
 
 	// New containers: creates take nothing down and go at once; replaces
 	// go in the steps of the update policy.
@@ -311,8 +435,13 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		startFirst = false
 		a.event(Event{Service: s.Name, What: "start-first needs the host ports free for the new container; this service publishes fixed ports, so each instance is stopped first"})
 	}
-	var done []*change
-	failed := 0
+	a.mu.Lock()
+	if a.startFirst == nil {
+		a.startFirst = map[string]bool{}
+	}
+	a.startFirst[s.Name] = startFirst
+	a.mu.Unlock()
+	var done, failures []*change
 	// Each step's new containers are created while the step before it
 	// runs: creating starts nothing and binds no port, and it is then off
 	// the step's own time. Those of a step that never runs are removed.
@@ -342,7 +471,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 				done = append(done, c)
 				continue
 			}
-			failed++
+			failures = append(failures, c)
 			a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "failed", Err: c.err, End: true})
 			// The failed instance goes back at once: the service never has
 			// more instances down than the step allows.
@@ -352,18 +481,22 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			o.Err = fmt.Errorf("interrupted after step %d of %d: the step in flight was finished or undone; run fleet apply again to go on", n+1, len(steps))
 			break
 		}
-		if float64(failed)/float64(total) > s.Update.MaxFailureRatio {
+		if float64(len(failures))/float64(total) > s.Update.MaxFailureRatio {
 			switch s.Update.FailureAction {
 			case "rollback":
-				a.event(Event{Service: s.Name, What: fmt.Sprintf("%d of %d instances failed: rolling back every changed instance", failed, total)})
-				for _, c := range done {
-					a.revert(s, c)
+				a.event(Event{Service: s.Name, What: fmt.Sprintf("%d of %d instances failed: rolling back every changed instance", len(failures), total)})
+				a.revertAll(s, done)
+				o.RolledBack, o.Undone, done = true, len(done), nil
+				back := "every instance is back on its previous container"
+				if prev := previousRevision(sp); prev > 0 {
+					back = fmt.Sprintf("rolled back to revision %d", prev)
+				} else if len(replaces) == 0 {
+					back = "the new instances were removed (there was no previous revision)"
 				}
-				o.RolledBack, done = true, nil
-				o.Err = fmt.Errorf("%d of %d instances failed their health check; rolled back to revision %d", failed, total, previousRevision(sp))
+				o.Err = fmt.Errorf("%s; %s", failedInstances(failures, total), back)
 			case "pause":
 				o.Paused = true
-				o.Err = fmt.Errorf("%d of %d instances failed; paused after step %d of %d (failure_action: pause): fix the cause and run fleet apply to go on, or fleet rollback %s", failed, total, n+1, len(steps), s.Name)
+				o.Err = fmt.Errorf("%s; paused after step %d of %d (failure_action: pause): fix the cause and run fleet apply to go on, or fleet rollback %s", failedInstances(failures, total), n+1, len(steps), s.Name)
 			}
 			if o.Err != nil {
 				break
@@ -371,10 +504,10 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		}
 	}
 	a.discard(next)
-	o.Failed += failed
+	o.Failed += len(failures)
 	o.Changed += len(done)
-	if o.Err == nil && failed > 0 {
-		o.Err = fmt.Errorf("%d of %d instances failed (failure_action: continue, max_failure_ratio %g)", failed, total, s.Update.MaxFailureRatio)
+	if o.Err == nil && len(failures) > 0 {
+		o.Err = fmt.Errorf("%s (failure_action: continue, max_failure_ratio %g)", failedInstances(failures, total), s.Update.MaxFailureRatio)
 	}
 	// The old containers of what succeeded are not needed any more; they
 	// go while the revision is recorded and the next service starts.
@@ -385,7 +518,10 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			c.settled()
 		}
 		a.parallel(context.WithoutCancel(ctx), s.Name, oldOf(done), func(ctx context.Context, act *plan.Action) error {
-			return a.Fleet.Conns[act.Host].Engine().Remove(ctx, act.Container, true)
+			if err := a.Fleet.Conns[act.Host].Engine().Remove(ctx, act.Container, true); !errors.Is(err, executor.ErrNotFound) {
+				return err
+			}
+			return nil
 		})
 	}()
 	if o.Err != nil {
@@ -404,10 +540,34 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		return nil
 	})
 	o.Failed, o.Changed = o.Failed+f, o.Changed+len(removes)-f
-	if o.Failed > 0 && o.Err == nil {
-		o.Err = fmt.Errorf("%d actions failed", o.Failed)
+	if o.Failed > 0 {
+		o.Err = fmt.Errorf("%d of %d changes failed", o.Failed, planned)
 	}
 	return o
+}
+
+// onHost names the host of err, unless err names it already.
+func onHost(host string, err error) error {
+	var he *executor.HostError
+	if errors.As(err, &he) && he.Host == host {
+		return err
+	}
+	return fmt.Errorf("host %s: %w", host, err)
+}
+
+// failedInstances says how many instances failed and why, naming the first
+// few with their errors: a port conflict or a lost connection is not a
+// failed health check.
+func failedInstances(failures []*change, total int) string {
+	var why []string
+	for i, c := range failures {
+		if i == 3 {
+			why = append(why, fmt.Sprintf("and %d more", len(failures)-i))
+			break
+		}
+		why = append(why, fmt.Sprintf("%s/%d: %s", c.act.Host, c.act.Slot, strings.TrimPrefix(c.err.Error(), "host "+c.act.Host+": ")))
+	}
+	return fmt.Sprintf("%d of %d instances failed (%s)", len(failures), total, strings.Join(why, "; "))
 }
 
 // progress returns what tells displays how the work on an instance is
@@ -480,7 +640,11 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 		// stopped it, and starting a running container changes nothing.
 		c.oldStop = true
 		progress("stopping the old container")
-		if err := eng.Stop(ctx, c.oldID, s.StopGrace); err != nil {
+		// One that is gone already (a run stopped at once may have left
+		// its removal under way) is as good as stopped.
+		if err := eng.Stop(ctx, c.oldID, s.StopGrace); errors.Is(err, executor.ErrNotFound) {
+			c.oldGone = true
+		} else if err != nil {
 			return err
 		}
 	}
@@ -511,13 +675,27 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 func (a *Applier) revert(s *plan.Service, c *change) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.StopGrace+time.Minute)
 	defer cancel()
+	k := instanceKey{s.Name, c.act.Host, c.act.Slot}
+	a.mu.Lock()
+	if a.inFlight == nil {
+		a.inFlight = map[instanceKey]string{}
+	}
+	a.inFlight[k] = "putting the previous container back"
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.inFlight, k)
+		a.mu.Unlock()
+	}()
 	eng := a.Fleet.Conns[c.act.Host].Engine()
 	c.settled()
 	var errs []error
 	if c.newID != "" {
 		errs = append(errs, eng.Remove(ctx, c.newID, true))
 	}
-	if c.oldID != "" && c.oldStop {
+	if c.oldGone {
+		errs = append(errs, fmt.Errorf("its previous container %s is gone: fleet apply makes a new one", c.oldID[:min(12, len(c.oldID))]))
+	} else if c.oldID != "" && c.oldStop {
 		errs = append(errs, startAgain(ctx, eng, c.oldID))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -529,6 +707,25 @@ func (a *Applier) revert(s *plan.Service, c *change) {
 		what = fmt.Sprintf("back on revision %d", c.act.Revision)
 	}
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: what})
+}
+
+// revertAll undoes the changes, as many at once as the update policy
+// changes at once: a rollback takes no more instances down at a time
+// than the rollout did.
+func (a *Applier) revertAll(s *plan.Service, changes []*change) {
+	i := 0
+	for _, n := range Steps(s.Update.Parallelism, len(changes)) {
+		var wg sync.WaitGroup
+		for _, c := range changes[i : i+n] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a.revert(s, c)
+			}()
+		}
+		wg.Wait()
+		i += n
+	}
 }
 
 // startAgain starts a container that this run stopped, and makes sure it
@@ -555,8 +752,9 @@ func startAgain(ctx context.Context, eng *executor.Engine, id string) error {
 }
 
 // prepare makes sure every host that gets a new container has the
-// service's networks, volumes and image.
-func (a *Applier) prepare(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, acts []*plan.Action) error {
+// service's networks, volumes and image, and returns the error of each
+// host where that failed.
+func (a *Applier) prepare(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, acts []*plan.Action) map[string]error {
 	hosts := map[string]bool{}
 	var list []*plan.Action
 	for _, act := range acts {
@@ -566,17 +764,17 @@ func (a *Applier) prepare(ctx context.Context, s *plan.Service, sp *plan.Service
 		}
 	}
 	var mu sync.Mutex
-	var errs []error
+	errs := map[string]error{}
 	a.parallel(ctx, s.Name, list, func(ctx context.Context, act *plan.Action) error {
 		err := a.prepareHost(ctx, s, sp, act.Host)
 		if err != nil {
 			mu.Lock()
-			errs = append(errs, fmt.Errorf("host %s: %w", act.Host, err))
+			errs[act.Host] = err
 			mu.Unlock()
 		}
 		return err
 	})
-	return errors.Join(errs...)
+	return errs
 }
 
 func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, host string) error {

@@ -31,7 +31,9 @@ type Revision struct {
 	When      time.Time      `json:"when"`
 	Who       string         `json:"who"` // user@machine
 	Cause     string         `json:"cause"`
-	Outcome   string         `json:"outcome"` // deployed, rolled back, paused, failed
+	Outcome   string         `json:"outcome"` // deployed, rolled back, paused, interrupted, failed
+	// Rollback is set on a revision made by fleet rollback.
+	Rollback *plan.RollbackOf `json:"rollback,omitempty"`
 }
 
 func revisionsDir(c *executor.Conn, project, service string) string {
@@ -98,6 +100,45 @@ func listRevisions(ctx context.Context, c *executor.Conn, dir string) ([]int, er
 	return nums, nil
 }
 
+// recorded reads, for every service of the project, the newest revision
+// the host's history holds: what a plan needs to number a new revision
+// and to say that a service was rolled back. A host without history has
+// none.
+func recorded(ctx context.Context, c *executor.Conn, project string) (map[string]plan.Recorded, error) {
+	base := path.Join(StateDir(c, project), "revisions")
+	services, err := c.ReadDir(ctx, base)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]plan.Recorded{}
+	for _, service := range services {
+		dir := path.Join(base, service)
+		nums, err := listRevisions(ctx, c, dir)
+		if err != nil {
+			return nil, err
+		}
+		if len(nums) == 0 {
+			continue
+		}
+		n := nums[len(nums)-1]
+		b, err := c.ReadFile(ctx, path.Join(dir, strconv.Itoa(n)+".json"))
+		if err != nil {
+			return nil, err
+		}
+		var r Revision
+		if err := json.Unmarshal(b, &r); err != nil {
+			// The number is taken all the same.
+			out[service] = plan.Recorded{Revision: n}
+			continue
+		}
+		out[service] = plan.Recorded{Revision: n, Spec: r.Spec, Outcome: r.Outcome, Who: r.Who, When: r.When, Rollback: r.Rollback}
+	}
+	return out, nil
+}
+
 // History reads a service's revisions from every host and merges them:
 // one record per revision, oldest first. Hosts that cannot be read are
 // skipped; the records are the same wherever a revision ran.
@@ -135,7 +176,7 @@ func History(ctx context.Context, conns map[string]*executor.Conn, project, serv
 			}
 			if err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("host %s: %w", c.Host(), err))
+				errs = append(errs, onHost(c.Host(), err))
 				mu.Unlock()
 			}
 		}()

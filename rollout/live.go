@@ -35,6 +35,7 @@ func Target(h *inventory.Host) executor.Target {
 type Fleet struct {
 	Conns       map[string]*executor.Conn
 	States      map[string]*executor.HostState
+	Recorded    map[string]map[string]plan.Recorded // by host, then service
 	Unreachable map[string]string
 }
 
@@ -47,17 +48,27 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 		targets[i] = Target(h)
 	}
 	type read struct {
-		conn  *executor.Conn
-		state *executor.HostState
+		conn     *executor.Conn
+		state    *executor.HostState
+		recorded map[string]plan.Recorded
 	}
 	results, err := executor.Map(ctx, ex, targets, "reading state", func(ctx context.Context, c *executor.Conn) (read, error) {
+		// The history is read beside the engine's state, over the same
+		// connection; a host whose history cannot be read is still
+		// planned, from its containers alone.
+		done := make(chan map[string]plan.Recorded, 1)
+		go func() {
+			rec, _ := recorded(ctx, c, project)
+			done <- rec
+		}()
 		st, err := c.Engine().State(ctx, project)
-		return read{c, st}, err
+		return read{c, st, <-done}, err
 	})
 	if err != nil && ctx.Err() != nil {
 		return nil, err
 	}
-	f := &Fleet{Conns: map[string]*executor.Conn{}, States: map[string]*executor.HostState{}, Unreachable: map[string]string{}}
+	f := &Fleet{Conns: map[string]*executor.Conn{}, States: map[string]*executor.HostState{},
+		Recorded: map[string]map[string]plan.Recorded{}, Unreachable: map[string]string{}}
 	for i, r := range results {
 		name := targets[i].Name
 		if r.Err != nil {
@@ -71,6 +82,7 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 		}
 		f.Conns[name] = r.Value.conn
 		f.States[name] = r.Value.state
+		f.Recorded[name] = r.Value.recorded
 	}
 	return f, nil
 }
@@ -80,7 +92,7 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 func (f *Fleet) Live(project string) plan.Live {
 	live := plan.Live{Hosts: map[string]*plan.LiveHost{}, Unreachable: f.Unreachable}
 	for name, st := range f.States {
-		lh := &plan.LiveHost{MemAvailable: st.Facts.MemAvailable, CPUs: st.Facts.CPUs, Images: map[string]string{}}
+		lh := &plan.LiveHost{MemAvailable: st.Facts.MemAvailable, CPUs: st.Facts.CPUs, Images: map[string]string{}, Recorded: f.Recorded[name]}
 		for ref, id := range st.Images {
 			lh.Images[ref] = id
 			// fleet.yaml may name an image without a tag or a registry.

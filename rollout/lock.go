@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/user"
 	"path"
 	"sort"
 	"strings"
@@ -46,11 +47,22 @@ func (h Holder) String() string {
 // Me describes this run as a lock holder.
 func Me(command string) Holder {
 	machine, _ := os.Hostname()
-	user := os.Getenv("USER")
-	if user == "" {
-		user = fmt.Sprint(os.Getuid())
+	return Holder{User: userName(), Machine: machine, PID: os.Getpid(), Command: command, Started: time.Now().UTC()}
+}
+
+// userName is the name of the user running fleet: from the user database
+// (cron and sudo may leave $USER unset or stale), then $USER or $LOGNAME,
+// the numeric id only when nothing names it.
+func userName() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
 	}
-	return Holder{User: user, Machine: machine, PID: os.Getpid(), Command: command, Started: time.Now().UTC()}
+	for _, v := range []string{"USER", "LOGNAME"} {
+		if name := os.Getenv(v); name != "" {
+			return name
+		}
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
 // LockHeldError says that another run holds the lock on a host.

@@ -6,11 +6,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/term"
@@ -59,6 +63,7 @@ type applyRun struct {
 	lockWait   time.Duration
 	cause      string
 	command    string
+	rollback   *plan.RollbackOf // set by fleet rollback, for the record
 }
 
 // apply shows the plan (or checks a saved one), asks, takes the deploy
@@ -115,8 +120,19 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 
 	prog := newProgress(g, out)
 	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: prog.event,
-		Who: me.User + "@" + me.Machine, Cause: r.cause}
+		Who: me.User + "@" + me.Machine, Cause: r.cause, Rollback: r.rollback}
+	var locked []string
+	for _, c := range changedConns(s, p) {
+		locked = append(locked, c.Host())
+	}
+	sort.Strings(locked)
+	left := func() []string {
+		return append(a.LeftBehind(), fmt.Sprintf("%s: the deploy lock stays until its lease runs out (within %s); the next fleet apply on this machine takes it over at once",
+			strings.Join(locked, ", "), rollout.DefaultLease))
+	}
+	leftBehind.Store(&left)
 	res, err := a.Apply(ctx, p)
+	leftBehind.Store(nil)
 	prog.close()
 	if err != nil {
 		return err
@@ -130,6 +146,10 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 	}
 	return unreachableError(p, len(s.scope))
 }
+
+// leftBehind, while an apply runs, says what stopping at once would leave
+// on the hosts: main prints it when a second interrupt ends the process.
+var leftBehind atomic.Pointer[func() []string]
 
 // replan reads the fleet again and returns the plan to carry out: the same
 // one if nothing moved; otherwise a saved plan is refused, and a fresh one
@@ -244,13 +264,42 @@ func (sp *savedPlan) sameFiles(g *globals) error {
 	return nil
 }
 
-func fileHash(path string) (string, error) {
-	b, err := os.ReadFile(path)
+// fileHash is the hash of what a plan was made from: a file, or every
+// file of an inventory directory; an inventory file's group_vars/ and
+// host_vars/ beside it count too, as they change what it says.
+func fileHash(file string) (string, error) {
+	st, err := os.Stat(file)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	roots := []string{file}
+	if !st.IsDir() {
+		dir := filepath.Dir(file)
+		roots = append(roots, filepath.Join(dir, "group_vars"), filepath.Join(dir, "host_vars"))
+	}
+	h := sha256.New()
+	for _, root := range roots {
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) && p == root && root != file {
+				return nil
+			}
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(filepath.Dir(file), p)
+			fmt.Fprintf(h, "%s\x00%d\x00", rel, len(b))
+			h.Write(b)
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // confirm asks on the terminal; without one, apply needs --yes.
@@ -269,8 +318,9 @@ func confirm(out *output) error {
 func summarize(g *globals, out *output, res *rollout.Result) {
 	if g.JSON {
 		for _, o := range res.Outcomes {
-			m := map[string]any{"event": "service", "service": o.Service, "changed": o.Changed, "unchanged": o.Unchanged,
-				"failed": o.Failed, "rolled_back": o.RolledBack, "paused": o.Paused}
+			m := map[string]any{"event": "service", "service": o.Service, "state": o.State(), "changed": o.Changed, "unchanged": o.Unchanged,
+				"failed": o.Failed, "undone": o.Undone, "not_attempted": o.NotAttempted,
+				"rolled_back": o.RolledBack, "paused": o.Paused, "interrupted": o.Interrupted}
 			if o.Err != nil {
 				m["error"] = o.Err.Error()
 			}
@@ -286,7 +336,14 @@ func summarize(g *globals, out *output, res *rollout.Result) {
 		if o.Err == nil {
 			state = "done"
 		}
-		fmt.Fprintf(w, "service %-16s %-11s %d changed, %d unchanged, %d failed\n", o.Service, state, o.Changed, o.Unchanged, o.Failed)
+		counts := fmt.Sprintf("%d changed, %d unchanged, %d failed", o.Changed, o.Unchanged, o.Failed)
+		if o.Undone > 0 {
+			counts += fmt.Sprintf(", %d put back", o.Undone)
+		}
+		if o.NotAttempted > 0 {
+			counts += fmt.Sprintf(", %d not attempted", o.NotAttempted)
+		}
+		fmt.Fprintf(w, "service %-16s %-11s %s\n", o.Service, state, counts)
 	}
 	fmt.Fprintf(w, "Applied in %s.\n", res.Duration.Round(100*time.Millisecond))
 }

@@ -6,6 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/rollout"
 )
 
 // inDir runs fleet in dir with the given files written there first.
@@ -135,6 +140,112 @@ func TestExamplesValidate(t *testing.T) {
 		out, errOut, code := fleet(t, "--ssh-config", "none", "-f", f, "-i", filepath.Join(dir, "inventory.yaml"), "validate")
 		if code != 0 {
 			t.Errorf("%s: exit %d\n%s%s", dir, code, out, errOut)
+		}
+	}
+}
+
+func TestStatusWithoutFleetYAMLAsksForTheProject(t *testing.T) {
+	_, errOut, code := inDir(t, map[string]string{"inventory.yaml": "hosts:\n  h1: {address: 127.0.0.1, port: 1}\n"}, "status")
+	if code != 1 || !strings.Contains(errOut, "fleet.yaml") || !strings.Contains(errOut, "--project NAME") {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+}
+
+// TestStatusWithProjectNeedsOnlyTheInventory reads a host that refuses
+// the connection: status gets as far as the hosts without fleet.yaml.
+func TestStatusWithProjectNeedsOnlyTheInventory(t *testing.T) {
+	out, errOut, code := inDir(t, map[string]string{"inventory.yaml": "hosts:\n  h1: {address: 127.0.0.1, port: 1}\n"}, "status", "--project", "shop")
+	if code != 1 || !strings.Contains(out, "No instance of project shop on the hosts that answered (0 of 1).") ||
+		!strings.Contains(out, "host h1 unreachable") || !strings.Contains(errOut, "1 of 1 hosts unreachable") {
+		t.Errorf("exit %d:\n%s%s", code, out, errOut)
+	}
+}
+
+func historyRevisions() []rollout.Revision {
+	when := time.Date(2025, 3, 1, 12, 0, 0, 0, time.Local)
+	return []rollout.Revision{
+		{Service: "web", Revision: 1, When: when, Who: "alice@laptop", Template: plan.Template{Image: "ghcr.io/acme/web:1.4.2", StopGrace: 90 * time.Second},
+			Resources: plan.Resources{CPUs: 1.5, Memory: 512 << 20}, Restart: plan.Restart{Policy: "on-failure", MaxRetries: 3},
+			Cause: "first release", Outcome: "deployed"},
+		{Service: "web", Revision: 12, When: when.Add(time.Hour), Who: "root@cron-box", Template: plan.Template{Image: "ghcr.io/acme/web:1.5.0"},
+			Cause: "image ghcr.io/acme/web:1.4.2 → ghcr.io/acme/web:1.5.0; env.COLOR changed", Outcome: "rolled back"},
+	}
+}
+
+func TestHistoryTable(t *testing.T) {
+	var b strings.Builder
+	if err := writeHistory(&b, historyRevisions(), 0); err != nil {
+		t.Fatal(err)
+	}
+	want := `REV  WHEN              WHO            IMAGE                   OUTCOME      CAUSE
+1    2025-03-01 12:00  alice@laptop   ghcr.io/acme/web:1.4.2  deployed     first release
+12   2025-03-01 13:00  root@cron-box  ghcr.io/acme/web:1.5.0  rolled back  image ghcr.io/acme/web:1.4.2 → ghcr.io/acme/web:1.5.0; env.COLOR changed
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+	// On a terminal the cause is cut to fit, where enough of it is left.
+	b.Reset()
+	writeHistory(&b, historyRevisions(), 100)
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if n := utf8.RuneCountInString(line); n > 100 {
+			t.Errorf("%d columns: %s", n, line)
+		}
+	}
+	if !strings.Contains(b.String(), "rolled back  image ghcr.io/acme/web:1…\n") {
+		t.Errorf("the long cause is not cut with an ellipsis:\n%s", b.String())
+	}
+	b.Reset()
+	writeHistory(&b, historyRevisions(), 80)
+	if b.String() != want {
+		t.Errorf("80 columns leave too little of the cause to cut it, yet:\n%s", b.String())
+	}
+}
+
+func TestHistoryJSONKeysAndDurations(t *testing.T) {
+	b, err := json.Marshal(entryOf(historyRevisions()[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	json.Unmarshal(b, &doc)
+	var check func(path string, v any)
+	check = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if k != strings.ToLower(k) || strings.Contains(k, "-") {
+					t.Errorf("key %s%s is not snake_case", path, k)
+				}
+				check(path+k+".", x)
+			}
+		case []any:
+			for _, x := range v {
+				check(path, x)
+			}
+		}
+	}
+	check("", doc)
+	tmpl := doc["template"].(map[string]any)
+	res := doc["resources"].(map[string]any)
+	if tmpl["stop_grace"] != "1m30s" || res["memory"] != "512M" || res["cpus"] != 1.5 || doc["restart"] != "on-failure:3" || doc["image"] != "ghcr.io/acme/web:1.4.2" {
+		t.Errorf("history --json entry: %s", b)
+	}
+}
+
+func TestWhoNameNamesANumericUserOfThisMachine(t *testing.T) {
+	here, err := os.Hostname()
+	if err != nil {
+		t.Skip(err)
+	}
+	for who, want := range map[string]string{
+		"0@" + here:        "root@" + here,
+		"0@elsewhere":      "0@elsewhere", // its user 0 is not ours to name
+		"alice@" + here:    "alice@" + here,
+		"99999999@" + here: "99999999@" + here, // no such user
+	} {
+		if got := whoName(who); got != want {
+			t.Errorf("whoName(%q) = %q, want %q", who, got, want)
 		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 // loadInventory reads the inventory named by -i.
 func (g *globals) loadInventory() (*inventory.Inventory, error) {
 	if _, err := os.Stat(g.Inventory); err != nil {
-		return nil, fmt.Errorf("inventory %s: %w (name another with -i FILE, or run \"fleet init\" for a starter)", g.Inventory, errors.Unwrap(err))
+		return nil, fmt.Errorf("inventory %s: %w (name another with -i FILE or -i DIR, or run \"fleet init\" for a starter)", g.Inventory, errors.Unwrap(err))
 	}
 	return inventory.Load(g.Inventory, inventory.Options{SSHConfig: g.SSHConfig})
 }

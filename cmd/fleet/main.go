@@ -27,6 +27,7 @@ import (
 // tag the line shown under it.
 type cli struct {
 	globals
+	ShowVersion kong.VersionFlag `name:"version" help:"Print fleet's version, commit and build date, as \"fleet version\" does."`
 
 	Validate  validateCmd  `cmd:"" help:"Check fleet.yaml and the inventory without contacting any host." example:"fleet validate -f fleet.yaml -i hosts.ini"`
 	Plan      planCmd      `cmd:"" help:"Read every host and show what apply would change, and why." example:"fleet plan --detailed-exitcode -o release.plan"`
@@ -44,7 +45,7 @@ type cli struct {
 // globals are the flags every command takes.
 type globals struct {
 	File      string `short:"f" env:"FLEET_FILE" default:"fleet.yaml" placeholder:"FILE" help:"Desired state: the services and how they run."`
-	Inventory string `short:"i" env:"FLEET_INVENTORY" default:"inventory.yaml" placeholder:"FILE" help:"The hosts: fleet's inventory, or an Ansible inventory (INI or YAML) as it is."`
+	Inventory string `short:"i" env:"FLEET_INVENTORY" default:"inventory.yaml" placeholder:"PATH" help:"The hosts: fleet's inventory, or an Ansible inventory (INI or YAML file, or a directory of them) as it is."`
 	Hosts     string `placeholder:"SELECTOR" help:"Limit the run to these hosts: role=web, zone!=c, group=db, web1,web2 ..."`
 	SSHConfig string `name:"ssh-config" env:"FLEET_SSH_CONFIG" placeholder:"FILE" help:"ssh_config to read, or none (default: yours and the system's, as ssh reads them)."`
 	Parallel  int    `default:"64" placeholder:"N" help:"Hosts contacted at once."`
@@ -61,7 +62,8 @@ type exitCoder interface{ ExitCode() int }
 // main runs the command line. The first Ctrl-C (or SIGTERM) cancels the
 // work: a rollout finishes or undoes the step in flight, puts failed
 // instances back and lets go of the deploy lock, over connections that
-// stay open for that. A second one ends the process at once.
+// stay open for that. A second one ends the process at once, after saying
+// what that leaves behind on the hosts.
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
@@ -71,6 +73,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fleet: interrupted: finishing or undoing what is in flight (interrupt again to stop at once)")
 		cancel()
 		<-sigs
+		// Stopping at once may leave instances down: say which, and how
+		// to repair them.
+		if left := leftBehind.Load(); left != nil {
+			fmt.Fprintln(os.Stderr, "fleet: stopped at once, leaving behind:")
+			for _, line := range (*left)() {
+				fmt.Fprintln(os.Stderr, "  "+line)
+			}
+			fmt.Fprintln(os.Stderr, "fleet: run fleet apply to repair it")
+		}
 		os.Exit(130)
 	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -95,6 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		kong.BindTo(ctx, (*context.Context)(nil)),
 		kong.Bind(&output{stdout: stdout, stderr: stderr}),
 		kong.Bind(&c.globals),
+		kong.Vars{"version": currentBuild().String()},
 	)
 	if err != nil {
 		fmt.Fprintf(stderr, "fleet: error: %v\n", err)

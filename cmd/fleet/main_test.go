@@ -50,3 +50,14 @@ func TestVersionJSON(t *testing.T) {
 		t.Errorf("incomplete: %+v", b)
 	}
 }
+
+func TestVersionFlagSaysWhatVersionSays(t *testing.T) {
+	flag, _, code := fleet(t, "--version")
+	if code != 0 {
+		t.Fatalf("fleet --version exited %d", code)
+	}
+	cmd, _, _ := fleet(t, "version")
+	if flag != cmd || !strings.HasPrefix(flag, "fleet ") {
+		t.Errorf("fleet --version says %q, fleet version %q", flag, cmd)
+	}
+}

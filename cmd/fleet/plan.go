@@ -55,18 +55,47 @@ func (g *globals) open(ctx context.Context, services []string, withSecrets bool)
 			return nil, err
 		}
 	}
-	// The connections outlive an interruption of the work, so that the
-	// work can be undone over them; close ends them.
-	ex := executor.New(context.WithoutCancel(ctx), executor.Options{
-		Parallel: g.Parallel, HostKeyPolicy: executor.HostKeyPolicy(g.HostKeys),
-		HashKnownHosts: hashKnownHosts(inv),
-	})
-	fleet, err := rollout.Read(ctx, ex, scope, project.Name)
-	if err != nil {
-		ex.Close()
+	s := &session{inv: inv, project: project, scope: scope, secrets: secrets}
+	if err := g.read(ctx, s); err != nil {
 		return nil, err
 	}
-	return &session{inv: inv, project: project, scope: scope, secrets: secrets, ex: ex, fleet: fleet}, nil
+	return s, nil
+}
+
+// openProject reads the inventory alone and every host's state for the
+// named project: what the commands that only look need when no fleet.yaml
+// is at hand.
+func (g *globals) openProject(ctx context.Context, name string) (*session, error) {
+	inv, err := g.loadInventory()
+	if err != nil {
+		return nil, err
+	}
+	scope, err := g.selected(inv)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{inv: inv, project: &plan.Project{Name: name}, scope: scope}
+	if err := g.read(ctx, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// read connects to the session's hosts and reads their state.
+func (g *globals) read(ctx context.Context, s *session) error {
+	// The connections outlive an interruption of the work, so that the
+	// work can be undone over them; close ends them.
+	s.ex = executor.New(context.WithoutCancel(ctx), executor.Options{
+		Parallel: g.Parallel, HostKeyPolicy: executor.HostKeyPolicy(g.HostKeys),
+		HashKnownHosts: hashKnownHosts(s.inv),
+	})
+	fleet, err := rollout.Read(ctx, s.ex, s.scope, s.project.Name)
+	if err != nil {
+		s.ex.Close()
+		return err
+	}
+	s.fleet = fleet
+	return nil
 }
 
 // hashKnownHosts follows the user's ssh_config: hosts recorded by

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,7 +104,8 @@ func (p *progress) line(e rollout.Event) string {
 	}
 	line := fmt.Sprintf("%s %6.1fs %s: %s", e.Time.Format("15:04:05"), e.Time.Sub(p.start).Seconds(), where, e.What)
 	if e.Err != nil {
-		line += ": " + e.Err.Error()
+		// The line names the host already.
+		line += ": " + strings.TrimPrefix(e.Err.Error(), "host "+e.Host+": ")
 	}
 	return line
 }

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -16,6 +19,7 @@ import (
 
 type statusCmd struct {
 	Service string `arg:"" optional:"" help:"Only this service."`
+	Project string `placeholder:"NAME" help:"The project's instances, found by their labels: no fleet.yaml needed, only the inventory."`
 }
 
 // instanceStatus is one line of "fleet status".
@@ -32,16 +36,12 @@ type instanceStatus struct {
 }
 
 func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
-	var services []string
-	if c.Service != "" {
-		services = []string{c.Service}
-	}
-	s, err := g.open(ctx, services, false)
+	s, err := c.open(ctx, g)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	var list []instanceStatus
+	list := []instanceStatus{}
 	for host, st := range s.fleet.States {
 		for _, ct := range st.Containers {
 			svc := ct.Labels[plan.LabelService]
@@ -75,16 +75,24 @@ func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
 			return err
 		}
 	} else {
-		tw := tabwriter.NewWriter(out.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SERVICE\tHOST\tSLOT\tREV\tIMAGE\tSTATE\tHEALTH\tUPTIME")
-		for _, is := range list {
-			uptime := "-"
-			if !is.Started.IsZero() {
-				uptime = time.Since(is.Started).Round(time.Second).String()
+		if len(list) == 0 {
+			what := "project " + s.project.Name
+			if c.Service != "" {
+				what = c.Service + " (" + what + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", is.Service, is.Host, is.Slot, is.Revision, is.Image, is.State, dash(is.Health), uptime)
+			fmt.Fprintf(out.stdout, "No instance of %s on the hosts that answered (%d of %d).\n", what, len(s.fleet.States), len(s.scope))
+		} else {
+			tw := tabwriter.NewWriter(out.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "SERVICE\tHOST\tSLOT\tREV\tIMAGE\tSTATE\tHEALTH\tUPTIME")
+			for _, is := range list {
+				uptime := "-"
+				if !is.Started.IsZero() {
+					uptime = time.Since(is.Started).Round(time.Second).String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", is.Service, is.Host, is.Slot, is.Revision, is.Image, is.State, dash(is.Health), uptime)
+			}
+			tw.Flush()
 		}
-		tw.Flush()
 		for _, host := range slices.Sorted(maps.Keys(s.fleet.Unreachable)) {
 			fmt.Fprintf(out.stdout, "! host %s unreachable: %s\n", host, s.fleet.Unreachable[host])
 		}
@@ -93,4 +101,20 @@ func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
 		return silentError{1, fmt.Sprintf("%d of %d hosts unreachable", len(s.fleet.Unreachable), len(s.scope))}
 	}
 	return nil
+}
+
+// open reads the hosts for the project that --project names, or else
+// fleet.yaml's.
+func (c *statusCmd) open(ctx context.Context, g *globals) (*session, error) {
+	if c.Project != "" {
+		return g.openProject(ctx, c.Project)
+	}
+	if _, err := os.Stat(g.File); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("desired state %s: no such file: name it with -f FILE, or give the project with --project NAME to list its instances from the inventory alone", g.File)
+	}
+	var services []string
+	if c.Service != "" {
+		services = []string{c.Service}
+	}
+	return g.open(ctx, services, false)
 }

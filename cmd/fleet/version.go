@@ -57,6 +57,12 @@ func (c *versionCmd) Run(g *globals, out *output) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(b)
 	}
+	_, err := fmt.Fprintln(out.stdout, b)
+	return err
+}
+
+// String is the line "fleet version" and "fleet --version" print.
+func (b buildInfo) String() string {
 	commit, date := b.Commit, b.Date
 	if commit == "" {
 		commit = "unknown"
@@ -64,6 +70,5 @@ func (c *versionCmd) Run(g *globals, out *output) error {
 	if date == "" {
 		date = "unknown"
 	}
-	_, err := fmt.Fprintf(out.stdout, "fleet %s (commit %s, built %s, %s %s)\n", b.Version, commit, date, b.Go, b.Platform)
-	return err
+	return fmt.Sprintf("fleet %s (commit %s, built %s, %s %s)", b.Version, commit, date, b.Go, b.Platform)
 }

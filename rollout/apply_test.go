@@ -1,0 +1,39 @@
+package rollout
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestLeftBehind: what a run stopped at once leaves behind is told from
+// what it said of each instance last, one line per host; finished work
+// is not in it.
+func TestLeftBehind(t *testing.T) {
+	a := &Applier{}
+	a.startFirst = map[string]bool{"web": false, "api": true}
+	for _, e := range []Event{
+		{Service: "web", Host: "h1", Slot: 1, What: "replacing: image a → b", Begin: true},
+		{Service: "web", Host: "h1", Slot: 1, What: "stopping the old container", Progress: true},
+		{Service: "web", Host: "h1", Slot: 1, What: "waiting for its health check", Progress: true},
+		{Service: "web", Host: "h2", Slot: 2, What: "replacing: image a → b", Begin: true},
+		{Service: "web", Host: "h3", Slot: 3, What: "replacing: image a → b", Begin: true},
+		{Service: "web", Host: "h3", Slot: 3, What: "healthy (revision 2)", End: true},
+		{Service: "web", Host: "h4", Slot: 4, What: "creating", Begin: true},
+		{Service: "web", Host: "h4", Slot: 4, What: "starting the new container", Progress: true},
+		{Service: "api", Host: "h1", Slot: 1, What: "replacing: image a → b", Begin: true},
+		{Service: "api", Host: "h1", Slot: 1, What: "waiting for its health check", Progress: true},
+		{Service: "web", Host: "h5", Slot: 0, What: "pulling web:2", Begin: true},
+		{Service: "web", What: "step 1 of 2: h1/1, h2/2"},
+	} {
+		a.event(e)
+	}
+	want := []string{
+		"h1: api/1 runs its old container; a new one may be left beside it; web/1 DOWN (its old container stopped, the new one not yet healthy)",
+		"h2: web/2 runs its old container (not yet stopped)",
+		"h4: web/4 not running yet (it was being created)",
+		"h5: web: pulling web:2 cut short (nothing changed)",
+	}
+	if got := a.LeftBehind(); !slices.Equal(got, want) {
+		t.Errorf("LeftBehind:\n%q\nwant\n%q", got, want)
+	}
+}
