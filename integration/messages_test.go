@@ -81,12 +81,12 @@ func TestMessagesOfHostFaults(t *testing.T) {
 			}
 		}
 
-		out, _, code = p.run("plan")
-		if code != 1 {
-			t.Errorf("plan, run %d: exit %d", run, code)
+		out, errOut, code = p.run("plan")
+		if code != 1 || !strings.Contains(errOut, "3 of 5 hosts not ready: 1 engine down, 2 unreachable") {
+			t.Errorf("plan, run %d: exit %d\n%s", run, code, errOut)
 		}
 		for host, want := range map[string]string{cut.Name: unreachable, nosshd.Name: refused, nodocker.Name: engineDown} {
-			if got := lineOf(out, "! host "+host+" "); !strings.HasSuffix(got, ": "+want) {
+			if got := lineOf(out, "! host "+host+" "); !strings.HasSuffix(got, ": "+want) || host == nodocker.Name && !strings.HasPrefix(got, "! host "+host+" engine down: ") {
 				t.Errorf("plan, run %d: the line of %s is\n%s\nwant it to end in\n%s", run, host, got, want)
 			}
 		}

@@ -19,6 +19,9 @@ import (
 type Live struct {
 	Hosts       map[string]*LiveHost // the hosts that answered
 	Unreachable map[string]string    // the others, with why
+	// Faults names the kind of trouble of a host in Unreachable when it is
+	// known: "engine down" is not "unreachable".
+	Faults map[string]string
 }
 
 // LiveHost is one host's state: its facts and every container of the
@@ -109,7 +112,30 @@ type Plan struct {
 // HostProblem is a host that could not be read.
 type HostProblem struct {
 	Host   string `json:"host"`
+	State  string `json:"state"` // unreachable, engine down, auth refused, ...
 	Reason string `json:"reason"`
+}
+
+// Problems sums up the hosts that could not be read, of total in scope
+// (0: not said): "1 of 5 hosts unreachable", or "3 hosts not ready: 2
+// unreachable, 1 engine down", as fleet hosts says it.
+func (p *Plan) Problems(total int) string {
+	n := map[string]int{}
+	for _, u := range p.Unreachable {
+		n[u.State]++
+	}
+	count := plural(len(p.Unreachable), "host")
+	if total > 0 {
+		count = fmt.Sprintf("%d of %s", len(p.Unreachable), plural(total, "host"))
+	}
+	if len(n) == 1 && n["unreachable"] > 0 {
+		return count + " unreachable"
+	}
+	var parts []string
+	for _, state := range slices.Sorted(maps.Keys(n)) {
+		parts = append(parts, fmt.Sprintf("%d %s", n[state], state))
+	}
+	return fmt.Sprintf("%s not ready: %s", count, strings.Join(parts, ", "))
 }
 
 // ServicePlan is one service's part of the plan.
@@ -193,7 +219,11 @@ func Compute(in Input) *Plan {
 	for _, h := range in.Scope {
 		inScope[h.Name] = true
 		if reason, down := in.Live.Unreachable[h.Name]; down {
-			p.Unreachable = append(p.Unreachable, HostProblem{h.Name, reason})
+			state := in.Live.Faults[h.Name]
+			if state == "" {
+				state = "unreachable"
+			}
+			p.Unreachable = append(p.Unreachable, HostProblem{Host: h.Name, State: state, Reason: reason})
 		} else if lh := in.Live.Hosts[h.Name]; lh != nil {
 			p.Fingerprints[h.Name] = fingerprint(lh)
 		}

@@ -75,7 +75,7 @@ func (p *Plan) Render(w io.Writer, st Style, verbose bool) error {
 		b.WriteString("\n")
 	}
 	for _, u := range p.Unreachable {
-		fmt.Fprintf(&b, "%s host %s unreachable: %s\n", st.paint("31", "!"), u.Host, u.Reason)
+		fmt.Fprintf(&b, "%s host %s %s: %s\n", st.paint("31", "!"), u.Host, u.State, u.Reason)
 	}
 	if len(p.Unreachable) > 0 {
 		b.WriteString("\n")
@@ -103,7 +103,7 @@ func (p *Plan) SummaryLine() string {
 	if !p.Changes() {
 		line := fmt.Sprintf("No changes: %s as desired.", plural(s.Unchanged, "instance"))
 		if len(p.Unreachable) > 0 {
-			line = fmt.Sprintf("No changes on the hosts that answered: %s as desired; %s unreachable.", plural(s.Unchanged, "instance"), plural(len(p.Unreachable), "host"))
+			line = fmt.Sprintf("No changes on the hosts that answered: %s as desired; %s.", plural(s.Unchanged, "instance"), p.Problems(0))
 		}
 		return line
 	}
@@ -120,7 +120,7 @@ func (p *Plan) SummaryLine() string {
 	add(s.Remove, "remove")
 	line := "Plan: " + strings.Join(parts, ", ") + fmt.Sprintf(", %d unchanged.", s.Unchanged)
 	if len(p.Unreachable) > 0 {
-		line += fmt.Sprintf(" %s unreachable.", plural(len(p.Unreachable), "host"))
+		line += fmt.Sprintf(" %s.", p.Problems(0))
 	}
 	return line
 }

@@ -37,6 +37,10 @@ type Fleet struct {
 	States      map[string]*executor.HostState
 	Recorded    map[string]map[string]plan.Recorded // by host, then service
 	Unreachable map[string]string
+	// Faults names what is wrong with a host in Unreachable that answered
+	// over SSH but whose engine cannot be used ("engine down", "no
+	// docker", "docker denied"); the others are unreachable.
+	Faults map[string]string
 }
 
 // Read connects to every host at once (bounded by the executor) and reads
@@ -68,16 +72,25 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 		return nil, err
 	}
 	f := &Fleet{Conns: map[string]*executor.Conn{}, States: map[string]*executor.HostState{},
-		Recorded: map[string]map[string]plan.Recorded{}, Unreachable: map[string]string{}}
+		Recorded: map[string]map[string]plan.Recorded{}, Unreachable: map[string]string{}, Faults: map[string]string{}}
 	for i, r := range results {
 		name := targets[i].Name
 		if r.Err != nil {
 			var he *executor.HostError
 			reason := r.Err.Error()
+			fault := executor.FaultOf(r.Err)
 			if errors.As(r.Err, &he) {
 				reason = he.Op + ": " + he.Err.Error()
+				if fault != "" {
+					reason = he.Err.Error() // says what it was doing already
+				}
 			}
 			f.Unreachable[name] = reason
+			switch fault {
+			case executor.FaultEngineDown, executor.FaultNoDocker, executor.FaultDockerDenied:
+				// sshd answered: the host is up, its engine is not usable.
+				f.Faults[name] = string(fault)
+			}
 			continue
 		}
 		f.Conns[name] = r.Value.conn
@@ -90,7 +103,7 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 // Live is the fleet's state as the plan package reads it. Volume and
 // network names lose the project prefix fleet gives them on the hosts.
 func (f *Fleet) Live(project string) plan.Live {
-	live := plan.Live{Hosts: map[string]*plan.LiveHost{}, Unreachable: f.Unreachable}
+	live := plan.Live{Hosts: map[string]*plan.LiveHost{}, Unreachable: f.Unreachable, Faults: f.Faults}
 	for name, st := range f.States {
 		lh := &plan.LiveHost{MemAvailable: st.Facts.MemAvailable, CPUs: st.Facts.CPUs, Images: map[string]string{}, Recorded: f.Recorded[name]}
 		for ref, id := range st.Images {

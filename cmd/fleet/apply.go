@@ -204,7 +204,7 @@ func unreachableError(p *plan.Plan, n int) error {
 	for _, u := range p.Unreachable {
 		names = append(names, u.Host)
 	}
-	return silentError{1, fmt.Sprintf("%d of %d hosts unreachable (%s): run again once they are back", len(names), n, strings.Join(names, ", "))}
+	return silentError{1, fmt.Sprintf("%s (%s): run again once they are back", p.Problems(n), strings.Join(names, ", "))}
 }
 
 func serviceNames(p *plan.Plan) []string {

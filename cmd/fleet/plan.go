@@ -150,7 +150,7 @@ func (c *planCmd) Run(ctx context.Context, g *globals, out *output) error {
 		fmt.Fprintf(out.stderr, "saved the plan to %s: \"fleet apply %s\" carries it out\n", c.Out, c.Out)
 	}
 	if len(p.Unreachable) > 0 {
-		return silentError{1, fmt.Sprintf("%d of %d hosts unreachable: the plan covers the others only", len(p.Unreachable), len(s.scope))}
+		return silentError{1, p.Problems(len(s.scope)) + ": the plan covers the others only"}
 	}
 	if c.DetailedExitcode && p.Changes() {
 		return silentExit(2)
