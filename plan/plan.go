@@ -112,7 +112,7 @@ type Plan struct {
 // HostProblem is a host that could not be read.
 type HostProblem struct {
 	Host   string `json:"host"`
-	State  string `json:"state"` // unreachable, engine down, auth refused, ...
+	State  string `json:"state"` // unreachable, or: engine down, no docker, docker denied
 	Reason string `json:"reason"`
 }
 

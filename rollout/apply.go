@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,15 +55,35 @@ type Applier struct {
 
 	mu      sync.Mutex
 	cleanup sync.WaitGroup // removals of old containers in flight
-	// inFlight is the work under way, by instance, with what it is doing:
-	// what a run stopped at once leaves behind. Guarded by mu.
-	inFlight   map[instanceKey]string
+	// inFlight is the work under way, by instance: what a run stopped at
+	// once leaves behind. It has a mutex of its own, so that reading it
+	// never waits for output that is blocked.
+	flightMu   sync.Mutex
+	inFlight   map[instanceKey]flight
 	startFirst map[string]bool // by service, as carried out
 }
 
 type instanceKey struct {
 	service, host string
 	slot          int
+}
+
+// flight is work under way on an instance: what it began as, and what it
+// is doing now.
+type flight struct{ began, now string }
+
+// setFlight records (or, with began "", forgets) work on an instance.
+func (a *Applier) setFlight(k instanceKey, f flight) {
+	a.flightMu.Lock()
+	defer a.flightMu.Unlock()
+	if a.inFlight == nil {
+		a.inFlight = map[instanceKey]flight{}
+	}
+	if f.began == "" {
+		delete(a.inFlight, k)
+		return
+	}
+	a.inFlight[k] = f
 }
 
 // Outcome is what happened to one service. Every instance the plan named
@@ -79,6 +100,7 @@ type Outcome struct {
 	RolledBack   bool
 	Paused       bool
 	Interrupted  bool
+	Skipped      bool // not attempted: a service before it failed
 	Err          error
 }
 
@@ -89,6 +111,7 @@ const (
 	Paused      = "paused"
 	Interrupted = "interrupted"
 	Failed      = "failed"
+	Skipped     = "not attempted"
 )
 
 // State says in a word how the service's rollout ended: deployed, rolled
@@ -101,6 +124,8 @@ func (o Outcome) State() string {
 		return Paused
 	case o.Interrupted:
 		return Interrupted
+	case o.Skipped:
+		return Skipped
 	case o.Err != nil:
 		return Failed
 	}
@@ -137,28 +162,26 @@ func (r *Result) Err() error {
 
 func (a *Applier) event(e Event) {
 	e.Time = time.Now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	if e.Host != "" && (e.Begin || e.Progress || e.End) {
 		k := instanceKey{e.Service, e.Host, e.Slot}
-		if a.inFlight == nil {
-			a.inFlight = map[instanceKey]string{}
-		}
-		switch was := a.inFlight[k]; {
+		a.flightMu.Lock()
+		was, ok := a.inFlight[k]
+		a.flightMu.Unlock()
+		switch {
 		case e.End:
-			delete(a.inFlight, k)
+			a.setFlight(k, flight{})
 		case e.Begin:
-			a.inFlight[k] = e.What
-		case strings.HasPrefix(was, "creating"):
-			// A new instance has no old container to be down.
-			a.inFlight[k] = "creating: " + e.What
-		case was != "":
-			a.inFlight[k] = e.What
+			a.setFlight(k, flight{e.What, e.What})
+		case ok:
+			a.setFlight(k, flight{was.began, e.What})
 		}
 	}
-	if a.Events != nil {
-		a.Events(e)
+	if a.Events == nil {
+		return
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Events(e)
 }
 
 // LeftBehind says, one line per host, what a run stopped at once (a
@@ -166,11 +189,11 @@ func (a *Applier) event(e Event) {
 // and whether they are down. It may be called at any time, from any
 // goroutine.
 func (a *Applier) LeftBehind() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.flightMu.Lock()
+	defer a.flightMu.Unlock()
 	byHost := map[string][]string{}
 	for _, k := range slices.SortedFunc(maps.Keys(a.inFlight), func(x, y instanceKey) int {
-		return strings.Compare(fmt.Sprintf("%s/%s/%06d", x.host, x.service, x.slot), fmt.Sprintf("%s/%s/%06d", y.host, y.service, y.slot))
+		return cmp.Or(strings.Compare(x.host, y.host), strings.Compare(x.service, y.service), cmp.Compare(x.slot, y.slot))
 	}) {
 		byHost[k.host] = append(byHost[k.host], leftState(k, a.inFlight[k], a.startFirst[k.service]))
 	}
@@ -181,29 +204,28 @@ func (a *Applier) LeftBehind() []string {
 	return lines
 }
 
-// leftState describes an instance left in the middle of what, the last
-// thing said of it.
-func leftState(k instanceKey, what string, startFirst bool) string {
+// leftState describes an instance left in the middle of its work.
+func leftState(k instanceKey, f flight, startFirst bool) string {
 	name := fmt.Sprintf("%s/%d", k.service, k.slot)
 	if k.slot == 0 {
 		name = k.service
 	}
 	switch {
-	case strings.HasPrefix(what, "pulling"):
-		return name + ": " + what + " cut short (nothing changed)"
-	case strings.HasPrefix(what, "creating"):
+	case strings.HasPrefix(f.began, "pulling"):
+		return name + ": " + f.began + " cut short (nothing changed)"
+	case strings.HasPrefix(f.began, "creating"):
 		return name + " not running yet (it was being created)"
-	case strings.HasPrefix(what, "putting the previous container back"):
+	case strings.HasPrefix(f.began, "putting the previous container back"):
 		return name + " DOWN or on its new container (its previous one was being put back)"
-	case strings.HasPrefix(what, "updating in place"):
-		return name + " may keep its old limits (updated in place)"
-	case strings.HasPrefix(what, "starting (was"):
+	case strings.HasPrefix(f.began, "updating in place"):
+		return name + " may keep its old limits (it was being updated in place)"
+	case strings.HasPrefix(f.began, "starting"):
 		return name + " DOWN (it was being started)"
-	case strings.HasPrefix(what, "removing"):
+	case strings.HasPrefix(f.began, "removing"):
 		return name + " may still run (it was being removed)"
 	case startFirst:
 		return name + " runs its old container; a new one may be left beside it"
-	case strings.HasPrefix(what, "replacing"):
+	case f.now == f.began:
 		return name + " runs its old container (not yet stopped)"
 	}
 	return name + " DOWN (its old container stopped, the new one not yet healthy)"
@@ -223,9 +245,14 @@ func (a *Applier) Apply(ctx context.Context, p *plan.Plan) (*Result, error) {
 		byName[sp.Name] = sp
 	}
 	res := &Result{}
+	stopped := ""
 	for _, s := range order {
 		sp := byName[s.Name]
 		if sp == nil {
+			continue
+		}
+		if stopped != "" {
+			res.Outcomes = append(res.Outcomes, notAttempted(s.Name, sp, stopped))
 			continue
 		}
 		o := a.service(ctx, s, sp)
@@ -234,12 +261,30 @@ func (a *Applier) Apply(ctx context.Context, p *plan.Plan) (*Result, error) {
 		}
 		res.Outcomes = append(res.Outcomes, o)
 		if o.Err != nil {
-			break
+			// Nothing starts on top of a broken dependency.
+			stopped = s.Name
 		}
 	}
 	a.cleanup.Wait()
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// notAttempted is the outcome of a service left alone because one before
+// it ended in error.
+func notAttempted(service string, sp *plan.ServicePlan, after string) Outcome {
+	o := Outcome{Service: service, Skipped: true}
+	for _, act := range sp.Actions {
+		if act.Kind == plan.Unchanged {
+			o.Unchanged++
+		} else {
+			o.NotAttempted++
+		}
+	}
+	if o.NotAttempted > 0 {
+		o.Err = fmt.Errorf("not attempted: service %s ended first in error", after)
+	}
+	return o
 }
 
 // record writes the service's new revision, with how it went, on the
@@ -435,12 +480,12 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		startFirst = false
 		a.event(Event{Service: s.Name, What: "start-first needs the host ports free for the new container; this service publishes fixed ports, so each instance is stopped first"})
 	}
-	a.mu.Lock()
+	a.flightMu.Lock()
 	if a.startFirst == nil {
 		a.startFirst = map[string]bool{}
 	}
 	a.startFirst[s.Name] = startFirst
-	a.mu.Unlock()
+	a.flightMu.Unlock()
 	var done, failures []*change
 	// Each step's new containers are created while the step before it
 	// runs: creating starts nothing and binds no port, and it is then off
@@ -471,6 +516,16 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 				done = append(done, c)
 				continue
 			}
+			if ctx.Err() != nil && errors.Is(c.err, context.Canceled) {
+				// Cut short by an interruption: undone, not failed.
+				a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "interrupted: putting the previous container back", End: true})
+				if a.revert(s, c) == nil {
+					o.Undone++
+				} else {
+					o.Failed++
+				}
+				continue
+			}
 			failures = append(failures, c)
 			a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "failed", Err: c.err, End: true})
 			// The failed instance goes back at once: the service never has
@@ -485,13 +540,19 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			switch s.Update.FailureAction {
 			case "rollback":
 				a.event(Event{Service: s.Name, What: fmt.Sprintf("%d of %d instances failed: rolling back every changed instance", len(failures), total)})
-				a.revertAll(s, done)
-				o.RolledBack, o.Undone, done = true, len(done), nil
+				notBack := a.revertAll(s, done)
+				o.RolledBack, o.Undone, o.Failed, done = true, o.Undone+len(done)-len(notBack), o.Failed+len(notBack), nil
 				back := "every instance is back on its previous container"
-				if prev := previousRevision(sp); prev > 0 {
+				switch prev := previousRevision(sp); {
+				case prev > 0:
 					back = fmt.Sprintf("rolled back to revision %d", prev)
-				} else if len(replaces) == 0 {
+				case len(replaces) == 0 && o.Unchanged == 0:
 					back = "the new instances were removed (there was no previous revision)"
+				case len(replaces) == 0:
+					back = "the new instances were removed"
+				}
+				for _, c := range notBack {
+					back += fmt.Sprintf("; %s/%d could not be put back: %v", c.act.Host, c.act.Slot, c.err)
 				}
 				o.Err = fmt.Errorf("%s; %s", failedInstances(failures, total), back)
 			case "pause":
@@ -672,47 +733,51 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 
 // revert undoes one instance's change: the new container goes, the old one
 // runs again. It runs to the end even when the apply was interrupted.
-func (a *Applier) revert(s *plan.Service, c *change) {
+func (a *Applier) revert(s *plan.Service, c *change) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.StopGrace+time.Minute)
 	defer cancel()
 	k := instanceKey{s.Name, c.act.Host, c.act.Slot}
-	a.mu.Lock()
-	if a.inFlight == nil {
-		a.inFlight = map[instanceKey]string{}
-	}
-	a.inFlight[k] = "putting the previous container back"
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		delete(a.inFlight, k)
-		a.mu.Unlock()
-	}()
+	a.setFlight(k, flight{"putting the previous container back", ""})
+	defer a.setFlight(k, flight{})
 	eng := a.Fleet.Conns[c.act.Host].Engine()
 	c.settled()
-	var errs []error
-	if c.newID != "" {
-		errs = append(errs, eng.Remove(ctx, c.newID, true))
+	var err error
+	switch {
+	case c.oldGone && c.err == nil:
+		// Healthy, and nothing to go back to: it stays.
+		err = fmt.Errorf("its previous container %s is gone, so its new one stays", c.oldID[:min(12, len(c.oldID))])
+	case c.oldGone:
+		err = errors.Join(eng.Remove(ctx, c.newID, true),
+			fmt.Errorf("its previous container %s is gone: fleet apply makes a new one", c.oldID[:min(12, len(c.oldID))]))
+	default:
+		var errs []error
+		if c.newID != "" {
+			errs = append(errs, eng.Remove(ctx, c.newID, true))
+		}
+		if c.oldID != "" && c.oldStop {
+			errs = append(errs, startAgain(ctx, eng, c.oldID))
+		}
+		err = errors.Join(errs...)
 	}
-	if c.oldGone {
-		errs = append(errs, fmt.Errorf("its previous container %s is gone: fleet apply makes a new one", c.oldID[:min(12, len(c.oldID))]))
-	} else if c.oldID != "" && c.oldStop {
-		errs = append(errs, startAgain(ctx, eng, c.oldID))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err != nil {
 		a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "putting the previous container back failed", Err: err})
-		return
+		return err
 	}
 	what := "removed the failed new container"
 	if c.oldID != "" {
 		what = fmt.Sprintf("back on revision %d", c.act.Revision)
 	}
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: what})
+	return nil
 }
 
 // revertAll undoes the changes, as many at once as the update policy
 // changes at once: a rollback takes no more instances down at a time
-// than the rollout did.
-func (a *Applier) revertAll(s *plan.Service, changes []*change) {
+// than the rollout did. It returns those that could not be put back, each
+// with its error in err.
+func (a *Applier) revertAll(s *plan.Service, changes []*change) []*change {
+	var notBack []*change
+	var mu sync.Mutex
 	i := 0
 	for _, n := range Steps(s.Update.Parallelism, len(changes)) {
 		var wg sync.WaitGroup
@@ -720,12 +785,18 @@ func (a *Applier) revertAll(s *plan.Service, changes []*change) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				a.revert(s, c)
+				if err := a.revert(s, c); err != nil {
+					mu.Lock()
+					c.err = err
+					notBack = append(notBack, c)
+					mu.Unlock()
+				}
 			}()
 		}
 		wg.Wait()
 		i += n
 	}
+	return notBack
 }
 
 // startAgain starts a container that this run stopped, and makes sure it
@@ -760,7 +831,7 @@ func (a *Applier) prepare(ctx context.Context, s *plan.Service, sp *plan.Service
 	for _, act := range acts {
 		if !hosts[act.Host] {
 			hosts[act.Host] = true
-			list = append(list, act)
+			list = append(list, &plan.Action{Host: act.Host}) // the host's work, slot 0
 		}
 	}
 	var mu sync.Mutex
@@ -806,8 +877,6 @@ func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.Ser
 		}
 		a.event(Event{Service: s.Name, Host: host, What: "pulled " + image, End: true})
 		return nil
-	case !present && s.ImageDelivery == "push":
-		return fmt.Errorf("image %s is not on the host, and image_delivery: push is not available yet: load it with docker load, or use image_delivery: pull", image)
 	case !present:
 		return fmt.Errorf("image %s is not on the host and pull is never", image)
 	}
@@ -817,10 +886,7 @@ func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.Ser
 // registryAuth returns the credentials for the registry an image comes
 // from, if fleet.yaml has them.
 func (a *Applier) registryAuth(image string) *executor.RegistryAuth {
-	first, _, found := strings.Cut(image, "/")
-	if !found || !strings.ContainsAny(first, ".:") && first != "localhost" {
-		first = "docker.io"
-	}
+	first := executor.ImageRegistry(image)
 	r, ok := a.Project.Registries[first]
 	if !ok {
 		return nil

@@ -23,6 +23,10 @@ func TestLeftBehind(t *testing.T) {
 		{Service: "api", Host: "h1", Slot: 1, What: "replacing: image a → b", Begin: true},
 		{Service: "api", Host: "h1", Slot: 1, What: "waiting for its health check", Progress: true},
 		{Service: "web", Host: "h5", Slot: 0, What: "pulling web:2", Begin: true},
+		{Service: "web", Host: "h6", Slot: 0, What: "pulling web:2", Begin: true},
+		{Service: "web", Host: "h6", Slot: 0, What: "failed", End: true},
+		{Service: "db", Host: "h6", Slot: 1, What: "starting (was container exited)", Begin: true},
+		{Service: "db", Host: "h6", Slot: 1, What: "not healthy yet: connection refused", Progress: true},
 		{Service: "web", What: "step 1 of 2: h1/1, h2/2"},
 	} {
 		a.event(e)
@@ -32,6 +36,7 @@ func TestLeftBehind(t *testing.T) {
 		"h2: web/2 runs its old container (not yet stopped)",
 		"h4: web/4 not running yet (it was being created)",
 		"h5: web: pulling web:2 cut short (nothing changed)",
+		"h6: db/1 DOWN (it was being started)",
 	}
 	if got := a.LeftBehind(); !slices.Equal(got, want) {
 		t.Errorf("LeftBehind:\n%q\nwant\n%q", got, want)

@@ -117,19 +117,12 @@ func recorded(ctx context.Context, c *executor.Conn, project string) (map[string
 	for _, service := range services {
 		dir := path.Join(base, service)
 		nums, err := listRevisions(ctx, c, dir)
-		if err != nil {
-			return nil, err
-		}
-		if len(nums) == 0 {
-			continue
+		if err != nil || len(nums) == 0 {
+			continue // the other services' records still count
 		}
 		n := nums[len(nums)-1]
-		b, err := c.ReadFile(ctx, path.Join(dir, strconv.Itoa(n)+".json"))
-		if err != nil {
-			return nil, err
-		}
 		var r Revision
-		if err := json.Unmarshal(b, &r); err != nil {
+		if b, err := c.ReadFile(ctx, path.Join(dir, strconv.Itoa(n)+".json")); err != nil || json.Unmarshal(b, &r) != nil {
 			// The number is taken all the same.
 			out[service] = plan.Recorded{Revision: n}
 			continue

@@ -44,8 +44,10 @@ type Fleet struct {
 }
 
 // Read connects to every host at once (bounded by the executor) and reads
-// each one's state for the project in one round trip. A host that cannot
-// be reached is recorded with its reason, not returned as an error.
+// each one's state for the project in one exchange with its engine, and,
+// beside it over the same connection, the newest revision record of each
+// service. A host that cannot be reached is recorded with its reason, not
+// returned as an error.
 func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string) (*Fleet, error) {
 	targets := make([]executor.Target, len(hosts))
 	for i, h := range hosts {

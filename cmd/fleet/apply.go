@@ -6,12 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -96,6 +93,11 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 		}
 	}
 	me := rollout.Me(r.command)
+	var locked []string
+	for _, c := range changedConns(s, p) {
+		locked = append(locked, c.Host())
+	}
+	sort.Strings(locked)
 	lock, err := rollout.Acquire(ctx, changedConns(s, p), s.project.Name, me, r.lockWait, rollout.DefaultLease,
 		func(msg string) { fmt.Fprintln(out.stderr, "fleet: warning: "+msg) })
 	if err != nil {
@@ -121,11 +123,6 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 	prog := newProgress(g, out)
 	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: prog.event,
 		Who: me.User + "@" + me.Machine, Cause: r.cause, Rollback: r.rollback}
-	var locked []string
-	for _, c := range changedConns(s, p) {
-		locked = append(locked, c.Host())
-	}
-	sort.Strings(locked)
 	left := func() []string {
 		return append(a.LeftBehind(), fmt.Sprintf("%s: the deploy lock stays until its lease runs out (within %s); the next fleet apply on this machine takes it over at once",
 			strings.Join(locked, ", "), rollout.DefaultLease))
@@ -229,14 +226,19 @@ func staleHosts(p, now *plan.Plan) []string {
 		}
 	}
 	sort.Strings(stale)
-	// New secret values change what the plan would make.
-	specs := map[string]string{}
+	// New secret values change what the plan would make; a revision
+	// recorded since (a failed attempt leaves no container) takes the
+	// number the plan would give.
+	fresh := map[string]*plan.ServicePlan{}
 	for _, sp := range now.Services {
-		specs[sp.Name] = sp.Spec
+		fresh[sp.Name] = sp
 	}
 	for _, sp := range p.Services {
-		if specs[sp.Name] != sp.Spec {
+		switch f := fresh[sp.Name]; {
+		case f == nil || f.Spec != sp.Spec:
 			stale = append(stale, "service "+sp.Name+" (its secrets or files)")
+		case f.Revision != sp.Revision:
+			stale = append(stale, fmt.Sprintf("service %s (revision %d was recorded since)", sp.Name, sp.Revision))
 		}
 	}
 	return stale
@@ -250,7 +252,10 @@ func (sp *savedPlan) sameFiles(g *globals) error {
 		if f.saved != f.now {
 			return fmt.Errorf("the plan was made from %s, not %s: give %s %s", f.saved, f.now, f.flag, f.saved)
 		}
-		h, err := fileHash(f.now)
+		h, err := filesHash([]string{f.now})
+		if f.flag == "-i" {
+			h, err = inventoryHash(g)
+		}
 		if err != nil {
 			return err
 		}
@@ -264,42 +269,33 @@ func (sp *savedPlan) sameFiles(g *globals) error {
 	return nil
 }
 
-// fileHash is the hash of what a plan was made from: a file, or every
-// file of an inventory directory; an inventory file's group_vars/ and
-// host_vars/ beside it count too, as they change what it says.
-func fileHash(file string) (string, error) {
-	st, err := os.Stat(file)
-	if err != nil {
-		return "", err
-	}
-	roots := []string{file}
-	if !st.IsDir() {
-		dir := filepath.Dir(file)
-		roots = append(roots, filepath.Join(dir, "group_vars"), filepath.Join(dir, "host_vars"))
-	}
+// filesHash is the hash of the files a plan was made from, in order.
+func filesHash(files []string) (string, error) {
 	h := sha256.New()
-	for _, root := range roots {
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if errors.Is(err, fs.ErrNotExist) && p == root && root != file {
-				return nil
-			}
-			if err != nil || d.IsDir() {
-				return err
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(filepath.Dir(file), p)
-			fmt.Fprintf(h, "%s\x00%d\x00", rel, len(b))
-			h.Write(b)
-			return nil
-		})
+	for _, f := range files {
+		b, err := os.ReadFile(f)
 		if err != nil {
 			return "", err
 		}
+		fmt.Fprintf(h, "%s\x00%d\x00", f, len(b))
+		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// inventoryHash is the hash of every file the inventory is read from: a
+// directory's, and group_vars/ and host_vars/ files, as the loader finds
+// them.
+func inventoryHash(g *globals) (string, error) {
+	inv, err := g.loadInventory()
+	if err != nil {
+		return "", err
+	}
+	files := inv.Files
+	if len(files) == 0 {
+		files = []string{g.Inventory}
+	}
+	return filesHash(files)
 }
 
 // confirm asks on the terminal; without one, apply needs --yes.

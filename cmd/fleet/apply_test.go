@@ -6,10 +6,11 @@ import (
 	"testing"
 )
 
-// TestFileHash: a saved plan notices a change to any file it was made
-// from: an inventory directory's files, and the group_vars/ beside an
-// inventory file.
-func TestFileHash(t *testing.T) {
+// TestInventoryHash: a saved plan notices a change to any file the
+// inventory is read from — a directory's files, reached through a
+// symbolic link too, and the group_vars/ beside an inventory file — and
+// not an editor's swap file, which the inventory does not read.
+func TestInventoryHash(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, text string) {
 		t.Helper()
@@ -23,26 +24,30 @@ func TestFileHash(t *testing.T) {
 	}
 	hash := func(name string) string {
 		t.Helper()
-		h, err := fileHash(filepath.Join(dir, name))
+		h, err := inventoryHash(&globals{Inventory: filepath.Join(dir, name), SSHConfig: "none"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return h
 	}
-	write("inv/hosts", "[web]\nweb1\n")
-	write("inv/group_vars/web.yml", "role: web\n")
+	write("real/hosts", "[web]\nweb1\n")
+	write("real/group_vars/web.yml", "role: web\n")
+	if err := os.Symlink(filepath.Join(dir, "real"), filepath.Join(dir, "inv")); err != nil {
+		t.Fatal(err)
+	}
 	write("hosts.ini", "[web]\nweb1\n")
 	d0, f0 := hash("inv"), hash("hosts.ini")
 
-	write("inv/group_vars/web.yml", "role: api\n")
+	write("real/.hosts.swp", "editor state")
+	if hash("inv") != d0 {
+		t.Error("a file the inventory does not read changes its hash")
+	}
+	write("real/group_vars/web.yml", "role: api\n")
 	if hash("inv") == d0 {
-		t.Error("a changed file in an inventory directory leaves its hash as it was")
+		t.Error("a changed group_vars file of an inventory directory leaves its hash as it was")
 	}
 	write("group_vars/web.yml", "role: web\n")
 	if hash("hosts.ini") == f0 {
 		t.Error("group_vars/ beside an inventory file is not in its hash")
-	}
-	if _, err := fileHash(filepath.Join(dir, "missing.yaml")); err == nil {
-		t.Error("a missing file has a hash")
 	}
 }

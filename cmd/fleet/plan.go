@@ -171,11 +171,11 @@ type savedPlan struct {
 }
 
 func savePlan(path string, g *globals, p *plan.Plan) error {
-	fh, err := fileHash(g.File)
+	fh, err := filesHash([]string{g.File})
 	if err != nil {
 		return err
 	}
-	ih, err := fileHash(g.Inventory)
+	ih, err := inventoryHash(g)
 	if err != nil {
 		return err
 	}
