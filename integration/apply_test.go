@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -118,10 +120,34 @@ services:
 	if !strings.Contains(string(env), "TOKEN="+secret+"\n") {
 		t.Errorf("the secret did not reach the container")
 	}
-	// The revision records fleet keeps on the host hold a hash of the
-	// secret, never its value.
+	// The revision records fleet keeps on the host never hold the
+	// secret's value.
 	if out, _ := h.Run(ctx, "sh", "-c", "grep -rl 's3cr3t-' /var/lib/fleet; true"); strings.TrimSpace(string(out)) != "" {
 		t.Errorf("the secret's value is in files fleet wrote on the host: %s", out)
+	}
+	// Nor anything derived from it: a new value at the secret's source is
+	// rolled out, and every label, record and output stays what it was.
+	labels := func() string {
+		out, err := h.Run(ctx, "sh", "-c", "docker inspect --format '{{json .Config.Labels}}' $(docker ps -q --filter label=fleet.project=lit); cat /var/lib/fleet/lit/revisions/web/*.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	before := labels()
+	t.Setenv("FLEET_IT_SECRET", secret+"-rotated")
+	p.expect(2, []string{"secret TOKEN changed", "Plan: 1 to replace"}, "plan", "--detailed-exitcode")
+	p.expect(0, []string{"1 changed"}, "apply", "--yes")
+	if after := labels(); after != before {
+		t.Errorf("a label or record of the container changed with the secret's value alone:\nbefore %s\nafter  %s", before, after)
+	}
+	spec := regexp.MustCompile(`"spec": ?"[^"]*"`)
+	if a, b := spec.FindAllString(jsonOut, -1), spec.FindAllString(p.expect(0, nil, "plan", "--json"), -1); len(a) == 0 || !slices.Equal(a, b) {
+		t.Errorf("the spec in plan --json changed with the secret's value alone: %q, then %q", a, b)
+	}
+	env, err = h.Run(ctx, "sh", "-c", "docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' $(docker ps -q --filter label=fleet.project=lit)")
+	if err != nil || !strings.Contains(string(env), "TOKEN="+secret+"-rotated\n") {
+		t.Errorf("the rotated secret did not reach the container (%v)", err)
 	}
 	if fi, err := os.Stat(file); err != nil {
 		t.Error(err)

@@ -259,7 +259,7 @@ func Compute(in Input) *Plan {
 func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 	tmpl := TemplateOf(s)
 	sp := &ServicePlan{
-		Name: s.Name, Template: tmpl, Spec: tmpl.Spec(in.Secrets[s.Name]),
+		Name: s.Name, Template: tmpl, Spec: tmpl.Spec(),
 		Resources: s.Resources, Restart: s.Restart,
 	}
 
@@ -292,7 +292,7 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 			slot, _ := strconv.Atoi(c.Labels[LabelSlot])
 			rev, _ := strconv.Atoi(c.Labels[LabelRevision])
 			maxRev = max(maxRev, rev)
-			if c.Labels[LabelSpec] == sp.Spec && sp.Revision < rev {
+			if spec := c.Labels[LabelSpec]; (spec == sp.Spec || spec == sp.Template.legacySpec(in.Secrets[s.Name])) && sp.Revision < rev {
 				sp.Revision = rev // the revision already made from this spec
 			}
 			containers[c.ID] = c
@@ -431,7 +431,7 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 	made, err := ParseTemplate(c.Labels[LabelTemplate])
 
 	// What fleet.yaml changed since the container was made.
-	if c.Labels[LabelSpec] != sp.Spec {
+	if spec := c.Labels[LabelSpec]; spec != sp.Spec && spec != sp.Template.legacySpec(in.Secrets[s.Name]) {
 		a.Kind = Replace
 		if err != nil {
 			a.Reasons = append(a.Reasons, "made without a readable template (another version of fleet?)")
@@ -447,8 +447,16 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 			a.Reasons = append(a.Reasons, "revision "+strconv.Itoa(sp.Revision)+" differs")
 		}
 	} else {
-		// Same spec: whatever differs now was done by hand.
-		drift := handChanges(sp.Template, c, in.Secrets[s.Name])
+		// Same spec: a secret whose value is not the container's changed
+		// at its source (or by hand: fleet cannot tell, and rolls the
+		// value out either way); whatever else differs was done by hand.
+		for _, name := range sp.Template.Secrets {
+			if v, ok := in.Secrets[s.Name][name]; ok && c.Env[name] != v {
+				a.Kind = Replace
+				a.Reasons = append(a.Reasons, fmt.Sprintf("secret %s changed", name))
+			}
+		}
+		drift := handChanges(sp.Template, c)
 		if len(drift) > 0 {
 			a.Kind, a.Drift = Replace, true
 			a.Reasons = append(a.Reasons, drift...)
@@ -506,7 +514,7 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 
 // handChanges compares a container with the template it was made from,
 // on what the engine reports, and names what was changed by hand.
-func handChanges(t Template, c *LiveContainer, secrets map[string]string) []string {
+func handChanges(t Template, c *LiveContainer) []string {
 	var r []string
 	if c.Image != t.Image {
 		r = append(r, fmt.Sprintf("image is %s, not %s (changed by hand)", c.Image, t.Image))
@@ -514,11 +522,6 @@ func handChanges(t Template, c *LiveContainer, secrets map[string]string) []stri
 	for _, k := range slices.Sorted(maps.Keys(t.Env)) {
 		if c.Env[k] != t.Env[k] {
 			r = append(r, fmt.Sprintf("env.%s differs from revision (changed by hand)", k))
-		}
-	}
-	for _, name := range t.Secrets {
-		if v, ok := secrets[name]; ok && c.Env[name] != v {
-			r = append(r, fmt.Sprintf("secret %s differs (changed by hand)", name))
 		}
 	}
 	if a, b := portsText(c.Ports), portsText(t.Ports); a != b {

@@ -64,7 +64,7 @@ func converged(t *testing.T, p *Project, svc string, host string, slot, rev int)
 		ID: host + "-" + svc + "-" + strconv.Itoa(slot), Name: "shop-" + svc + "-" + strconv.Itoa(slot),
 		Labels: map[string]string{
 			LabelProject: "shop", LabelService: svc, LabelSlot: strconv.Itoa(slot), LabelRevision: strconv.Itoa(rev),
-			LabelSpec: tmpl.Spec(planSecrets[svc]), LabelTemplate: tmpl.JSON(), LabelReplicas: replicas,
+			LabelSpec: tmpl.Spec(), LabelTemplate: tmpl.JSON(), LabelReplicas: replicas,
 		},
 		Image: s.Image, ImageID: "sha256:" + strings.Repeat(s.Image[:1], 64),
 		Env: env, Ports: s.Ports, Volumes: s.Volumes, Networks: networks,
@@ -148,8 +148,9 @@ func TestPlanCases(t *testing.T) {
 			}},
 		{name: "secret-change", setup: func(f *fixture) {
 			f.converge(t)
+			// The secret's source changed since h2's container was made;
+			// the spec, which holds no secret, did not.
 			f.container("h2", "web").Env["TOKEN"] = "old"
-			f.container("h2", "web").Labels[LabelSpec] = "0000"
 		}},
 		{name: "drift", setup: func(f *fixture) {
 			f.converge(t)
@@ -337,5 +338,46 @@ func TestPullNeverStartNeedsNoImage(t *testing.T) {
 	p := f.plan(false)
 	if p.Summary.Start != 1 || len(p.Services[0].Warnings) > 0 {
 		t.Errorf("start %d, warnings %q", p.Summary.Start, p.Services[0].Warnings)
+	}
+}
+
+// TestNothingDerivedFromASecret: the plan of a fleet, printed or as JSON,
+// is the same whatever a secret's value, so nothing in it (nor the spec
+// label it gives the containers) can be brute-forced back to the secret.
+func TestNothingDerivedFromASecret(t *testing.T) {
+	outputs := map[string]bool{}
+	for _, value := range []string{"s3cret", "hunter2"} {
+		f := newFixture(t, planProject)
+		p := Compute(Input{Project: f.project, Inventory: f.inv, Scope: f.inv.Hosts, Live: f.live,
+			Secrets: map[string]map[string]string{"web": {"TOKEN": value}}})
+		js, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outputs[rendered(t, p)+string(js)] = true
+	}
+	if len(outputs) != 1 {
+		t.Error("the plan differs with the secret's value: something in it is derived from the secret")
+	}
+}
+
+// TestLegacySpecLabels: containers made by an earlier fleet, whose spec
+// label also hashed the secrets' values, count as made from the same
+// spec: no replacement, no new revision.
+func TestLegacySpecLabels(t *testing.T) {
+	f := newFixture(t, planProject)
+	f.converge(t)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		c := f.container(h, "web")
+		c.Labels[LabelSpec] = TemplateOf(f.project.Service("web")).legacySpec(planSecrets["web"])
+	}
+	p := f.plan(false)
+	if p.Changes() {
+		t.Errorf("containers with the legacy spec label are changed:\n%s", rendered(t, p))
+	}
+	for _, sp := range p.Services {
+		if sp.NewRevision {
+			t.Errorf("service %s: a new revision for containers with the legacy spec label", sp.Name)
+		}
 	}
 }

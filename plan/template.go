@@ -22,7 +22,7 @@ const (
 	LabelService  = "fleet.service"
 	LabelSlot     = "fleet.slot"
 	LabelRevision = "fleet.revision"
-	LabelSpec     = "fleet.spec"     // short hash of the template and the secrets' values
+	LabelSpec     = "fleet.spec"     // short hash of the template (secrets by name only)
 	LabelTemplate = "fleet.template" // the template as JSON, secrets by name only
 	// LabelReplicas is the replicas asked for when the container was made
 	// ("" for one per host): when every instance agrees with fleet.yaml, a
@@ -73,18 +73,23 @@ func (t Template) JSON() string {
 	return string(b)
 }
 
-// Spec is the hash that identifies a revision's content: the template and
-// the secrets' values (by hash), so that a new secret value rolls out as a
-// change like any other.
-func (t Template) Spec(secrets map[string]string) string {
+// Spec is the hash that identifies a revision's content: the template
+// alone, secrets by name. A secret's value goes into no hash: a hash of
+// it, printed or on a label, could be brute-forced back to a low-entropy
+// secret. New secret values are found by comparing the containers'
+// environment with them, in memory (see compare).
+func (t Template) Spec() string {
+	sum := sha256.Sum256([]byte(t.JSON()))
+	return "t" + hex.EncodeToString(sum[:])[:16]
+}
+
+// legacySpec is the spec label of containers made by fleet before
+// Spec left the secrets out: recomputed in memory only, so that those
+// containers count as made from the same spec and are not replaced.
+func (t Template) legacySpec(secrets map[string]string) string {
 	h := sha256.New()
 	h.Write([]byte(t.JSON()))
-	names := make([]string, 0, len(secrets))
-	for n := range secrets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(secrets)) {
 		fmt.Fprintf(h, "\x00%s\x00%s", n, secrets[n])
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]

@@ -235,13 +235,23 @@ func staleHosts(p, now *plan.Plan) []string {
 	}
 	for _, sp := range p.Services {
 		switch f := fresh[sp.Name]; {
-		case f == nil || f.Spec != sp.Spec:
+		case f == nil || f.Spec != sp.Spec || actionsOf(f) != actionsOf(sp):
 			stale = append(stale, "service "+sp.Name+" (its secrets or files)")
 		case f.Revision != sp.Revision:
 			stale = append(stale, fmt.Sprintf("service %s (revision %d was recorded since)", sp.Name, sp.Revision))
 		}
 	}
 	return stale
+}
+
+// actionsOf is what a service's plan does, instance by instance: a
+// secret's new value shows only here, as no hash of it is kept.
+func actionsOf(sp *plan.ServicePlan) string {
+	var b strings.Builder
+	for _, a := range sp.Actions {
+		fmt.Fprintf(&b, "%s/%d:%s:%s;", a.Host, a.Slot, a.Kind, strings.Join(a.Reasons, ","))
+	}
+	return b.String()
 }
 
 func (sp *savedPlan) sameFiles(g *globals) error {
