@@ -194,6 +194,16 @@ type Action struct {
 	Revision  int      `json:"revision,omitempty"`  // the existing container's revision
 	Reasons   []string `json:"reasons"`
 	Drift     bool     `json:"drift,omitempty"`
+	// Before is, for an update in place, the limits and restart policy the
+	// container has: what a rollback puts back. The service plan's
+	// Resources and Restart are what it gets.
+	Before *Settings `json:"before,omitempty"`
+}
+
+// Settings are what an update in place changes on a container.
+type Settings struct {
+	Resources Resources `json:"resources"`
+	Restart   Restart   `json:"restart"`
 }
 
 // Summary counts the actions.
@@ -471,33 +481,38 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 			}
 		}
 	}
-	// The engine cannot lift a limit in place: a container that must lose
-	// one is made anew.
-	if s.Resources.CPUs == 0 && c.CPUs != 0 {
-		a.Kind = Replace
-		a.Reasons = append(a.Reasons, fmt.Sprintf("cpus %s → unlimited", cpusText(c.CPUs)))
-	}
-	if s.Resources.Memory == 0 && c.Memory != 0 {
-		a.Kind = Replace
-		a.Reasons = append(a.Reasons, fmt.Sprintf("memory %s → unlimited", bytesText(c.Memory)))
-	}
-	if a.Kind == Replace {
-		return a
-	}
-	// What changes in place.
-	var inPlace []string
+	// What the limits and restart policy change. They change in place,
+	// except that the engine cannot lift a limit: a container that must
+	// lose one is made anew, and so is one that is to get a limit it does
+	// not have, since a rollback could not lift it again; it goes back to
+	// the old container instead.
+	var settings []string
+	newLimit, lifted := false, false
 	if c.CPUs != s.Resources.CPUs {
-		inPlace = append(inPlace, fmt.Sprintf("cpus %s → %s", cpusText(c.CPUs), cpusText(s.Resources.CPUs)))
+		settings = append(settings, fmt.Sprintf("cpus %s → %s", cpusText(c.CPUs), cpusText(s.Resources.CPUs)))
+		newLimit, lifted = newLimit || c.CPUs == 0, lifted || s.Resources.CPUs == 0
 	}
 	if c.Memory != s.Resources.Memory {
-		inPlace = append(inPlace, fmt.Sprintf("memory %s → %s", bytesText(c.Memory), bytesText(s.Resources.Memory)))
+		settings = append(settings, fmt.Sprintf("memory %s → %s", bytesText(c.Memory), bytesText(s.Resources.Memory)))
+		newLimit, lifted = newLimit || c.Memory == 0, lifted || s.Resources.Memory == 0
 	}
 	if c.Restart != s.Restart {
-		inPlace = append(inPlace, fmt.Sprintf("restart %s → %s", orNone(c.Restart.String()), s.Restart))
+		settings = append(settings, fmt.Sprintf("restart %s → %s", orNone(c.Restart.String()), s.Restart))
 	}
-	if len(inPlace) > 0 {
+	switch {
+	case a.Kind == Replace || lifted:
+		a.Kind = Replace
+		a.Reasons = append(a.Reasons, settings...)
+		return a
+	case newLimit:
+		a.Kind = Replace
+		a.Reasons = append(a.Reasons, settings...)
+		a.Reasons = append(a.Reasons, "a limit it lacks takes a new container (a rollback could not lift it in place)")
+		return a
+	case len(settings) > 0:
 		a.Kind = Update
-		a.Reasons = append(a.Reasons, inPlace...)
+		a.Reasons = append(a.Reasons, settings...)
+		a.Before = &Settings{Resources: Resources{CPUs: c.CPUs, Memory: c.Memory}, Restart: c.Restart}
 	}
 	if !c.Running {
 		a.Drift = true

@@ -167,6 +167,15 @@ func TestPlanCases(t *testing.T) {
 			f.container("h3", "web").Memory = 1 << 30
 			f.container("h3", "web").Restart = Restart{Policy: "no"}
 		}},
+		{name: "limit-added", project: strings.Replace(planProject, "memory: 256M", "memory: 256M, cpus: 0.5", 1),
+			setup: func(f *fixture) { f.converge(t) }},
+		{name: "in-place-and-replaced", project: strings.Replace(planProject, "memory: 256M", "memory: 512M", 1),
+			setup: func(f *fixture) {
+				// h1's tag now names another image: it is replaced; the
+				// others change their limit in place.
+				f.converge(t)
+				f.live.Hosts["h1"].Images["hello:2"] = "sha256:" + strings.Repeat("9", 64)
+			}},
 		{name: "limit-lifted", project: strings.Replace(planProject, "    resources: {memory: 256M}\n", "", 1),
 			setup: func(f *fixture) { f.converge(t) }},
 		{name: "retagged-image", setup: func(f *fixture) {
@@ -378,6 +387,42 @@ func TestLegacySpecLabels(t *testing.T) {
 	for _, sp := range p.Services {
 		if sp.NewRevision {
 			t.Errorf("service %s: a new revision for containers with the legacy spec label", sp.Name)
+		}
+	}
+}
+
+// TestPlanJSONInPlace: an update in place carries, in the plan's JSON, the
+// limits and restart policy the container has before it, which a rollback
+// puts back; the service plan says what it gets.
+func TestPlanJSONInPlace(t *testing.T) {
+	f := newFixture(t, planProject)
+	f.converge(t)
+	f.container("h3", "web").Memory = 1 << 30
+	f.container("h3", "web").Restart = Restart{Policy: "on-failure", MaxRetries: 3}
+	p := f.plan(false)
+	var acts []*Action
+	for _, a := range p.Services[0].Actions {
+		if a.Kind != Unchanged {
+			acts = append(acts, a)
+		}
+	}
+	js, err := json.MarshalIndent(struct {
+		Resources Resources `json:"resources"`
+		Restart   Restart   `json:"restart"`
+		Actions   []*Action `json:"actions"`
+	}{p.Services[0].Resources, p.Services[0].Restart, acts}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "testdata/plans/resources-in-place.json.golden", string(js)+"\n")
+	var back Plan
+	all, _ := json.Marshal(p)
+	if err := json.Unmarshal(all, &back); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range back.Services[0].Actions {
+		if a.Kind == Update && (a.Before == nil || a.Before.Resources.Memory != 1<<30 || a.Before.Restart.String() != "on-failure:3") {
+			t.Errorf("a saved plan's update in place holds before = %+v, want memory 1G, restart on-failure:3", a.Before)
 		}
 	}
 }

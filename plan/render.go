@@ -50,8 +50,12 @@ func (p *Plan) Render(w io.Writer, st Style, verbose bool) error {
 			if a.Drift {
 				reasons += " " + st.paint("35", "(drift)")
 			}
-			if a.Kind == Unchanged {
+			switch a.Kind {
+			case Unchanged:
 				reasons = "unchanged"
+			case Update:
+				// Said in words: a ~ alone is easily read as a replacement.
+				reasons = "in place: " + reasons
 			}
 			lines = append(lines, fmt.Sprintf("  %s %-12s slot %-3d %s", st.marker(a.Kind), a.Host, a.Slot, reasons))
 		}

@@ -39,7 +39,12 @@ type Event struct {
 // Applier carries plans out on a fleet.
 type Applier struct {
 	Project *plan.Project
-	Fleet   *Fleet
+	// Fleet is the run's connections: the deploy lock and the revision
+	// history go through them.
+	Fleet *Fleet
+	// Hosts drive the hosts' engines, by name; nil: those of the fleet's
+	// connections. A host without one is not connected.
+	Hosts map[string]Host
 	// Secrets are the values of every secret, by service, and registry
 	// passwords under "registry:HOST".
 	Secrets map[string]map[string]string
@@ -53,6 +58,7 @@ type Applier struct {
 	// makes.
 	Rollback *plan.RollbackOf
 
+	hosts   map[string]Host // as carried out: Hosts, or the fleet's
 	mu      sync.Mutex
 	cleanup sync.WaitGroup // removals of old containers in flight
 	// inFlight is the work under way, by instance: what a run stopped at
@@ -217,8 +223,10 @@ func leftState(k instanceKey, f flight, startFirst bool) string {
 		return name + " not running yet (it was being created)"
 	case strings.HasPrefix(f.began, "putting the previous container back"):
 		return name + " DOWN or on its new container (its previous one was being put back)"
+	case strings.HasPrefix(f.began, "putting its previous limits back"):
+		return name + " may keep its new limits (its previous ones were being put back)"
 	case strings.HasPrefix(f.began, "updating in place"):
-		return name + " may keep its old limits (it was being updated in place)"
+		return name + " runs on its old limits or its new ones (it was being updated in place)"
 	case strings.HasPrefix(f.began, "starting"):
 		return name + " DOWN (it was being started)"
 	case strings.HasPrefix(f.began, "removing"):
@@ -239,6 +247,10 @@ func (a *Applier) Apply(ctx context.Context, p *plan.Plan) (*Result, error) {
 	order, err := Order(a.Project)
 	if err != nil {
 		return nil, err
+	}
+	a.hosts = a.Hosts
+	if a.hosts == nil && a.Fleet != nil {
+		a.hosts = HostsOf(a.Fleet.Conns)
 	}
 	byName := map[string]*plan.ServicePlan{}
 	for _, sp := range p.Services {
@@ -287,9 +299,16 @@ func notAttempted(service string, sp *plan.ServicePlan, after string) Outcome {
 	return o
 }
 
+// host returns the host called name, or nil when it is not connected.
+func (a *Applier) host(name string) Host { return a.hosts[name] }
+
 // record writes the service's new revision, with how it went, on the
-// hosts it ran on.
+// hosts it ran on. The history lives in files on the hosts, beside the
+// engine: without connections (a fake engine) nothing is recorded.
 func (a *Applier) record(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, o Outcome) error {
+	if a.Fleet == nil {
+		return nil
+	}
 	var conns []*executor.Conn
 	seen := map[string]bool{}
 	var reasons []string
@@ -321,15 +340,26 @@ func (a *Applier) record(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 	return recordRevision(context.WithoutCancel(ctx), conns, a.Project.Name, rev, s.History)
 }
 
-// change is one instance being changed: a new container, and the old one
-// it replaces (none for a create), kept stopped until the whole service is
-// done so that a rollback is a start.
+// change is one instance being changed, in a rolling step: a new
+// container and the old one it replaces (none for a create), kept stopped
+// until the whole service is done so that a rollback is a start; or, for
+// an update in place, the container whose limits and restart policy
+// change.
 type change struct {
 	act     *plan.Action
+	inPlace bool
 	newID   string
 	oldID   string
 	oldStop bool // the old container was stopped by this apply
 	oldGone bool // the old container was not there any more
+	// stopped says that the old container's stop answered: no stop
+	// request cut short can be carried out late.
+	stopped bool
+	started bool // the new container's start was asked for
+	// updated says that the update in place was asked for; was is the
+	// container as it was just before, what a rollback puts back.
+	updated bool
+	was     *executor.Container
 	// created is closed once the new container's create has answered,
 	// with newID or createErr.
 	created   chan struct{}
@@ -341,17 +371,36 @@ type change struct {
 	err      error
 }
 
+// touched reports whether the change did anything to the instance: a
+// change cut short before it did counts as not attempted, not undone.
+func (c *change) touched() bool { return c.oldStop || c.started || c.updated }
+
 // create starts creating the new containers of a step's instances, in the
-// background, and returns their changes.
+// background, and returns their changes. An update in place needs no new
+// container.
 func (a *Applier) create(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, step []*plan.Action) []*change {
 	changes := make([]*change, len(step))
 	for i, act := range step {
-		c := &change{act: act, oldID: act.Container, created: make(chan struct{})}
+		c := &change{act: act, created: make(chan struct{})}
 		changes[i] = c
+		if act.Kind == plan.Update {
+			c.inPlace = true
+			close(c.created)
+			continue
+		}
+		c.oldID = act.Container
 		go func() {
 			defer close(c.created)
 			spec := containerSpec(a.Project.Name, s, sp, act.Slot, a.Secrets[s.Name])
-			c.newID, c.createErr = a.Fleet.Conns[act.Host].Engine().Create(ctx, spec)
+			eng := a.host(act.Host).Engine()
+			c.newID, c.createErr = eng.Create(ctx, spec)
+			if c.createErr != nil && ctx.Err() != nil {
+				// A create cut short may still be carried out by the
+				// engine: what it made, if anything, goes.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				eng.Remove(rctx, spec.Name, true)
+				cancel()
+			}
 		}()
 	}
 	return changes
@@ -364,7 +413,7 @@ func (a *Applier) discard(changes []*change) {
 		<-c.created
 		if c.newID != "" {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			a.Fleet.Conns[c.act.Host].Engine().Remove(ctx, c.newID, true)
+			a.host(c.act.Host).Engine().Remove(ctx, c.newID, true)
 			cancel()
 		}
 	}
@@ -379,17 +428,23 @@ func (c *change) settled() {
 
 func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.ServicePlan) (o Outcome) {
 	o = Outcome{Service: s.Name}
-	var updates, starts, creates, replaces, removes []*plan.Action
+	var starts, creates, rolling, removes []*plan.Action
+	replaces, updates := 0, 0
 	for _, act := range sp.Actions {
 		switch act.Kind {
-		case plan.Update:
-			updates = append(updates, act)
 		case plan.Start:
 			starts = append(starts, act)
 		case plan.Create:
 			creates = append(creates, act)
 		case plan.Replace:
-			replaces = append(replaces, act)
+			rolling = append(rolling, act)
+			replaces++
+		case plan.Update:
+			// An update in place goes in the rolling steps too, gated on
+			// health and undone on rollback: a limit too low breaks an
+			// instance as surely as a bad image.
+			rolling = append(rolling, act)
+			updates++
 		case plan.Remove:
 			removes = append(removes, act)
 		default:
@@ -409,10 +464,15 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	if planned == 0 {
 		return o
 	}
-	newContainers := append(append([]*plan.Action{}, creates...), replaces...)
+	var newContainers []*plan.Action
+	for _, act := range sp.Actions {
+		if act.Kind == plan.Create || act.Kind == plan.Replace {
+			newContainers = append(newContainers, act)
+		}
+	}
 	var cut []string
 	for _, act := range sp.Actions {
-		if act.Kind != plan.Unchanged && a.Fleet.Conns[act.Host] == nil && !slices.Contains(cut, act.Host) {
+		if act.Kind != plan.Unchanged && a.host(act.Host) == nil && !slices.Contains(cut, act.Host) {
 			cut = append(cut, act.Host)
 		}
 	}
@@ -430,36 +490,25 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			all = append(all, onHost(host, errs[host]))
 		}
 		for _, act := range newContainers {
-			if errs[act.Host] != nil {
+			// Cut short by an interruption, they were not attempted.
+			if errs[act.Host] != nil && ctx.Err() == nil {
 				o.Failed++
 			}
 		}
 		o.Err = fmt.Errorf("nothing of this service was changed: %w", errors.Join(all...))
+		if ctx.Err() != nil {
+			o.Err = errors.New("interrupted while the hosts were made ready: nothing of this service was changed; run fleet apply again to go on")
+		}
 		return o
 	}
 
-	f := a.parallel(ctx, s.Name, updates, func(ctx context.Context, act *plan.Action) error {
-		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "updating in place: " + strings.Join(act.Reasons, "; "), Begin: true})
-		eng := a.Fleet.Conns[act.Host].Engine()
-		if err := eng.Update(ctx, act.Container, sp.Resources.CPUs, sp.Resources.Memory, sp.Restart.String()); err != nil {
-			return err
-		}
-		// A stopped instance is started after its update (the plan says
-		// so); starting a running one changes nothing.
-		if err := eng.Start(ctx, act.Container); err != nil {
-			return err
-		}
-		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "updated", End: true})
-		return nil
-	})
-	o.Failed, o.Changed = o.Failed+f, o.Changed+len(updates)-f
-	f = a.parallel(ctx, s.Name, starts, func(ctx context.Context, act *plan.Action) error {
+	f := a.parallel(ctx, s.Name, starts, func(ctx context.Context, act *plan.Action) error {
 		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "starting (was " + strings.Join(act.Reasons, "; ") + ")", Begin: true})
-		conn := a.Fleet.Conns[act.Host]
-		if err := conn.Engine().Start(ctx, act.Container); err != nil {
+		h := a.host(act.Host)
+		if err := h.Engine().Start(ctx, act.Container); err != nil {
 			return err
 		}
-		if err := waitHealthy(ctx, conn, act.Container, s, a.progress(s, act)); err != nil {
+		if err := waitHealthy(ctx, h, act.Container, s, a.progress(s, act), 0); err != nil {
 			return err
 		}
 		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "started, healthy", End: true})
@@ -471,12 +520,12 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		return o
 	}
 
-	// New containers: creates take nothing down and go at once; replaces
-	// go in the steps of the update policy.
-	steps := rollingSteps(creates, replaces, s.Update.Parallelism)
-	total := len(creates) + len(replaces)
+	// Creates take nothing down and go at once; replacements and updates
+	// in place go in the steps of the update policy.
+	steps := rollingSteps(creates, rolling, s.Update.Parallelism)
+	total := len(creates) + len(rolling)
 	startFirst := s.Update.Order == "start-first"
-	if startFirst && len(s.Ports) > 0 {
+	if startFirst && len(s.Ports) > 0 && replaces > 0 {
 		startFirst = false
 		a.event(Event{Service: s.Name, What: "start-first needs the host ports free for the new container; this service publishes fixed ports, so each instance is stopped first"})
 	}
@@ -503,7 +552,11 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c.err = a.replace(ctx, s, sp, c, startFirst)
+				if c.inPlace {
+					c.err = a.update(ctx, s, sp, c)
+				} else {
+					c.err = a.replace(ctx, s, sp, c, startFirst)
+				}
 			}()
 		}
 		next = nil
@@ -517,8 +570,14 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 				continue
 			}
 			if ctx.Err() != nil && errors.Is(c.err, context.Canceled) {
-				// Cut short by an interruption: undone, not failed.
-				a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "interrupted: putting the previous container back", End: true})
+				// Cut short by an interruption: undone, not failed; not
+				// attempted if it had not begun.
+				if !c.touched() {
+					a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "interrupted before it began", End: true})
+					a.revert(s, c)
+					continue
+				}
+				a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "interrupted: " + c.undoing(), End: true})
 				if a.revert(s, c) == nil {
 					o.Undone++
 				} else {
@@ -546,10 +605,18 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 				switch prev := previousRevision(sp); {
 				case prev > 0:
 					back = fmt.Sprintf("rolled back to revision %d", prev)
-				case len(replaces) == 0 && o.Unchanged == 0:
+				case replaces == 0 && updates > 0:
+					back = "every instance is back on its previous limits and restart policy"
+				case replaces == 0 && o.Unchanged == 0:
 					back = "the new instances were removed (there was no previous revision)"
-				case len(replaces) == 0:
+				case replaces == 0:
 					back = "the new instances were removed"
+				}
+				switch {
+				case updates > 0 && replaces == 0 && len(creates) > 0:
+					back += ", the new instances were removed"
+				case updates > 0 && replaces > 0:
+					back += ", and those updated in place on their previous limits and restart policy"
 				}
 				for _, c := range notBack {
 					back += fmt.Sprintf("; %s/%d could not be put back: %v", c.act.Host, c.act.Slot, c.err)
@@ -568,7 +635,11 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	o.Failed += len(failures)
 	o.Changed += len(done)
 	if o.Err == nil && len(failures) > 0 {
-		o.Err = fmt.Errorf("%s (failure_action: continue, max_failure_ratio %g)", failedInstances(failures, total), s.Update.MaxFailureRatio)
+		policy := "failure_action: continue"
+		if s.Update.FailureAction != "continue" {
+			policy = "within what failure_action: " + s.Update.FailureAction + " allows"
+		}
+		o.Err = fmt.Errorf("%s (%s, max_failure_ratio %g)", failedInstances(failures, total), policy, s.Update.MaxFailureRatio)
 	}
 	// The old containers of what succeeded are not needed any more; they
 	// go while the revision is recorded and the next service starts.
@@ -579,7 +650,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			c.settled()
 		}
 		a.parallel(context.WithoutCancel(ctx), s.Name, oldOf(done), func(ctx context.Context, act *plan.Action) error {
-			if err := a.Fleet.Conns[act.Host].Engine().Remove(ctx, act.Container, true); !errors.Is(err, executor.ErrNotFound) {
+			if err := a.host(act.Host).Engine().Remove(ctx, act.Container, true); !errors.Is(err, executor.ErrNotFound) {
 				return err
 			}
 			return nil
@@ -590,7 +661,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	}
 	f = a.parallel(ctx, s.Name, removes, func(ctx context.Context, act *plan.Action) error {
 		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "removing: " + strings.Join(act.Reasons, "; "), Begin: true})
-		eng := a.Fleet.Conns[act.Host].Engine()
+		eng := a.host(act.Host).Engine()
 		if err := eng.Stop(ctx, act.Container, s.StopGrace); err != nil && !errors.Is(err, executor.ErrNotFound) {
 			return err
 		}
@@ -681,8 +752,8 @@ func previousRevision(sp *plan.ServicePlan) int {
 // the next step need not wait for it to drain. The old container is kept,
 // stopped.
 func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, c *change, startFirst bool) error {
-	conn := a.Fleet.Conns[c.act.Host]
-	eng := conn.Engine()
+	h := a.host(c.act.Host)
+	eng := h.Engine()
 	what := "creating"
 	if c.oldID != "" {
 		what = "replacing: " + strings.Join(c.act.Reasons, "; ")
@@ -694,6 +765,9 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 	<-c.created
 	if c.createErr != nil {
 		return c.createErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err // interrupted before it began
 	}
 	id := c.newID
 	if c.oldID != "" && !startFirst {
@@ -708,13 +782,15 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 		} else if err != nil {
 			return err
 		}
+		c.stopped = true
 	}
 	progress("starting the new container")
+	c.started = true
 	if err := eng.Start(ctx, id); err != nil {
 		return err
 	}
 	progress("waiting for its health check")
-	if err := waitHealthy(ctx, conn, id, s, progress); err != nil {
+	if err := waitHealthy(ctx, h, id, s, progress, 0); err != nil {
 		return err
 	}
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: fmt.Sprintf("healthy (revision %d)", sp.Revision), End: true})
@@ -731,18 +807,86 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 	return nil
 }
 
+// update changes one instance's limits and restart policy in place and
+// gates it on health as a new container is: a memory limit too low shows
+// as a container that is killed and restarted, or that exits. The engine
+// keeps the container, so nothing is down while it passes.
+func (a *Applier) update(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, c *change) error {
+	h := a.host(c.act.Host)
+	eng := h.Engine()
+	id := c.act.Container
+	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "updating in place: " + strings.Join(c.act.Reasons, "; "), Begin: true})
+	progress := a.progress(s, c.act)
+	if err := ctx.Err(); err != nil {
+		return err // interrupted before it began
+	}
+	// The container as it is: its restarts so far (one more during the
+	// gate is a crash), and what a rollback puts back, exactly, even if
+	// it was changed by hand since the plan was made.
+	before, err := eng.Inspect(ctx, id)
+	if err != nil {
+		return err
+	}
+	if (before.CPUs == 0 && sp.Resources.CPUs != 0) || (before.Memory == 0 && sp.Resources.Memory != 0) {
+		return errors.New("it has no limit now where the plan saw one (changed by hand since?); a limit set in place could not be lifted by a rollback: run fleet plan again")
+	}
+	c.was = before
+	// Marked before asking: an interrupted request may still be carried
+	// out.
+	c.updated = true
+	if err := eng.Update(ctx, id, sp.Resources.CPUs, sp.Resources.Memory, sp.Restart.String()); err != nil {
+		return err
+	}
+	restarts := before.RestartCount
+	if !before.Running {
+		// A stopped instance is started after its update (the plan says
+		// so); a start counts its restarts from zero.
+		progress("starting it")
+		if err := eng.Start(ctx, id); err != nil {
+			return err
+		}
+		restarts = 0
+	}
+	progress("waiting for its health check")
+	if err := waitHealthy(ctx, h, id, s, progress, restarts); err != nil {
+		return err
+	}
+	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "updated in place, healthy", End: true})
+	return nil
+}
+
+// undoing says what undoing the change does, for progress output.
+func (c *change) undoing() string {
+	if c.inPlace {
+		return "putting its previous limits back"
+	}
+	return "putting the previous container back"
+}
+
 // revert undoes one instance's change: the new container goes, the old one
-// runs again. It runs to the end even when the apply was interrupted.
+// runs again; or, for an update in place, the previous limits and restart
+// policy come back. It runs to the end even when the apply was
+// interrupted.
 func (a *Applier) revert(s *plan.Service, c *change) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.StopGrace+time.Minute)
 	defer cancel()
+	eng := a.host(c.act.Host).Engine()
+	if !c.touched() {
+		// Nothing to put back: a new container made ahead goes.
+		<-c.created
+		if c.newID != "" {
+			eng.Remove(ctx, c.newID, true)
+		}
+		return nil
+	}
 	k := instanceKey{s.Name, c.act.Host, c.act.Slot}
-	a.setFlight(k, flight{"putting the previous container back", ""})
+	a.setFlight(k, flight{c.undoing(), ""})
 	defer a.setFlight(k, flight{})
-	eng := a.Fleet.Conns[c.act.Host].Engine()
 	c.settled()
 	var err error
 	switch {
+	case c.inPlace:
+		err = restore(ctx, eng, c)
 	case c.oldGone && c.err == nil:
 		// Healthy, and nothing to go back to: it stays.
 		err = fmt.Errorf("its previous container %s is gone, so its new one stays", c.oldID[:min(12, len(c.oldID))])
@@ -754,21 +898,47 @@ func (a *Applier) revert(s *plan.Service, c *change) error {
 		if c.newID != "" {
 			errs = append(errs, eng.Remove(ctx, c.newID, true))
 		}
-		if c.oldID != "" && c.oldStop {
+		switch {
+		case c.oldID != "" && c.stopped:
+			errs = append(errs, eng.Start(ctx, c.oldID))
+		case c.oldID != "" && c.oldStop:
 			errs = append(errs, startAgain(ctx, eng, c.oldID))
 		}
 		err = errors.Join(errs...)
 	}
 	if err != nil {
-		a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "putting the previous container back failed", Err: err})
+		a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: c.undoing() + " failed", Err: err})
 		return err
 	}
 	what := "removed the failed new container"
-	if c.oldID != "" {
+	switch {
+	case c.inPlace:
+		what = "back on its previous limits and restart policy"
+	case c.oldID != "":
 		what = fmt.Sprintf("back on revision %d", c.act.Revision)
 	}
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: what})
 	return nil
+}
+
+// restore puts back the limits and restart policy an update in place
+// changed, as they were just before it (what the plan shows as before,
+// unless they were changed by hand since), and makes sure that a
+// container that ran before runs again: a limit too low may have stopped
+// it.
+func restore(ctx context.Context, eng Engine, c *change) error {
+	was := c.was
+	if err := eng.Update(ctx, c.act.Container, was.CPUs, was.Memory, was.Restart); err != nil {
+		return err
+	}
+	if !was.Running {
+		return nil
+	}
+	now, err := eng.Inspect(ctx, c.act.Container)
+	if err != nil || now.Running {
+		return err
+	}
+	return eng.Start(ctx, c.act.Container)
 }
 
 // revertAll undoes the changes, as many at once as the update policy
@@ -802,7 +972,7 @@ func (a *Applier) revertAll(s *plan.Service, changes []*change) []*change {
 // startAgain starts a container that this run stopped, and makes sure it
 // runs: a stop request cut short by an interruption may still be carried
 // out by the engine after the start.
-func startAgain(ctx context.Context, eng *executor.Engine, id string) error {
+func startAgain(ctx context.Context, eng Engine, id string) error {
 	var err error
 	for i := 0; i < 20; i++ {
 		if err = eng.Start(ctx, id); err == nil {
@@ -849,7 +1019,7 @@ func (a *Applier) prepare(ctx context.Context, s *plan.Service, sp *plan.Service
 }
 
 func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, host string) error {
-	eng := a.Fleet.Conns[host].Engine()
+	eng := a.host(host).Engine()
 	labels := map[string]string{plan.LabelProject: a.Project.Name}
 	for _, n := range sp.Template.Networks {
 		if err := eng.EnsureNetwork(ctx, hostName(a.Project.Name, n), labels); err != nil {

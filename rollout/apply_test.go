@@ -28,6 +28,8 @@ func TestLeftBehind(t *testing.T) {
 		{Service: "db", Host: "h6", Slot: 1, What: "starting (was container exited)", Begin: true},
 		{Service: "db", Host: "h6", Slot: 1, What: "not healthy yet: connection refused", Progress: true},
 		{Service: "web", What: "step 1 of 2: h1/1, h2/2"},
+		{Service: "cache", Host: "h7", Slot: 1, What: "updating in place: memory 1G → 256M", Begin: true},
+		{Service: "cache", Host: "h7", Slot: 1, What: "waiting for its health check", Progress: true},
 	} {
 		a.event(e)
 	}
@@ -37,6 +39,7 @@ func TestLeftBehind(t *testing.T) {
 		"h4: web/4 not running yet (it was being created)",
 		"h5: web: pulling web:2 cut short (nothing changed)",
 		"h6: db/1 DOWN (it was being started)",
+		"h7: cache/1 runs on its old limits or its new ones (it was being updated in place)",
 	}
 	if got := a.LeftBehind(); !slices.Equal(got, want) {
 		t.Errorf("LeftBehind:\n%q\nwant\n%q", got, want)

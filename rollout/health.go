@@ -25,9 +25,11 @@ import (
 // curl on the host or in a FROM scratch image.
 //
 // progress is told why the check fails, when it goes on failing for more
-// than a second, and each time the reason changes.
-func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Service, progress func(string)) error {
-	eng := conn.Engine()
+// than a second, and each time the reason changes. restarts is how many
+// times the engine had restarted the container before: one more is a
+// crash.
+func waitHealthy(ctx context.Context, h Host, id string, s *plan.Service, progress func(string), restarts int) error {
+	eng := h.Engine()
 	hc := s.Healthcheck
 	interval := 500 * time.Millisecond
 	retries := 1
@@ -47,12 +49,12 @@ func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Se
 			return err
 		}
 		switch {
-		case c.RestartCount > 0:
-			return fmt.Errorf("container crashed: restarted %d times within %s (last exit code %d)", c.RestartCount, time.Since(started).Round(100*time.Millisecond), c.ExitCode)
+		case c.RestartCount > restarts:
+			return fmt.Errorf("container crashed: restarted %d times within %s (last exit code %d)", c.RestartCount-restarts, time.Since(started).Round(100*time.Millisecond), c.ExitCode)
 		case !c.Running:
-			return fmt.Errorf("container %s with exit code %d, %s after it started", c.Status, c.ExitCode, time.Since(started).Round(100*time.Millisecond))
+			return fmt.Errorf("container %s with exit code %d, %s into its health check", c.Status, c.ExitCode, time.Since(started).Round(100*time.Millisecond))
 		}
-		err = probe(ctx, conn, c, hc)
+		err = probe(ctx, h, c, hc)
 		if err != nil && time.Since(started) > time.Second {
 			if why := "not healthy yet: " + err.Error(); why != told {
 				progress(why)
@@ -103,7 +105,7 @@ func waitHealthy(ctx context.Context, conn *executor.Conn, id string, s *plan.Se
 }
 
 // probe runs the health check once.
-func probe(ctx context.Context, conn *executor.Conn, c *executor.Container, hc *plan.Healthcheck) error {
+func probe(ctx context.Context, h Host, c *executor.Container, hc *plan.Healthcheck) error {
 	if hc == nil {
 		return nil // running is healthy
 	}
@@ -120,7 +122,7 @@ func probe(ctx context.Context, conn *executor.Conn, c *executor.Container, hc *
 		}
 		return fmt.Errorf("docker reports it %s", c.Health)
 	case len(hc.Cmd) > 0:
-		code, err := conn.Engine().Exec(pctx, c.ID, hc.Cmd, io.Discard, io.Discard)
+		code, err := h.Engine().Exec(pctx, c.ID, hc.Cmd, io.Discard, io.Discard)
 		if err != nil {
 			return err
 		}
@@ -139,7 +141,7 @@ func probe(ctx context.Context, conn *executor.Conn, c *executor.Container, hc *
 	}
 	addr := net.JoinHostPort(ip, strconv.Itoa(port))
 	if hc.TCP != 0 {
-		nc, err := conn.DialContext(pctx, "tcp", addr)
+		nc, err := h.DialContext(pctx, "tcp", addr)
 		if err != nil {
 			return err
 		}
@@ -148,7 +150,7 @@ func probe(ctx context.Context, conn *executor.Conn, c *executor.Container, hc *
 	client := &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
-			DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return conn.DialContext(ctx, "tcp", addr) },
+			DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return h.DialContext(ctx, "tcp", addr) },
 			DisableKeepAlives: true,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
