@@ -21,7 +21,7 @@ import (
 // YAML, a subdirectory, files Ansible passes over, later files winning).
 func TestAgreesWithAnsible(t *testing.T) {
 	if _, err := exec.LookPath("ansible-inventory"); err != nil {
-		t.Skip("ansible-inventory is not installed (scripts/deps installs Debian's ansible)")
+		t.Skip("ansible-inventory is not installed (scripts/deps installs Debian's ansible-core)")
 	}
 	for _, source := range []string{"testdata/ansible/inventory.ini", "testdata/ansible-dir"} {
 		t.Run(filepath.Base(source), func(t *testing.T) { agreesWithAnsible(t, source) })

@@ -16,12 +16,45 @@ import (
 // releaseBuild is the part of goreleaser.yaml that decides what the
 // binaries are.
 type releaseBuild struct {
-	Main    string   `yaml:"main"`
-	Env     []string `yaml:"env"`
-	Goos    []string `yaml:"goos"`
-	Goarch  []string `yaml:"goarch"`
-	Flags   []string `yaml:"flags"`
-	Ldflags []string `yaml:"ldflags"`
+	ID           string   `yaml:"id"`
+	Main         string   `yaml:"main"`
+	Binary       string   `yaml:"binary"`
+	Env          []string `yaml:"env"`
+	Goos         []string `yaml:"goos"`
+	Goarch       []string `yaml:"goarch"`
+	Flags        []string `yaml:"flags"`
+	Ldflags      []string `yaml:"ldflags"`
+	ModTimestamp string   `yaml:"mod_timestamp"`
+}
+
+// releaseConfig is every key that goreleaser.yaml uses, each a GoReleaser v2
+// key of that name and type. It is read strictly, so that a key misspelt or
+// misplaced fails here, at once, where GoReleaser's own check needs minutes
+// to build; a new key belongs here once `goreleaser check` has passed it
+// (scripts/test runs that check whenever goreleaser.yaml changes). It is
+// stricter than GoReleaser here and there: a list is a list, where
+// GoReleaser also takes a single string.
+type releaseConfig struct {
+	Version     int            `yaml:"version"`
+	ProjectName string         `yaml:"project_name"`
+	Builds      []releaseBuild `yaml:"builds"`
+	Archives    []struct {
+		Formats      []string `yaml:"formats"`
+		NameTemplate string   `yaml:"name_template"`
+		Files        []string `yaml:"files"`
+	} `yaml:"archives"`
+	Checksum struct {
+		NameTemplate string `yaml:"name_template"`
+	} `yaml:"checksum"`
+	Snapshot struct {
+		VersionTemplate string `yaml:"version_template"`
+	} `yaml:"snapshot"`
+	Changelog struct {
+		Sort    string `yaml:"sort"`
+		Filters struct {
+			Exclude []string `yaml:"exclude"`
+		} `yaml:"filters"`
+	} `yaml:"changelog"`
 }
 
 // goBuild builds fleet as goreleaser would with b, for goos/goarch, into dir.
@@ -40,16 +73,22 @@ func goBuild(t *testing.T, b releaseBuild, goos, goarch, dir string) string {
 	return out
 }
 
-func TestReleaseBuild(t *testing.T) {
+// readRelease reads goreleaser.yaml strictly and checks that its one build
+// makes every platform fleet is released for.
+func readRelease(t *testing.T) releaseConfig {
+	t.Helper()
 	raw, err := os.ReadFile("../../goreleaser.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg struct {
-		Builds []releaseBuild `yaml:"builds"`
+	var cfg releaseConfig
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatalf("goreleaser.yaml: %v", err)
 	}
-	if err := yaml.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
+	if cfg.Version != 2 {
+		t.Errorf("goreleaser.yaml is version %d; this test and scripts/test's goreleaser check know version 2", cfg.Version)
 	}
 	if len(cfg.Builds) != 1 {
 		t.Fatalf("goreleaser.yaml has %d builds, want 1", len(cfg.Builds))
@@ -66,6 +105,13 @@ func TestReleaseBuild(t *testing.T) {
 			t.Errorf("goreleaser.yaml does not build %s", p)
 		}
 	}
+	return cfg
+}
+
+func TestReleaseConfig(t *testing.T) { readRelease(t) }
+
+func TestReleaseBuild(t *testing.T) {
+	b := readRelease(t).Builds[0]
 
 	// Two builds in different directories are identical: reproducible.
 	first := goBuild(t, b, "linux", "amd64", t.TempDir())
