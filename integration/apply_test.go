@@ -28,10 +28,13 @@ func rollProject(version, extra string) string {
 	return strings.NewReplacer("VERSION", version, "EXTRA", extra).Replace(rollYAML)
 }
 
+// cleanupProject removes, once the test ends, the project's containers
+// and what fleet keeps of it on the hosts (history, lock): the next test
+// of the same project starts from nothing.
 func cleanupProject(t *testing.T, name string) {
 	t.Cleanup(func() {
 		eachHost(t, func(h *testfleet.Host) error {
-			_, err := h.Run(context.Background(), "sh", "-c", "docker ps -aq --filter label=fleet.project="+name+" | xargs -r docker rm -f")
+			_, err := h.Run(context.Background(), "sh", "-c", "docker ps -aq --filter label=fleet.project="+name+" | xargs -r docker rm -f; rm -rf /var/lib/fleet/"+name)
 			return err
 		})
 	})
