@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // inspectDoc is the part of the engine's container document fleet reads.
@@ -130,6 +131,12 @@ func createBody(spec ContainerSpec) (map[string]any, error) {
 	if spec.Image == "" {
 		return nil, errors.New("no image")
 	}
+	if what := notText(spec); what != "" {
+		// encoding/json would send it with each bad byte replaced by
+		// U+FFFD: the container would get another value than the one
+		// given, and every later plan would see it changed.
+		return nil, fmt.Errorf("%s is not UTF-8 text, which the engine's JSON cannot carry as it is", what)
+	}
 	env := make([]string, 0, len(spec.Env))
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		v := spec.Env[k]
@@ -215,6 +222,41 @@ func createBody(spec ContainerSpec) (map[string]any, error) {
 		body["NetworkingConfig"] = map[string]any{"EndpointsConfig": map[string]any{spec.Networks[0]: map[string]any{}}}
 	}
 	return body, nil
+}
+
+// notText names the first value of spec, in the create request, that is
+// not valid UTF-8, or returns "". Values are not shown: an env value may
+// be a secret.
+func notText(spec ContainerSpec) string {
+	type value struct{ what, s string }
+	values := []value{{"the image", spec.Image}, {"the user", spec.User}, {"the workdir", spec.Workdir}, {"the restart policy", spec.Restart}}
+	for i, a := range spec.Command {
+		values = append(values, value{fmt.Sprintf("command[%d]", i), a})
+	}
+	for i, a := range spec.Entrypoint {
+		values = append(values, value{fmt.Sprintf("entrypoint[%d]", i), a})
+	}
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
+		values = append(values, value{fmt.Sprintf("env %q", k), k}, value{fmt.Sprintf("env %q", k), spec.Env[k]})
+	}
+	for _, k := range slices.Sorted(maps.Keys(spec.Labels)) {
+		values = append(values, value{fmt.Sprintf("label %q", k), k}, value{fmt.Sprintf("label %q", k), spec.Labels[k]})
+	}
+	for i, m := range spec.Volumes {
+		values = append(values, value{fmt.Sprintf("volume[%d]", i), m.Source}, value{fmt.Sprintf("volume[%d]", i), m.Target})
+	}
+	for i, p := range spec.Ports {
+		values = append(values, value{fmt.Sprintf("port[%d]", i), p.HostIP}, value{fmt.Sprintf("port[%d]", i), p.Protocol})
+	}
+	for i, n := range spec.Networks {
+		values = append(values, value{fmt.Sprintf("network[%d]", i), n})
+	}
+	for _, v := range values {
+		if !utf8.ValidString(v.s) {
+			return v.what
+		}
+	}
+	return ""
 }
 
 // Create creates a container from spec and returns its ID. It does not

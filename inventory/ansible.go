@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -355,6 +356,11 @@ func expandRanges(pattern string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(items)*len(rest) > 10000 {
+		// Each range alone is bounded, but their product is not:
+		// h[0:9999][0:9999][0:9999] would be a trillion names.
+		return nil, fmt.Errorf("its ranges make more than 10000 hosts")
+	}
 	var out []string
 	for _, it := range items {
 		for _, r := range rest {
@@ -662,8 +668,13 @@ func (a *ansibleInventory) loadVarsDirs(errs *diag.List) {
 		}
 		read = append(read, files...)
 		for _, f := range files {
-			data, err := os.ReadFile(f)
-			if err != nil {
+			data, err := yamlfile.ReadFile(f)
+			var tooLarge *diag.List
+			switch {
+			case errors.As(err, &tooLarge):
+				errs.Merge(tooLarge)
+				continue
+			case err != nil:
 				errs.Add(diag.Pos{File: f}, "%v", err)
 				continue
 			}

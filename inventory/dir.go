@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/fleetdeploy/fleet/internal/diag"
+	"github.com/fleetdeploy/fleet/internal/yamlfile"
 )
 
 // An inventory directory ("-i inventory/") is read as Ansible reads one:
@@ -137,8 +138,13 @@ func (r *dirReader) walk(dir string, ancestors []string) {
 // file named .yml, .yaml, .json or without extension is read as YAML when
 // it is YAML and as INI otherwise; any other file as INI.
 func (r *dirReader) file(path string, fi fs.FileInfo) {
-	data, err := os.ReadFile(path)
-	if err != nil {
+	data, err := yamlfile.ReadFile(path)
+	var tooLarge *diag.List
+	switch {
+	case errors.As(err, &tooLarge):
+		r.errs.Merge(tooLarge)
+		return
+	case err != nil:
 		r.errs.Add(diag.Pos{File: path}, "%s", pathErr(err))
 		return
 	}

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -94,8 +95,12 @@ func Load(path string, opts Options) (*Inventory, error) {
 	if fi.IsDir() {
 		return loadDir(path, opts)
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
+	data, err := yamlfile.ReadFile(path)
+	var tooLarge *diag.List
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, tooLarge
+	case err != nil:
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
 	if errs := (&diag.List{}); !static(path, fi, data, errs) {
@@ -108,6 +113,9 @@ func Load(path string, opts Options) (*Inventory, error) {
 // locates Ansible's host_vars and group_vars directories.
 func Parse(path string, data []byte, opts Options) (*Inventory, error) {
 	errs := &diag.List{}
+	if !yamlfile.CheckSize(path, int64(len(data)), errs) {
+		return nil, errs
+	}
 	var raw *rawInventory
 	switch detect(data) {
 	case "ansible-ini":

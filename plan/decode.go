@@ -1,9 +1,10 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"net"
-	"os"
 	"path"
 	"regexp"
 	"slices"
@@ -21,8 +22,12 @@ import (
 // LoadProject reads fleet.yaml and checks it against the inventory. All
 // problems of both come back together as a *diag.List.
 func LoadProject(file string, inv *inventory.Inventory) (*Project, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
+	data, err := yamlfile.ReadFile(file)
+	var tooLarge *diag.List
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, tooLarge
+	case err != nil:
 		return nil, fmt.Errorf("desired state: %w", err)
 	}
 	return ParseProject(file, data, inv)
@@ -518,6 +523,10 @@ func decodeMount(d *yamlfile.Doc, p *Project, v *yaml.Node, what string) (Mount,
 	return m, true
 }
 
+// The memory limits fleet passes on: Docker refuses less than 6 MiB, and
+// a petabyte is far above any host while well inside int64.
+const minMemory, maxMemory = 6 << 20, 1 << 50
+
 var memoryRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(?:i?[bB])?$`)
 
 func decodeResources(d *yamlfile.Doc, v *yaml.Node, what string) Resources {
@@ -526,39 +535,55 @@ func decodeResources(d *yamlfile.Doc, v *yaml.Node, what string) Resources {
 		"cpus": func(v *yaml.Node) { r.CPUs, _ = d.Float(v, what+".cpus", 0.01, 1024) },
 		"memory": func(v *yaml.Node) {
 			n := yamlfile.Resolve(v)
-			if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
-				b, ok := d.Int(v, what+".memory", 6<<20, 1<<50)
+			var size float64
+			bare := n.Kind == yaml.ScalarNode && (n.Tag == "!!int" || n.Tag == "!!float")
+			switch {
+			case bare && n.Tag == "!!int":
+				// A number without a unit counts bytes, as docker run's
+				// --memory does; past int64's range it reads as the largest.
+				b, _ := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
+				size = float64(b)
+			case bare:
+				// yaml.v3 tags a whole number past int64's range !!float.
+				if n.Decode(&size) != nil || math.IsNaN(size) {
+					d.Errorf(v, "%s.memory: %s is not a size", what, n.Value).Hint = "write it as 512M, 1.5G or 256MiB"
+					return
+				}
+			default:
+				s, ok := d.String(v, what+".memory")
 				if !ok {
 					return
 				}
-				r.Memory = int64(b)
-				return
+				m := memoryRE.FindStringSubmatch(s)
+				if m == nil {
+					d.Errorf(v, "%s.memory: %q is not a size", what, s).Hint = "write it as 512M, 1.5G or 256MiB"
+					return
+				}
+				size, _ = strconv.ParseFloat(m[1], 64)
+				switch strings.ToLower(m[2]) {
+				case "k":
+					size *= 1 << 10
+				case "m":
+					size *= 1 << 20
+				case "g":
+					size *= 1 << 30
+				case "t":
+					size *= 1 << 40
+				}
 			}
-			s, ok := d.String(v, what+".memory")
-			if !ok {
-				return
+			switch {
+			case size < minMemory:
+				e := d.Errorf(v, "%s.memory: %s is too small: Docker needs at least 6M", what, n.Value)
+				e.Hint = "leave memory out for no limit"
+				if bare {
+					e.Hint = "a number without a unit counts bytes: write 512M or 1G, or leave memory out for no limit"
+				}
+			case size > maxMemory:
+				e := d.Errorf(v, "%s.memory: %s is too large: the most is 1024T", what, n.Value)
+				e.Hint = "give the container the memory it needs, such as 512M or 4G, or leave memory out for no limit"
+			default:
+				r.Memory = int64(size)
 			}
-			m := memoryRE.FindStringSubmatch(s)
-			if m == nil {
-				d.Errorf(v, "%s.memory: %q is not a size", what, s).Hint = "write it as 512M, 1.5G or 256MiB"
-				return
-			}
-			f, _ := strconv.ParseFloat(m[1], 64)
-			switch strings.ToLower(m[2]) {
-			case "k":
-				f *= 1 << 10
-			case "m":
-				f *= 1 << 20
-			case "g":
-				f *= 1 << 30
-			case "t":
-				f *= 1 << 40
-			}
-			if f < 6<<20 || f > 1<<50 {
-				d.Errorf(v, "%s.memory: %s is out of range: Docker needs at least 6M", what, s)
-				return
-			}
-			r.Memory = int64(f)
 		},
 	})
 	return r

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -53,26 +54,44 @@ type globals struct {
 	JSON      bool   `help:"Machine output: JSON on stdout."`
 	NoColor   bool   `help:"No colour (also when NO_COLOR is set or output is not a terminal)."`
 	Verbose   bool   `short:"v" help:"Say more about what is being done."`
+
+	// stderr is where -v lines go.
+	stderr io.Writer
+}
+
+// verboseLog prints what the executor says under -v; nil without -v.
+func (g *globals) verboseLog() func(string) {
+	if !g.Verbose || g.stderr == nil {
+		return nil
+	}
+	return func(line string) { fmt.Fprintln(g.stderr, "fleet: "+line) }
 }
 
 // exitCoder is an error that sets the process's exit code; see the exit
 // code table in the README.
 type exitCoder interface{ ExitCode() int }
 
-// main runs the command line. The first Ctrl-C (or SIGTERM) cancels the
-// work: a rollout finishes or undoes the step in flight, puts failed
+// main runs the command line. A command that changes nothing ends at once
+// on the first Ctrl-C (or SIGTERM). For the others, the first one cancels
+// the work: a rollout finishes or undoes the step in flight, puts failed
 // instances back and lets go of the deploy lock, over connections that
 // stay open for that. A second one ends the process at once, after saying
-// what that leaves behind on the hosts.
+// what that leaves behind on the hosts. Either way the exit code is 128
+// plus the signal's number, as a shell reports it: 130 for Ctrl-C, 143
+// for SIGTERM.
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		<-sigs
+		sig := <-sigs
+		if readOnly.Load() {
+			fmt.Fprintln(os.Stderr, "fleet: interrupted")
+			os.Exit(signalExit(sig))
+		}
 		fmt.Fprintln(os.Stderr, "fleet: interrupted: finishing or undoing what is in flight (interrupt again to stop at once)")
 		cancel()
-		<-sigs
+		sig = <-sigs
 		// Stopping at once may leave instances down: say which, and how
 		// to repair them.
 		if left := leftBehind.Load(); left != nil {
@@ -82,11 +101,34 @@ func main() {
 			}
 			fmt.Fprintln(os.Stderr, "fleet: run fleet apply to repair it")
 		}
-		os.Exit(130)
+		os.Exit(signalExit(sig))
 	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	cancel()
 	os.Exit(code)
+}
+
+// changesNothing names the commands that change nothing, on the hosts or
+// here: stopped at any moment, they leave nothing half done, so the first
+// interrupt ends them at once rather than after a connection attempt or a
+// health check runs out. Any other command (apply, rollback, lock release,
+// init, and every new one until it is listed here) gets to finish or undo
+// what is in flight.
+var changesNothing = map[string]bool{
+	"validate": true, "plan": true, "status": true, "history": true, "hosts": true,
+	"inventory": true, "lock status": true, "version": true,
+}
+
+// readOnly says whether the command being run is one of changesNothing;
+// run sets it once the command line is parsed.
+var readOnly atomic.Bool
+
+// signalExit is the exit code of a process ended by sig.
+func signalExit(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 130
 }
 
 // run executes one command line and returns the exit code; main and the
@@ -121,6 +163,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fleet: hint: run \"fleet --help\" for the commands and their flags")
 		return 1
 	}
+	c.globals.stderr = stderr
+	readOnly.Store(changesNothing[commandName(kctx)])
 	if err := kctx.Run(); err != nil {
 		if err.Error() != "" {
 			report(stderr, err)
@@ -132,6 +176,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// commandName is the command a parsed command line runs, without its
+// arguments: "plan", "lock status".
+func commandName(kctx *kong.Context) string {
+	var names []string
+	for _, p := range kctx.Path {
+		if p.Command != nil {
+			names = append(names, p.Command.Name)
+		}
+	}
+	return strings.Join(names, " ")
 }
 
 // report prints an error for the user: file errors one per line, as

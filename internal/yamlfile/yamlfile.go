@@ -34,8 +34,12 @@ type Doc struct {
 var lineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // Parse parses data and returns the root node of its single document, or
-// nil after recording why there is none.
+// nil after recording why there is none. Data larger than MaxFileSize, and
+// a document whose aliases and merge keys expand too far, are refused.
 func (d *Doc) Parse(data []byte) *yaml.Node {
+	if !CheckSize(d.File, int64(len(data)), d.Errs) {
+		return nil
+	}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
@@ -60,6 +64,9 @@ func (d *Doc) Parse(data []byte) *yaml.Node {
 	}
 	if len(root.Content) == 0 {
 		d.Errs.Add(diag.Pos{File: d.File, Line: 1, Col: 1}, "the file is empty")
+		return nil
+	}
+	if !d.bounded(root.Content[0]) {
 		return nil
 	}
 	return root.Content[0]
@@ -217,6 +224,9 @@ func describe(n *yaml.Node) string {
 func (d *Doc) String(n *yaml.Node, what string) (string, bool) {
 	n = resolve(n)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		if !d.noNUL(n, what) {
+			return "", false
+		}
 		return n.Value, true
 	}
 	e := d.Errorf(n, "%s: want text, got %s", what, describe(n))
@@ -226,11 +236,26 @@ func (d *Doc) String(n *yaml.Node, what string) (string, bool) {
 	return "", false
 }
 
+// noNUL refuses a text value holding a NUL byte ("\0" in a quoted
+// string): no name, path, argument or environment variable can carry one,
+// so it would fail on the host, or be cut short there. The value is not
+// shown: it may be a secret's.
+func (d *Doc) noNUL(n *yaml.Node, what string) bool {
+	if strings.IndexByte(n.Value, 0) < 0 {
+		return true
+	}
+	d.Errorf(n, "%s: holds a NUL byte (\\0), which no name, path, argument or environment variable can carry", what).Hint = "remove it"
+	return false
+}
+
 // Scalar reads any scalar as text: for env values and labels, where
 // "PORT: 8080" and "gpu: true" are meant as the text they show.
 func (d *Doc) Scalar(n *yaml.Node, what string) (string, bool) {
 	n = resolve(n)
 	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		if !d.noNUL(n, what) {
+			return "", false
+		}
 		return n.Value, true
 	}
 	e := d.Errorf(n, "%s: want a value, got %s", what, describe(n))
