@@ -9,6 +9,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/alecthomas/kong"
+
+	"github.com/fleetdeploy/fleet/inventory"
 	"github.com/fleetdeploy/fleet/plan"
 	"github.com/fleetdeploy/fleet/rollout"
 )
@@ -246,6 +249,36 @@ func TestWhoNameNamesANumericUserOfThisMachine(t *testing.T) {
 	} {
 		if got := whoName(who); got != want {
 			t.Errorf("whoName(%q) = %q, want %q", who, got, want)
+		}
+	}
+}
+
+// TestConnectTimeoutReachesTheConnections: --connect-timeout, or
+// FLEET_CONNECT_TIMEOUT, is the executor's connect time-out; 10s without.
+func TestConnectTimeoutReachesTheConnections(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  string
+		want time.Duration
+	}{
+		{nil, "", 10 * time.Second},
+		{[]string{"--connect-timeout", "1500ms"}, "", 1500 * time.Millisecond},
+		{nil, "3s", 3 * time.Second},
+	} {
+		t.Setenv("FLEET_CONNECT_TIMEOUT", c.env)
+		if c.env == "" {
+			os.Unsetenv("FLEET_CONNECT_TIMEOUT")
+		}
+		var cl cli
+		parser, err := kong.New(&cl, kong.Name("fleet"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parser.Parse(append(c.args, "version")); err != nil {
+			t.Fatal(err)
+		}
+		if got := cl.globals.executorOptions(&inventory.Inventory{}).ConnectTimeout; got != c.want {
+			t.Errorf("%v with FLEET_CONNECT_TIMEOUT=%q: connect time-out %s, want %s", c.args, c.env, got, c.want)
 		}
 	}
 }

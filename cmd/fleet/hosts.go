@@ -67,7 +67,7 @@ func (c *hostsCmd) Run(ctx context.Context, g *globals, out *output) error {
 			project = p.Name
 		}
 	}
-	ex := executor.New(ctx, executor.Options{Parallel: g.Parallel, HostKeyPolicy: executor.HostKeyPolicy(g.HostKeys), HashKnownHosts: hashKnownHosts(inv)})
+	ex := executor.New(ctx, g.executorOptions(inv))
 	defer ex.Close()
 	targets := make([]executor.Target, len(hosts))
 	for i, h := range hosts {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 
@@ -54,17 +55,9 @@ type globals struct {
 	JSON      bool   `help:"Machine output: JSON on stdout."`
 	NoColor   bool   `help:"No colour (also when NO_COLOR is set or output is not a terminal)."`
 	Verbose   bool   `short:"v" help:"Say more about what is being done."`
-
-	// stderr is where -v lines go.
-	stderr io.Writer
-}
-
-// verboseLog prints what the executor says under -v; nil without -v.
-func (g *globals) verboseLog() func(string) {
-	if !g.Verbose || g.stderr == nil {
-		return nil
-	}
-	return func(line string) { fmt.Fprintln(g.stderr, "fleet: "+line) }
+	// As OpenSSH's ConnectTimeout: how long a host that does not answer
+	// holds a run up before it is named unreachable.
+	ConnectTimeout time.Duration `name:"connect-timeout" env:"FLEET_CONNECT_TIMEOUT" default:"10s" placeholder:"D" help:"Give up on a host that does not answer within D."`
 }
 
 // exitCoder is an error that sets the process's exit code; see the exit
@@ -163,7 +156,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fleet: hint: run \"fleet --help\" for the commands and their flags")
 		return 1
 	}
-	c.globals.stderr = stderr
 	readOnly.Store(changesNothing[commandName(kctx)])
 	if err := kctx.Run(); err != nil {
 		if err.Error() != "" {

@@ -85,10 +85,7 @@ func (g *globals) openProject(ctx context.Context, name string) (*session, error
 func (g *globals) read(ctx context.Context, s *session) error {
 	// The connections outlive an interruption of the work, so that the
 	// work can be undone over them; close ends them.
-	s.ex = executor.New(context.WithoutCancel(ctx), executor.Options{
-		Parallel: g.Parallel, HostKeyPolicy: executor.HostKeyPolicy(g.HostKeys),
-		HashKnownHosts: hashKnownHosts(s.inv),
-	})
+	s.ex = executor.New(context.WithoutCancel(ctx), g.executorOptions(s.inv))
 	fleet, err := rollout.Read(ctx, s.ex, s.scope, s.project.Name)
 	if err != nil {
 		s.ex.Close()
@@ -96,6 +93,13 @@ func (g *globals) read(ctx context.Context, s *session) error {
 	}
 	s.fleet = fleet
 	return nil
+}
+
+// executorOptions are the flags' settings for the connections to the
+// hosts of inv.
+func (g *globals) executorOptions(inv *inventory.Inventory) executor.Options {
+	return executor.Options{Parallel: g.Parallel, HostKeyPolicy: executor.HostKeyPolicy(g.HostKeys),
+		HashKnownHosts: hashKnownHosts(inv), ConnectTimeout: g.ConnectTimeout}
 }
 
 // hashKnownHosts follows the user's ssh_config: hosts recorded by
