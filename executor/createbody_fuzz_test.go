@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -448,8 +449,43 @@ func secretValues(s *plan.Service) map[string]string {
 	return values
 }
 
+// TestSpecOfIsRolloutsContainerSpec: the copy makes what rollout's
+// containerSpec makes, checked against rollout's own golden file for it.
+func TestSpecOfIsRolloutsContainerSpec(t *testing.T) {
+	src, err := os.ReadFile("../rollout/testdata/containerspec.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Parse("inventory.yaml", []byte(fuzzInventory), inventory.Options{SSHConfig: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.ParseProject("containerspec.yaml", src, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]string{"TOKEN": "s3cr3t"}
+	pl := plan.Compute(plan.Input{Project: p, Inventory: inv, Scope: inv.Hosts,
+		Live:    plan.Live{Hosts: map[string]*plan.LiveHost{"h1": {MemAvailable: 1 << 40, CPUs: 64}}},
+		Secrets: map[string]map[string]string{"web": secrets}})
+	spec := specOf(p.Name, p.Services[0], pl.Services[0], 1, secrets)
+	spec.Name = strings.TrimSuffix(spec.Name, "abc123") + "SUFFIX"
+	got, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("../rollout/testdata/containerspec.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got)+"\n" != string(want) {
+		t.Errorf("specOf has drifted from rollout's containerSpec: change it as containerSpec changed\n--- rollout's\n%s--- specOf's\n%s", want, got)
+	}
+}
+
 // specOf is rollout's containerSpec, copied: the container for one instance
-// of a service's revision (see the comment at the top).
+// of a service's revision (see the comment at the top), kept the same by
+// TestSpecOfIsRolloutsContainerSpec.
 func specOf(project string, s *plan.Service, sp *plan.ServicePlan, slot int, secrets map[string]string) ContainerSpec {
 	t := sp.Template
 	labels := maps.Clone(t.Labels)
