@@ -21,7 +21,7 @@ services:
     ports: ["8091:8080"]
     env: {EXTRA}
     healthcheck: {http: /up, port: 8080, interval: 500ms}
-    update: {parallelism: 2, monitor: 1s, healthy_deadline: 20s}
+    update: {parallelism: 2, monitor: 1s, healthy_deadline: 6s}
 `
 
 func rollProject(version, extra string) string {

@@ -63,7 +63,7 @@ func TestFailureActions(t *testing.T) {
 	p.expect(0, []string{"5 changed"}, "apply", "--yes")
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
 
-	p.write(failProject("1", "HELLO_MODE: unhealthy", "2", "continue"))
+	p.write(failProject("1", "HELLO_MODE: crash", "2", "continue"))
 	p.expect(1, []string{"5 of 5 instances failed (h", "(failure_action: continue"}, "apply", "--yes")
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
 	for host, n := range containersPerHost(t, "fail") {
@@ -84,7 +84,7 @@ func TestKilledApplyConverges(t *testing.T) {
 
 	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 2s", "2", "rollback"))
 	cmd, out := backgroundApply(t, p)
-	untilFirstStep(t, cmd, out)
+	untilFirstStep(t, "fail", cmd, out)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	t.Logf("killed apply's output:\n%s", out.String())
@@ -176,7 +176,7 @@ func TestInterruptedApplyUndoesTheStepInFlight(t *testing.T) {
 
 	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 3s", "2", "rollback"))
 	cmd, out := backgroundApply(t, p)
-	untilFirstStep(t, cmd, out)
+	untilFirstStep(t, "fail", cmd, out)
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	if err == nil || !strings.Contains(out.String(), "interrupted after step 1") {
@@ -204,13 +204,13 @@ func backgroundApply(t *testing.T, p *project) (*exec.Cmd, *bytes.Buffer) {
 	return cmd, &out
 }
 
-// untilFirstStep waits until a new container runs beside a stopped old
-// one on h1 or h2: the rollout is in its first step.
-func untilFirstStep(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer) {
+// untilFirstStep waits until a new container of the project runs beside
+// a stopped old one on h1 or h2: the rollout is in its first step.
+func untilFirstStep(t *testing.T, project string, cmd *exec.Cmd, out *bytes.Buffer) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		counts := containersPerHost(t, "fail")
+		counts := containersPerHost(t, project)
 		if counts["h1"] == 2 || counts["h2"] == 2 {
 			return
 		}
@@ -234,7 +234,7 @@ func TestSecondInterruptSaysWhatItLeaves(t *testing.T) {
 
 	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 5s", "2", "rollback"))
 	cmd, out := backgroundApply(t, p)
-	untilFirstStep(t, cmd, out)
+	untilFirstStep(t, "fail", cmd, out)
 	cmd.Process.Signal(syscall.SIGINT)
 	time.Sleep(20 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGINT)

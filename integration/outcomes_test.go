@@ -7,25 +7,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/fleetdeploy/fleet/integration/testfleet"
 )
-
-const attemptsYAML = `project: attempts
-services:
-  web:
-    image: fleet-example/hello:VERSION
-    pull: never
-    ports: ["8095:8080"]
-    env: {EXTRA}
-    healthcheck: {http: /up, port: 8080, interval: 500ms}
-    update: {parallelism: 2, monitor: 0s, healthy_deadline: 10s}
-`
-
-func attemptsProject(version, extra string) string {
-	return strings.NewReplacer("VERSION", version, "EXTRA", extra).Replace(attemptsYAML)
-}
 
 // TestEveryAttemptIsARevision makes a failing release in every way there
 // is — crashing, failing on one host, an image that is not there,
@@ -35,12 +19,12 @@ func attemptsProject(version, extra string) string {
 // once, as changed, unchanged, failed, put back or not attempted.
 func TestEveryAttemptIsARevision(t *testing.T) {
 	ctx := context.Background()
-	cleanupProject(t, "attempts")
-	p := newProject(t, attemptsProject("1", ""))
+	cleanupProject(t, "fail")
+	p := newProject(t, failProject("1", "", "2", "rollback"))
 	p.expect(0, []string{"5 changed, 0 unchanged, 0 failed"}, "apply", "--yes")
 
 	// The first step of two fails: nothing else was tried.
-	p.write(attemptsProject("2", "HELLO_MODE: crash"))
+	p.write(failProject("2", "HELLO_MODE: crash", "2", "rollback"))
 	p.expect(3, []string{"ROLLED BACK", "0 changed, 0 unchanged, 2 failed, 3 not attempted", "2 of 5 instances failed (h"}, "apply", "--yes")
 
 	// A release whose image cannot start on h3 alone: the instances that
@@ -59,7 +43,7 @@ func TestEveryAttemptIsARevision(t *testing.T) {
 			return err
 		})
 	})
-	p.write(attemptsProject("rc", ""))
+	p.write(failProject("rc", "", "2", "rollback"))
 	out := p.expect(3, []string{"ROLLED BACK", "0 changed, 0 unchanged, 1 failed, ", "put back", "h3/"}, "apply", "--yes")
 	if !summaryAddsUp(out, 5) {
 		t.Errorf("the summary does not count every instance once:\n%s", out)
@@ -67,34 +51,23 @@ func TestEveryAttemptIsARevision(t *testing.T) {
 
 	// An image no host has, with pull: never: every instance fails
 	// before anything is changed.
-	p.write(attemptsProject("9", ""))
+	p.write(failProject("9", "", "2", "rollback"))
 	p.expect(1, []string{"FAILED", "0 changed, 0 unchanged, 5 failed", "nothing of this service was changed", "fleet-example/hello:9"}, "apply", "--yes")
-	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8095", "1") })
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "1") })
 
 	// Interrupted in its first step: an interruption, not a failure.
-	p.write(attemptsProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 3s"))
+	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 3s", "2", "rollback"))
 	cmd, buf := backgroundApply(t, p)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		counts := containersPerHost(t, "attempts")
-		if counts["h1"] == 2 || counts["h2"] == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("the rollout never reached its first step:\n%s", buf.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	untilFirstStep(t, "fail", cmd, buf)
 	cmd.Process.Signal(syscall.SIGINT)
 	cmd.Wait()
 	if !strings.Contains(buf.String(), "INTERRUPTED") || !strings.Contains(buf.String(), "not attempted") {
 		t.Errorf("interrupted apply's summary:\n%s", buf.String())
 	}
 
-	p.write(attemptsProject("2", ""))
+	p.write(failProject("2", "", "2", "rollback"))
 	p.expect(0, []string{"5 changed, 0 unchanged, 0 failed"}, "apply", "--yes")
-	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8095", "2") })
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
 
 	// One revision per attempt, each with its own outcome.
 	hist := p.expect(0, nil, "history", "web")
@@ -136,21 +109,21 @@ func summaryAddsUp(out string, n int) bool {
 // release again, and how to stay.
 func TestPlanSaysARollbackIsUndone(t *testing.T) {
 	ctx := context.Background()
-	cleanupProject(t, "attempts")
-	p := newProject(t, attemptsProject("1", ""))
+	cleanupProject(t, "fail")
+	p := newProject(t, failProject("1", "", "2", "rollback"))
 	p.expect(0, []string{"5 changed"}, "apply", "--yes")
-	p.write(attemptsProject("2", ""))
+	p.write(failProject("2", "", "2", "rollback"))
 	p.expect(0, []string{"5 changed"}, "apply", "--yes")
 	p.expect(0, []string{"Rolling web back to revision 1"}, "rollback", "web", "--yes")
-	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8095", "1") })
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "1") })
 
 	p.expect(2, []string{"web was rolled back to revision 1 by ", "(now revision 3)",
 		"fleet.yaml still asks for what revision 2 ran, so applying deploys it again as revision 4",
 		"To stay on revision 1, make fleet.yaml match it"}, "plan", "--detailed-exitcode")
 	// Changed again, the plan says so rather than "revision 2".
-	p.write(attemptsProject("2", "COLOR: blue"))
+	p.write(failProject("2", "COLOR: blue", "2", "rollback"))
 	p.expect(2, []string{"web was rolled back to revision 1", "fleet.yaml now asks for something else"}, "plan", "--detailed-exitcode")
-	p.write(attemptsProject("2", ""))
+	p.write(failProject("2", "", "2", "rollback"))
 	p.expect(0, []string{"5 changed"}, "apply", "--yes")
 	out := p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
 	if strings.Contains(out, "rolled back") {
