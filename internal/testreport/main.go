@@ -38,11 +38,22 @@ import (
 func main() {
 	slowest := flag.Int("slowest", 10, "how many of the slowest tests to name at the end")
 	every := flag.Duration("every", 30*time.Second, "how often to say what is still running")
+	times := flag.String("times", "", "a file that keeps how long each test took, for -deal")
+	groups := flag.Int("deal", 0, "instead of running commands, split the tests of -package named on standard input into `N` -run patterns of about equal time")
+	pkg := flag.String("package", "", "the import path of the tests to -deal")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: testreport [-slowest N] [-every D] 'go test -json ... [&]' ...")
+		fmt.Fprintln(os.Stderr, "usage: testreport [-slowest N] [-every D] [-times FILE] 'go test -json ... [&]' ...")
+		fmt.Fprintln(os.Stderr, "       testreport -deal N -package P [-times FILE] < test-names")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *groups > 0 {
+		if err := deal(os.Stdin, os.Stdout, *pkg, *groups, readTimes(*times)); err != nil {
+			fmt.Fprintln(os.Stderr, "testreport:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if flag.NArg() == 0 {
 		flag.Usage()
 		os.Exit(2)
@@ -56,6 +67,11 @@ func main() {
 	r.slowest = *slowest
 	r.runAll(flag.Args(), *every)
 	r.summary()
+	if *times != "" {
+		if err := r.writeTimes(*times); err != nil {
+			fmt.Fprintln(os.Stderr, "testreport: keeping the tests' times:", err)
+		}
+	}
 	if r.failed > 0 {
 		os.Exit(1)
 	}
@@ -88,6 +104,7 @@ type test struct {
 	start     time.Time
 	output    []string // its own and its subtests', framing left out
 	elapsed   time.Duration
+	passed    bool
 	told      time.Duration // how long it had run when last said to be running
 }
 
@@ -369,6 +386,7 @@ func (r *report) end(p *proc, t *test, action string, elapsed float64, note stri
 	case "pass":
 		r.passed++
 		pk.passed++
+		t.passed = true
 	case "fail":
 		r.failed++
 		p.failed++
