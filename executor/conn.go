@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -32,6 +31,18 @@ type Executor struct {
 	closed   bool
 	conns    map[string]*dialing
 	hostKeys map[string]*hostKeys
+
+	logMu sync.Mutex
+}
+
+// log hands a line to Options.Log, one at a time.
+func (e *Executor) log(line string) {
+	if e.opts.Log == nil {
+		return
+	}
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
+	e.opts.Log(line)
 }
 
 type dialing struct {
@@ -232,11 +243,14 @@ func (e *Executor) dial(ctx context.Context, t Target) (*Conn, error) {
 		return nil, err
 	}
 	c := &Conn{
-		target:   t,
-		client:   client,
-		via:      via,
-		sessions: make(chan struct{}, e.opts.SessionsPerHost),
-		done:     make(chan struct{}),
+		target:      t,
+		client:      client,
+		via:         via,
+		sessions:    make(chan struct{}, e.opts.SessionsPerHost),
+		done:        make(chan struct{}),
+		filesSem:    make(chan struct{}, 1),
+		sftpOpening: make(chan struct{}, 1),
+		log:         e.log,
 	}
 	go c.watch(e.opts.KeepaliveInterval, e.opts.KeepaliveCountMax)
 	return c, nil
@@ -301,11 +315,25 @@ type Conn struct {
 	reasonMu  sync.Mutex
 	reason    error // why the connection ended
 
-	sftpMu sync.Mutex
-	sftp   *sftp.Client
+	sftpOpening chan struct{} // held while the SFTP session is opened
+	sftpMu      sync.Mutex
+	sftp        *sftpSession
+
+	// filesSem guards fsys, the way to the host's files once it is known.
+	filesSem chan struct{}
+	fsys     files
+
+	log func(string)
 
 	engineOnce sync.Once
 	engine     *Engine
+}
+
+// logf says what -v shows about the connection.
+func (c *Conn) logf(format string, args ...any) {
+	if c.log != nil {
+		c.log(c.target.Name + ": " + fmt.Sprintf(format, args...))
+	}
 }
 
 // Host returns the inventory name of the connection's host.

@@ -61,6 +61,17 @@
 // request bodies, files through SFTP ([Conn.WriteFile]), written atomically
 // with their mode set before any byte.
 //
+// # Files
+//
+// A host's files are reached over sshd's SFTP subsystem, found once per
+// connection; on a host whose sshd offers none (hardened hosts disable it)
+// every file operation is a constant POSIX shell script in an exec
+// session, its paths quoted arguments and file content on its standard
+// input. Both ways keep one contract: atomic replacement ([Conn.WriteFile]),
+// exclusive creation of a whole file ([Conn.CreateFile]), fs.ErrNotExist
+// and fs.ErrExist, contexts honoured even by a host that stalls, and the
+// host's own clock for file times ([Conn.HostTime]).
+//
 // # The engine
 //
 // [Engine] drives a host's Docker engine through the Engine API, relayed by

@@ -90,7 +90,7 @@ const engineSocket = "/var/run/docker.sock"
 // so. With figures, a relay first prints the host's memory and disk figures
 // (figuresPreamble), so that a state read on a connection without an open
 // stream starts one process, not two; a socket never prints them
-// (wantFigures is false) and the figures come over SFTP.
+// (wantFigures is false) and the figures come from the host's files.
 func (e *Engine) dial(ctx context.Context, figures bool) (*apiConn, error) {
 	e.mu.Lock()
 	relayOnly := e.relayOnly
@@ -364,11 +364,11 @@ func (e *Engine) callJSON(ctx context.Context, op string, r request, v any) erro
 // the connection is in use: the engine's facts, the container list and the
 // full document of every container the previous read found are asked in
 // one pipelined write on an open engine stream, while the memory and disk
-// figures are read over the connection's SFTP session. Only containers
-// that are new since the previous read (all of them, on the first read)
-// take a second pipelined exchange: no Engine API call returns full
-// documents in bulk, and the list lacks env, command, restart policy and
-// limits.
+// figures are read from the host's files (over SFTP where sshd offers it,
+// which starts no process either). Only containers that are new since the
+// previous read (all of them, on the first read) take a second pipelined
+// exchange: no Engine API call returns full documents in bulk, and the
+// list lacks env, command, restart policy and limits.
 func (e *Engine) State(ctx context.Context, project string) (*HostState, error) {
 	const op = "reading state"
 	e.mu.Lock()

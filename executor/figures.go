@@ -6,9 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
+
+	"github.com/pkg/sftp"
 )
 
 // defaultDockerRoot is where the engine keeps its data unless configured
@@ -30,27 +31,29 @@ type figuresResult struct {
 	err                    error
 }
 
-// figures reads the host's CPUs, memory and free disk space over SFTP,
-// which starts no process on the host: two file reads and a
-// statvfs@openssh.com request. Without SFTP it asks a shell.
+// figures reads the host's CPUs, memory and free disk space from its own
+// files, over whichever way the connection reaches them.
 func (c *Conn) figures(ctx context.Context) figuresResult {
-	cl, err := c.sftpClient(ctx)
+	f, err := c.files(ctx)
 	if err != nil {
-		return c.figuresByShell(ctx)
+		if ctx.Err() != nil || c.dead() {
+			return figuresResult{err: err}
+		}
+		// SFTP failed to start for some other reason: a shell still can.
+		return shellFiles{c}.figures(ctx)
 	}
+	return f.figures(ctx)
+}
+
+// figures over SFTP starts no process on the host: two file reads and a
+// statvfs@openssh.com request.
+func (s sftpFiles) figures(ctx context.Context) figuresResult {
 	read := func(name string) ([]byte, error) {
-		f, err := cl.Open(name)
+		b, err := s.readFile(ctx, name)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", name, err)
 		}
-		defer f.Close()
-		// /proc and /sys files report a size of 0: read until EOF, never by
-		// size.
-		var buf bytes.Buffer
-		if _, err := io.Copy(&buf, struct{ io.Reader }{f}); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", name, err)
-		}
-		return buf.Bytes(), nil
+		return b, nil
 	}
 	var r figuresResult
 	meminfo, err := read(meminfoFile)
@@ -67,8 +70,8 @@ func (c *Conn) figures(ctx context.Context) figuresResult {
 	if err != nil {
 		return figuresResult{err: err}
 	}
-	if r.diskFree, err = c.diskFree(ctx, defaultDockerRoot); err != nil {
-		if r.diskFree, err = c.diskFree(ctx, "/"); err != nil {
+	if r.diskFree, err = s.diskFree(ctx, defaultDockerRoot); err != nil {
+		if r.diskFree, err = s.diskFree(ctx, "/"); err != nil {
 			return figuresResult{err: err}
 		}
 	}
@@ -77,19 +80,20 @@ func (c *Conn) figures(ctx context.Context) figuresResult {
 
 // diskFree is the space available to unprivileged writers on the
 // filesystem of path.
-func (c *Conn) diskFree(ctx context.Context, path string) (int64, error) {
-	cl, err := c.sftpClient(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if _, ok := cl.HasExtension("statvfs@openssh.com"); !ok {
-		return 0, fmt.Errorf("the host's SFTP server cannot tell free disk space (no statvfs@openssh.com)")
-	}
-	vfs, err := cl.StatVFS(path)
-	if err != nil {
-		return 0, fmt.Errorf("free space of %s: %w", path, err)
-	}
-	return int64(vfs.Bavail * vfs.Frsize), nil
+func (s sftpFiles) diskFree(ctx context.Context, path string) (int64, error) {
+	var free int64
+	err := s.do(ctx, func(cl *sftp.Client) error {
+		if _, ok := cl.HasExtension("statvfs@openssh.com"); !ok {
+			return fmt.Errorf("the host's SFTP server cannot tell free disk space (no statvfs@openssh.com)")
+		}
+		vfs, err := cl.StatVFS(path)
+		if err != nil {
+			return fmt.Errorf("free space of %s: %w", path, err)
+		}
+		free = int64(vfs.Bavail * vfs.Frsize)
+		return nil
+	})
+	return free, err
 }
 
 // figuresPreamble prints the host's memory (kB), online CPUs and the
@@ -123,9 +127,9 @@ func parseFigures(line []byte) figuresResult {
 	return figuresResult{cpus: cpus, memTotal: p.MemTotalKB * 1024, memAvailable: p.MemAvailableKB * 1024, diskFree: p.Disk[0] * p.Disk[1]}
 }
 
-// figuresByShell is figures for a host without SFTP.
-func (c *Conn) figuresByShell(ctx context.Context) figuresResult {
-	out, err := c.Output(ctx, "sh", "-c", figuresPreamble, "fleet-figures", "true")
+// figures through the shell start one process, which prints them all.
+func (s shellFiles) figures(ctx context.Context) figuresResult {
+	out, err := s.c.Output(ctx, "sh", "-c", figuresPreamble, "fleet-figures", "true")
 	if err != nil {
 		return figuresResult{err: err}
 	}

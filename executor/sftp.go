@@ -1,9 +1,8 @@
 package executor
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,17 +10,90 @@ import (
 	"os"
 	"path"
 	"sort"
+	"sync"
+	"time"
 
 	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
 )
 
-// sftpClient returns the connection's SFTP client, opened on first use and
-// then shared. It holds one session slot for as long as it is open.
-func (c *Conn) sftpClient(ctx context.Context) (*sftp.Client, error) {
+// sftpSession is one SFTP session of a connection and the operations in
+// flight on it.
+type sftpSession struct {
+	cl *sftp.Client
+
+	mu      sync.Mutex
+	busy    int
+	retired bool
+	closed  bool
+}
+
+// abandonGrace is how long a retired session's operations still in flight
+// may take before it is closed under them.
+const abandonGrace = 5 * time.Second
+
+func (s *sftpSession) begin() {
+	s.mu.Lock()
+	s.busy++
+	s.mu.Unlock()
+}
+
+func (s *sftpSession) end() {
+	s.mu.Lock()
+	s.busy--
+	closeNow := s.retired && s.busy == 0
+	s.mu.Unlock()
+	if closeNow {
+		s.close()
+	}
+}
+
+// retire closes the session once its operations are done, and at the
+// latest after abandonGrace.
+func (s *sftpSession) retire() {
+	s.mu.Lock()
+	if s.retired {
+		s.mu.Unlock()
+		return
+	}
+	s.retired = true
+	idle := s.busy == 0
+	s.mu.Unlock()
+	if idle {
+		s.close()
+		return
+	}
+	time.AfterFunc(abandonGrace, s.close)
+}
+
+func (s *sftpSession) close() {
+	s.mu.Lock()
+	closed := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if !closed {
+		s.cl.Close()
+	}
+}
+
+// sftpSession returns the connection's SFTP session, opened on first use
+// and then shared. It holds one session slot for as long as it is open.
+// A host whose sshd refuses the subsystem gets errNoSFTP. Waiting for
+// another caller that is opening it ends with ctx.
+func (c *Conn) sftpSession(ctx context.Context) (*sftpSession, error) {
+	select {
+	case c.sftpOpening <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.done:
+		return nil, c.err()
+	}
+	defer func() { <-c.sftpOpening }()
 	c.sftpMu.Lock()
-	defer c.sftpMu.Unlock()
-	if c.sftp != nil {
-		return c.sftp, nil
+	s := c.sftp
+	c.sftpMu.Unlock()
+	if s != nil {
+		return s, nil
 	}
 	if err := c.acquire(ctx); err != nil {
 		return nil, err
@@ -52,23 +124,36 @@ func (c *Conn) sftpClient(ctx context.Context) (*sftp.Client, error) {
 	}
 	if r.err != nil {
 		c.release()
+		if errors.Is(r.err, errNoSFTP) {
+			return nil, r.err
+		}
 		return nil, fmt.Errorf("starting sftp: %w", r.err)
 	}
-	c.sftp = r.cl
+	s = &sftpSession{cl: r.cl}
+	c.sftpMu.Lock()
+	c.sftp = s
+	c.sftpMu.Unlock()
 	go func() {
 		r.cl.Wait()
-		c.sftpMu.Lock()
-		if c.sftp == r.cl {
-			c.sftp = nil
-		}
-		c.sftpMu.Unlock()
+		c.dropSFTP(s)
 		c.release()
 	}()
-	return r.cl, nil
+	return s, nil
+}
+
+// dropSFTP forgets s, so that the next operation opens a fresh session.
+func (c *Conn) dropSFTP(s *sftpSession) {
+	c.sftpMu.Lock()
+	if c.sftp == s {
+		c.sftp = nil
+	}
+	c.sftpMu.Unlock()
 }
 
 // newSFTP starts the sftp subsystem on a session of its own (opened, like
 // every session, with newSession's patience for sshd's session count).
+// A refused subsystem request, or a subsystem that ends before it speaks
+// (configured, but its program missing), is errNoSFTP.
 func (c *Conn) newSFTP(ctx context.Context) (*sftp.Client, error) {
 	s, err := c.newSession(ctx)
 	if err != nil {
@@ -84,13 +169,21 @@ func (c *Conn) newSFTP(ctx context.Context) (*sftp.Client, error) {
 		s.Close()
 		return nil, err
 	}
-	if err := s.RequestSubsystem("sftp"); err != nil {
+	ok, err := s.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{"sftp"}))
+	if err != nil {
 		s.Close()
 		return nil, err
+	}
+	if !ok {
+		s.Close()
+		return nil, errNoSFTP
 	}
 	cl, err := sftp.NewClientPipe(r, w, sftp.UseConcurrentWrites(true))
 	if err != nil {
 		s.Close()
+		if ctx.Err() == nil && !c.dead() && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+			return nil, fmt.Errorf("%w (its SFTP server ended at once: %v)", errNoSFTP, err)
+		}
 		return nil, err
 	}
 	// The client's end closes the session's pipes; the session itself goes
@@ -102,151 +195,225 @@ func (c *Conn) newSFTP(ctx context.Context) (*sftp.Client, error) {
 	return cl, nil
 }
 
-// WriteFile writes the content of r to path on the host, as the login user,
-// with the given mode, atomically: other readers see the old file or the
-// whole new one, never a part, and a failure leaves no trace. The data
-// travels inside the SSH connection (SFTP), never on a command line, so it
-// is the way for secrets and env files.
-//
-// The temporary file is created with O_EXCL next to path, made mode before
-// any byte is written, then renamed over path (posix-rename@openssh.com,
-// which replaces an existing file), and removed on any error.
-func (c *Conn) WriteFile(ctx context.Context, dst string, r io.Reader, mode fs.FileMode) error {
-	op := "writing " + dst
-	if err := c.writeFile(ctx, dst, r, mode); err != nil {
-		if dead := c.err(); dead != nil {
-			err = dead
-		}
-		return c.fail(op, err)
+// sftpFiles reaches a host's files through its SFTP session.
+type sftpFiles struct{ c *Conn }
+
+func (sftpFiles) transport() string { return TransportSFTP }
+
+// do runs op on the SFTP session and gives up when ctx ends. pkg/sftp
+// takes no context: an operation left waiting on a host that stalls goes
+// on in the background, and its session is retired, so that what comes
+// next runs on a fresh one. op gets ctx to stop between its requests.
+func (s sftpFiles) do(ctx context.Context, op func(*sftp.Client) error) error {
+	c := s.c
+	ss, err := c.sftpSession(ctx)
+	if err != nil {
+		return err
 	}
-	return nil
+	ss.begin()
+	done := make(chan error, 1)
+	go func() {
+		err := op(ss.cl)
+		ss.end()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		c.dropSFTP(ss)
+		ss.retire()
+		return ctx.Err()
+	case <-c.done:
+		return c.err()
+	}
 }
 
-func (c *Conn) writeFile(ctx context.Context, dst string, r io.Reader, mode fs.FileMode) (err error) {
-	cl, err := c.sftpClient(ctx)
-	if err != nil {
-		return err
+// notExist turns pkg/sftp's missing file into a plain fs.ErrNotExist.
+func notExist(err error) error {
+	if err != nil && errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w", fs.ErrNotExist)
 	}
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	tmp := path.Join(path.Dir(dst), "."+path.Base(dst)+".fleet-tmp-"+hex.EncodeToString(rnd[:]))
+	return err
+}
+
+// writeTemp writes data to a new file next to dst, created with O_EXCL
+// and made mode before any byte is written, and returns its name. On
+// error nothing is left.
+func writeTemp(ctx context.Context, cl *sftp.Client, dst string, data []byte, mode fs.FileMode) (tmp string, err error) {
+	tmp = tempName(dst)
 	f, err := cl.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
-		return err
+		return "", err
 	}
-	// Closing the file (and so failing the copy) is how ctx cancels a
-	// transfer in progress.
-	stop := context.AfterFunc(ctx, func() { f.Close() })
 	defer func() {
-		stop()
 		if err != nil {
 			f.Close()
 			cl.Remove(tmp)
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
 		}
 	}()
 	if err := f.Chmod(mode); err != nil {
-		return err
+		return "", err
 	}
-	if _, err := f.ReadFrom(r); err != nil {
-		return err
+	if _, err := f.ReadFrom(bytes.NewReader(data)); err != nil {
+		return "", err
 	}
 	if err := f.Close(); err != nil {
+		return "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	return tmp, nil
+}
+
+// writeFile writes a temporary file, then renames it over dst
+// (posix-rename@openssh.com, which replaces an existing file).
+func (s sftpFiles) writeFile(ctx context.Context, dst string, data []byte, mode fs.FileMode) error {
+	return s.do(ctx, func(cl *sftp.Client) error {
+		tmp, err := writeTemp(ctx, cl, dst, data, mode)
+		if err != nil {
+			return err
+		}
+		if _, ok := cl.HasExtension("posix-rename@openssh.com"); ok {
+			err = cl.PosixRename(tmp, dst)
+		} else {
+			err = cl.Rename(tmp, dst)
+		}
+		if err != nil {
+			cl.Remove(tmp)
+		}
 		return err
-	}
-	if _, ok := cl.HasExtension("posix-rename@openssh.com"); ok {
-		return cl.PosixRename(tmp, dst)
-	}
-	return cl.Rename(tmp, dst)
+	})
 }
 
-// ReadFile returns the content of path on the host, read as the login user.
-// A missing file is an error that satisfies errors.Is(err, fs.ErrNotExist).
-func (c *Conn) ReadFile(ctx context.Context, p string) ([]byte, error) {
-	cl, err := c.sftpClient(ctx)
-	if err != nil {
-		return nil, c.fail("reading "+p, err)
-	}
-	f, err := cl.Open(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			err = fmt.Errorf("%w", fs.ErrNotExist)
+// createFile writes a temporary file, then links it to dst
+// (hardlink@openssh.com, link(2) on the host, which fails where dst
+// exists). An SFTP server without that extension has no way to create a
+// whole file exclusively: the shell does it there.
+func (s sftpFiles) createFile(ctx context.Context, dst string, data []byte, mode fs.FileMode) error {
+	var noLink bool
+	err := s.do(ctx, func(cl *sftp.Client) error {
+		if _, ok := cl.HasExtension("hardlink@openssh.com"); !ok {
+			noLink = true
+			return nil
 		}
-		return nil, c.fail("reading "+p, err)
-	}
-	defer f.Close()
-	stop := context.AfterFunc(ctx, func() { f.Close() })
-	defer stop()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return nil, c.fail("reading "+p, err)
-	}
-	return b, nil
-}
-
-// Mkdir makes one directory on the host, as mkdir(2) does: atomically, so
-// of two callers only one succeeds. An existing path is an error that
-// satisfies errors.Is(err, fs.ErrExist), which makes a directory a lock.
-func (c *Conn) Mkdir(ctx context.Context, p string) error {
-	cl, err := c.sftpClient(ctx)
-	if err != nil {
-		return c.fail("making "+p, err)
-	}
-	if err := cl.Mkdir(p); err != nil {
-		// sftp-server answers a plain failure for an existing path.
-		if _, serr := cl.Lstat(p); serr == nil {
-			err = fmt.Errorf("%w", fs.ErrExist)
+		tmp, err := writeTemp(ctx, cl, dst, data, mode)
+		if err != nil {
+			return err
 		}
-		return c.fail("making "+p, err)
-	}
-	return nil
-}
-
-// MkdirAll makes a directory and the parents it lacks, as mkdir -p does.
-func (c *Conn) MkdirAll(ctx context.Context, p string) error {
-	cl, err := c.sftpClient(ctx)
-	if err != nil {
-		return c.fail("making "+p, err)
-	}
-	if err := cl.MkdirAll(p); err != nil {
-		return c.fail("making "+p, err)
-	}
-	return nil
-}
-
-// ReadDir lists the names in a directory on the host, sorted. A missing
-// directory is an error that satisfies errors.Is(err, fs.ErrNotExist).
-func (c *Conn) ReadDir(ctx context.Context, p string) ([]string, error) {
-	cl, err := c.sftpClient(ctx)
-	if err != nil {
-		return nil, c.fail("listing "+p, err)
-	}
-	infos, err := cl.ReadDir(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			err = fmt.Errorf("%w", fs.ErrNotExist)
+		defer cl.Remove(tmp)
+		if err := cl.Link(tmp, dst); err != nil {
+			// sftp-server answers a plain failure for an existing path.
+			if _, serr := cl.Lstat(dst); serr == nil {
+				return fmt.Errorf("%w", fs.ErrExist)
+			}
+			return err
 		}
-		return nil, c.fail("listing "+p, err)
+		return nil
+	})
+	if noLink {
+		return shellFiles(s).createFile(ctx, dst, data, mode)
 	}
-	names := make([]string, len(infos))
-	for i, fi := range infos {
-		names[i] = fi.Name()
-	}
-	sort.Strings(names)
-	return names, nil
+	return err
 }
 
-// RemoveAll removes a path and everything under it, as rm -rf does; a
-// missing path is no error.
-func (c *Conn) RemoveAll(ctx context.Context, p string) error {
-	cl, err := c.sftpClient(ctx)
-	if err != nil {
-		return c.fail("removing "+p, err)
-	}
-	if err := cl.RemoveAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return c.fail("removing "+p, err)
-	}
-	return nil
+func (s sftpFiles) readFile(ctx context.Context, p string) ([]byte, error) {
+	var b []byte
+	err := s.do(ctx, func(cl *sftp.Client) error {
+		f, err := cl.Open(p)
+		if err != nil {
+			return notExist(err)
+		}
+		defer f.Close()
+		// /proc and /sys files report a size of 0: read until EOF, never by
+		// size.
+		var buf bytes.Buffer
+		if _, err := io.Copy(&buf, struct{ io.Reader }{f}); err != nil {
+			return err
+		}
+		b = buf.Bytes()
+		return nil
+	})
+	return b, err
+}
+
+func (s sftpFiles) stat(ctx context.Context, p string) (FileInfo, error) {
+	var fi FileInfo
+	err := s.do(ctx, func(cl *sftp.Client) error {
+		info, err := cl.Stat(p)
+		if err != nil {
+			return notExist(err)
+		}
+		fi = FileInfo{Size: info.Size(), ModTime: info.ModTime(), Dir: info.IsDir()}
+		return nil
+	})
+	return fi, err
+}
+
+func (s sftpFiles) mkdir(ctx context.Context, p string) error {
+	return s.do(ctx, func(cl *sftp.Client) error {
+		if err := cl.Mkdir(p); err != nil {
+			// sftp-server answers a plain failure for an existing path.
+			if _, serr := cl.Lstat(p); serr == nil {
+				return fmt.Errorf("%w", fs.ErrExist)
+			}
+			return err
+		}
+		return nil
+	})
+}
+
+func (s sftpFiles) mkdirAll(ctx context.Context, p string) error {
+	return s.do(ctx, func(cl *sftp.Client) error { return cl.MkdirAll(p) })
+}
+
+func (s sftpFiles) readDir(ctx context.Context, p string) ([]string, error) {
+	var names []string
+	err := s.do(ctx, func(cl *sftp.Client) error {
+		infos, err := cl.ReadDir(p)
+		if err != nil {
+			return notExist(err)
+		}
+		for _, fi := range infos {
+			names = append(names, fi.Name())
+		}
+		sort.Strings(names)
+		return nil
+	})
+	return names, err
+}
+
+func (s sftpFiles) remove(ctx context.Context, p string) error {
+	return s.do(ctx, func(cl *sftp.Client) error { return notExist(cl.Remove(p)) })
+}
+
+func (s sftpFiles) removeAll(ctx context.Context, p string) error {
+	return s.do(ctx, func(cl *sftp.Client) error {
+		if err := cl.RemoveAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
+}
+
+// hostTime creates an empty file and asks the host when it was written.
+func (s sftpFiles) hostTime(ctx context.Context, dir string) (time.Time, error) {
+	var t time.Time
+	err := s.do(ctx, func(cl *sftp.Client) error {
+		tmp := tempName(path.Join(dir, "clock"))
+		f, err := cl.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		if err != nil {
+			return notExist(err)
+		}
+		defer cl.Remove(tmp)
+		info, err := f.Stat()
+		f.Close()
+		if err != nil {
+			return err
+		}
+		t = info.ModTime()
+		return nil
+	})
+	return t, err
 }

@@ -114,6 +114,10 @@ type Options struct {
 	// first is the one AcceptNew appends to. Default: ~/.ssh/known_hosts,
 	// ~/.ssh/known_hosts2, /etc/ssh/ssh_known_hosts, /etc/ssh/ssh_known_hosts2.
 	KnownHostsFiles []string
+	// Log receives what is worth saying under -v, one line at a time, each
+	// beginning with the host's name: how each host's files are reached,
+	// for one. Nil says nothing.
+	Log func(line string)
 }
 
 func (o Options) withDefaults() Options {

@@ -337,8 +337,15 @@ func (a *Applier) record(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 	}
 	rev := Revision{Service: s.Name, Revision: sp.Revision, Spec: sp.Spec, Template: sp.Template,
 		Resources: sp.Resources, Restart: sp.Restart, When: time.Now().UTC(), Who: a.Who, Cause: cause, Outcome: o.State(), Rollback: a.Rollback}
-	return recordRevision(context.WithoutCancel(ctx), conns, a.Project.Name, rev, s.History)
+	// Recorded even when the run was stopped, so that the attempt is
+	// known; a host that stalls holds the run up no longer than this.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	return recordRevision(rctx, conns, a.Project.Name, rev, s.History)
 }
+
+// recordTimeout bounds writing a revision record on the hosts.
+const recordTimeout = 30 * time.Second
 
 // change is one instance being changed, in a rolling step: a new
 // container and the old one it replaces (none for a create), kept stopped

@@ -1,16 +1,21 @@
 package rollout
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"os"
 	"os/user"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,11 +26,30 @@ import (
 
 // The deploy lock keeps two runs from changing the same hosts at once. It
 // lives on the hosts a run changes, so two operators on two machines see
-// each other: a directory made with mkdir, which only one can create, and
-// in it a file naming the holder and when its lease runs out. The holder
-// renews the lease while it runs; a lock whose lease ran out, or whose
-// holder process is gone from this same machine, is taken over with a
-// warning.
+// each other, and it works with nothing on a host but its files.
+//
+// A host's lock is a directory of generations, 1.json, 2.json, …: the
+// newest one says who holds the lock, or that it was let go. A file is
+// never rewritten; every change of the lock, taking it, renewing it,
+// taking it over, letting it go, creates the next generation, whole, with
+// link(2), which succeeds only where nothing is ([executor.Conn.CreateFile]).
+// Of two runs that act on the same generation, one creates the next and
+// the other finds it there: that is the compare-and-swap, and no run ever
+// needs to wait and look again to know it won. Older generations are
+// removed, the newest never, so a generation number is never given twice
+// while it counts; a run that looked long ago and creates a generation
+// since removed sees a newer one when it looks again, and gives way.
+//
+// The holder renews its lease by creating a generation every sixth of
+// the lease. A lock is taken over when its holder's process is gone from
+// this very machine (same machine id, boot and PID namespace, and the
+// process that started then), or when its newest generation is older than
+// the lease by the host's own clock: the file's time and the host's
+// current time, both as the host stamps files, so no two clocks are
+// compared. A holder that has not renewed for half its lease (a host that
+// stalls, a partition) counts the lock as lost and stops, well before
+// anyone may take it over; so does one that finds the next generation
+// made by someone else (taken over, or broken with release --force).
 
 // DefaultLease is how long a lock holds without renewal.
 const DefaultLease = 30 * time.Second
@@ -37,7 +61,14 @@ type Holder struct {
 	PID     int       `json:"pid"`
 	Command string    `json:"command"`
 	Started time.Time `json:"started"`
-	Expires time.Time `json:"expires"`
+	// MachineID tells the holder's machine, boot and PID namespace apart
+	// from every other, hashed; empty where they cannot be read. Only a
+	// holder with this run's own MachineID is judged by its PID.
+	MachineID string `json:"machine_id,omitempty"`
+	// ProcStart is when the holder's process started, in clock ticks since
+	// boot, so that a PID given to another process since does not pass for
+	// the holder.
+	ProcStart uint64 `json:"proc_start,omitempty"`
 }
 
 func (h Holder) String() string {
@@ -47,7 +78,9 @@ func (h Holder) String() string {
 // Me describes this run as a lock holder.
 func Me(command string) Holder {
 	machine, _ := os.Hostname()
-	return Holder{User: userName(), Machine: machine, PID: os.Getpid(), Command: command, Started: time.Now().UTC()}
+	start, _ := procStart(os.Getpid())
+	return Holder{User: userName(), Machine: machine, PID: os.Getpid(), Command: command, Started: time.Now().UTC(),
+		MachineID: machineID(), ProcStart: start}
 }
 
 // userName is the name of the user running fleet: from the user database
@@ -65,6 +98,59 @@ func userName() string {
 	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
+// machineID identifies this machine, its current boot and this process's
+// PID namespace: a host name alone is shared by machines, and a PID means
+// something only within one boot and one namespace. It is hashed, as the
+// machine id is not to be handed out; empty where it cannot be read.
+func machineID() string {
+	var id []byte
+	for _, f := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(f); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			id = bytes.TrimSpace(b)
+			break
+		}
+	}
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	ns, nsErr := os.Readlink("/proc/self/ns/pid")
+	if id == nil || err != nil || nsErr != nil {
+		return ""
+	}
+	sum := sha256.Sum256([]byte("fleet deploy lock\x00" + string(id) + "\x00" + string(bytes.TrimSpace(boot)) + "\x00" + ns))
+	return hex.EncodeToString(sum[:16])
+}
+
+// procStart reads when process pid started, in clock ticks since boot.
+func procStart(pid int) (uint64, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// Fields follow the command name in parentheses; the start time is the
+	// 22nd field, the 20th after the name.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(f[19], 10, 64)
+	return n, err == nil
+}
+
+// processAlive reports whether the process pid, started at start (0: not
+// known), still runs on this machine.
+func processAlive(pid int, start uint64) bool {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	if now, ok := procStart(pid); ok && start != 0 && now != start {
+		return false // the PID went to another process
+	}
+	return true
+}
+
 // LockHeldError says that another run holds the lock on a host.
 type LockHeldError struct {
 	Host   string
@@ -78,7 +164,41 @@ func (e *LockHeldError) Error() string {
 // ExitCode is 4, the exit code of a held lock.
 func (e *LockHeldError) ExitCode() int { return 4 }
 
-// StateDir is where a project's lock (and, later, history) lives on a host:
+// LockLostError says that a run no longer holds the lock on a host: its
+// lease could not be renewed in time, another run took it over, or it was
+// broken by hand. The run must stop.
+type LockLostError struct {
+	Host string
+	// Holder is who took it, when another run did.
+	Holder *Holder
+	// BrokenBy is who broke it with release --force.
+	BrokenBy *Holder
+	// Err is why it could not be renewed.
+	Err error
+}
+
+func (e *LockLostError) Error() string {
+	const stopped = "this run stopped, the step in flight finished or undone"
+	switch {
+	case e.Holder != nil:
+		return fmt.Sprintf("lost the deploy lock on %s: it was taken over by %s; %s", e.Host, e.Holder, stopped)
+	case e.BrokenBy != nil:
+		return fmt.Sprintf("lost the deploy lock on %s: it was broken by %s@%s with fleet lock release --force; %s", e.Host, e.BrokenBy.User, e.BrokenBy.Machine, stopped)
+	}
+	return fmt.Sprintf("lost the deploy lock on %s: its lease could not be renewed in time (%v); %s: run it again once %s answers", e.Host, e.Err, stopped, e.Host)
+}
+
+func (e *LockLostError) Unwrap() error { return e.Err }
+
+// ExitCode is 4 when another run holds the lock now, as for a held lock.
+func (e *LockLostError) ExitCode() int {
+	if e.Holder != nil {
+		return 4
+	}
+	return 1
+}
+
+// StateDir is where a project's lock and history live on a host:
 // /var/lib/fleet for root, the user's own directory otherwise.
 func StateDir(c *executor.Conn, project string) string {
 	if c.Target().User == "root" {
@@ -89,27 +209,162 @@ func StateDir(c *executor.Conn, project string) string {
 
 func lockDir(c *executor.Conn, project string) string { return path.Join(StateDir(c, project), "lock") }
 
+func genPath(dir string, gen int) string { return path.Join(dir, strconv.Itoa(gen)+".json") }
+
+// generations returns the generation numbers among names, ascending.
+func generations(names []string) []int {
+	var gens []int
+	for _, name := range names {
+		num, ok := strings.CutSuffix(name, ".json")
+		if n, err := strconv.Atoi(num); ok && err == nil && n > 0 && strconv.Itoa(n) == num {
+			gens = append(gens, n)
+		}
+	}
+	sort.Ints(gens)
+	return gens
+}
+
+// record is one generation of a host's lock.
+type record struct {
+	Holder
+	// Run tells this run's generations from any other's.
+	Run          string  `json:"run"`
+	LeaseSeconds float64 `json:"lease_seconds"`
+	// Released marks a lock let go; Forced, one broken by hand.
+	Released bool `json:"released,omitempty"`
+	Forced   bool `json:"forced,omitempty"`
+}
+
+func (r record) lease() time.Duration {
+	if r.LeaseSeconds <= 0 {
+		return DefaultLease
+	}
+	return time.Duration(r.LeaseSeconds * float64(time.Second))
+}
+
+func (r record) json() []byte {
+	b, _ := json.MarshalIndent(r, "", "  ")
+	return append(b, '\n')
+}
+
+// lockState is a host's lock as read: its newest generation (0 for none),
+// that generation's record and when the host wrote it.
+type lockState struct {
+	gen     int
+	rec     record
+	written time.Time
+}
+
+func (s lockState) free() bool { return s.gen == 0 || s.rec.Released }
+
+// readLock reads the newest generation of the lock in dir.
+func readLock(ctx context.Context, c *executor.Conn, dir string) (lockState, error) {
+	for tries := 0; ; tries++ {
+		names, err := c.ReadDir(ctx, dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			// SFTP servers say the same of a path that is no directory.
+			if fi, serr := c.Stat(ctx, dir); serr == nil && !fi.Dir {
+				return lockState{}, fmt.Errorf("host %s: %s is not a directory", c.Host(), dir)
+			}
+			return lockState{}, nil
+		}
+		if err != nil {
+			return lockState{}, err
+		}
+		gens := generations(names)
+		if len(gens) == 0 {
+			return lockState{}, nil
+		}
+		st := lockState{gen: gens[len(gens)-1]}
+		p := genPath(dir, st.gen)
+		fi, err := c.Stat(ctx, p)
+		var b []byte
+		if err == nil {
+			b, err = c.ReadFile(ctx, p)
+		}
+		if errors.Is(err, fs.ErrNotExist) && tries < 5 {
+			continue // superseded and removed meanwhile: look again
+		}
+		if err != nil {
+			return lockState{}, err
+		}
+		if err := json.Unmarshal(b, &st.rec); err != nil {
+			return lockState{}, fmt.Errorf("host %s: the deploy lock's record %s is unreadable: %w", c.Host(), p, err)
+		}
+		st.written = fi.ModTime
+		return st, nil
+	}
+}
+
+// clockGrain is how finely hosts tell file times: both times a lease is
+// judged by may be cut to the second.
+const clockGrain = time.Second
+
+// stale says why the lock in st may be taken over, or "" while its holder
+// may still be at work.
+func stale(ctx context.Context, c *executor.Conn, dir string, st lockState, me Holder) (string, error) {
+	h := st.rec.Holder
+	if me.MachineID != "" && h.MachineID == me.MachineID && h.PID > 0 && !processAlive(h.PID, h.ProcStart) {
+		return "its process is gone", nil
+	}
+	now, err := c.HostTime(ctx, dir)
+	if err != nil {
+		return "", err
+	}
+	quiet := now.Sub(st.written)
+	if quiet > st.rec.lease()+clockGrain {
+		return fmt.Sprintf("its lease ran out: not renewed for %s (lease %s), by the host's clock", quiet, st.rec.lease()), nil
+	}
+	return "", nil
+}
+
 // Lock is a held deploy lock.
 type Lock struct {
 	project string
-	me      Holder
+	rec     record // what this run writes
 	lease   time.Duration
-	conns   []*executor.Conn
-	stop    chan struct{}
-	done    chan struct{}
+
+	// life ends when the lock is released; it cancels renewals in flight.
+	life context.Context
+	end  context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu    sync.Mutex
+	hosts []*hostLock
+
+	lost     chan struct{}
+	lostOnce sync.Once
+	lostErr  error
 }
 
-// Acquire takes the lock on every host of conns, waiting up
-// to wait for a holder to let go. On failure nothing stays locked. warn is
-// told of every lock taken over.
+// hostLock is the lock held on one host. Only its keeper changes gen and
+// renewed; lost is guarded by the Lock's mu.
+type hostLock struct {
+	c   *executor.Conn
+	dir string
+	// gen is the newest generation this run made; renewed, when the
+	// attempt that made it began, by this machine's monotonic clock.
+	gen     int
+	renewed time.Time
+	lost    bool
+}
+
+// Acquire takes the lock on every host of conns, waiting up to wait for a
+// holder to let go. On failure nothing stays locked. warn is told of every
+// lock taken over.
+//
+// While the lock is held, it is renewed on every host on its own; a host
+// where it is lost closes [Lock.Lost], and [Lock.Err] says which and why.
 func Acquire(ctx context.Context, conns []*executor.Conn, project string, me Holder, wait, lease time.Duration, warn func(string)) (*Lock, error) {
+	conns = append([]*executor.Conn(nil), conns...)
 	sort.Slice(conns, func(i, j int) bool { return conns[i].Host() < conns[j].Host() })
-	l := &Lock{project: project, me: me, lease: lease, stop: make(chan struct{}), done: make(chan struct{})}
+	var id [12]byte
+	rand.Read(id[:])
+	rec := record{Holder: me, Run: hex.EncodeToString(id[:]), LeaseSeconds: lease.Seconds()}
 	deadline := time.Now().Add(wait)
 	for {
-		err := l.tryAll(ctx, conns, warn)
+		l, err := tryAll(ctx, conns, project, rec, lease, warn)
 		if err == nil {
-			go l.renew()
 			return l, nil
 		}
 		var held *LockHeldError
@@ -119,31 +374,51 @@ func Acquire(ctx context.Context, conns []*executor.Conn, project string, me Hol
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(min(2*time.Second+time.Duration(rand.Int64N(int64(500*time.Millisecond))), time.Until(deadline)+10*time.Millisecond)):
+		case <-time.After(min(2*time.Second+time.Duration(mrand.Int64N(int64(500*time.Millisecond))), time.Until(deadline)+10*time.Millisecond)):
 		}
 	}
 }
 
-// tryAll takes the lock on every host at once. Nobody waits while holding
-// part of it (a held host gives everything back), so two runs cannot
-// deadlock; they retry after a pause with some jitter.
-func (l *Lock) tryAll(ctx context.Context, conns []*executor.Conn, warn func(string)) error {
-	taken := make([]bool, len(conns))
-	errs := make([]error, len(conns))
-	var wg sync.WaitGroup
-	for i, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = l.try(ctx, c, warn)
-			taken[i] = errs[i] == nil
-		}()
+// tryAll takes the lock on every host. The first host in name order is
+// taken alone, first: of runs that want the same hosts, one gets it and
+// the others give way there, before touching any other host. The rest are
+// taken at once. Nobody waits while holding part of it (a held host gives
+// everything back), so two runs cannot deadlock; they retry after a pause
+// with some jitter.
+func tryAll(ctx context.Context, conns []*executor.Conn, project string, rec record, lease time.Duration, warn func(string)) (*Lock, error) {
+	l := &Lock{project: project, rec: rec, lease: lease, lost: make(chan struct{})}
+	l.life, l.end = context.WithCancel(context.Background())
+	if len(conns) == 0 {
+		return l, nil
 	}
-	wg.Wait()
-	l.conns = nil
-	for i, c := range conns {
-		if taken[i] {
-			l.conns = append(l.conns, c)
+	errs := make([]error, len(conns))
+	warnings := make([]string, len(conns))
+	take := func(i int) {
+		h, why, err := l.take(ctx, conns[i])
+		errs[i] = err
+		if err != nil {
+			return
+		}
+		if why != "" {
+			warnings[i] = why
+		}
+		l.keep(h)
+	}
+	take(0)
+	if errs[0] == nil {
+		var wg sync.WaitGroup
+		for i := 1; i < len(conns); i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				take(i)
+			}()
+		}
+		wg.Wait()
+	}
+	for _, w := range warnings {
+		if w != "" && warn != nil {
+			warn(w)
 		}
 	}
 	// The first error in host order, a held lock before any other.
@@ -159,116 +434,197 @@ func (l *Lock) tryAll(ctx context.Context, conns []*executor.Conn, warn func(str
 		}
 	}
 	if first != nil {
-		l.release(context.WithoutCancel(ctx))
-		l.conns = nil
+		l.Release(context.WithoutCancel(ctx))
+		return nil, first
 	}
-	return first
+	return l, nil
 }
 
-// try takes the lock on one host.
-func (l *Lock) try(ctx context.Context, c *executor.Conn, warn func(string)) error {
+// take takes the lock on one host, and says why when it took it over.
+func (l *Lock) take(ctx context.Context, c *executor.Conn) (*hostLock, string, error) {
 	dir := lockDir(c, l.project)
-	if err := c.MkdirAll(ctx, path.Dir(dir)); err != nil {
+	if err := c.MkdirAll(ctx, dir); err != nil {
+		return nil, "", err
+	}
+	for tries := 0; tries < 5; tries++ {
+		st, err := readLock(ctx, c, dir)
+		if err != nil {
+			return nil, "", err
+		}
+		why := ""
+		// A generation of this very run, from an attempt that gave back
+		// what it took but could not say so here, is no one else's.
+		if !st.free() && st.rec.Run != l.rec.Run {
+			if why, err = stale(ctx, c, dir, st, l.rec.Holder); err != nil {
+				return nil, "", err
+			}
+			if why == "" {
+				return nil, "", &LockHeldError{Host: c.Host(), Holder: st.rec.Holder}
+			}
+			why = fmt.Sprintf("taking over the deploy lock on %s from %s: %s", c.Host(), st.rec.Holder, why)
+		}
+		h := &hostLock{c: c, dir: dir, gen: st.gen + 1, renewed: time.Now()}
+		err = c.CreateFile(ctx, genPath(dir, h.gen), bytes.NewReader(l.rec.json()), 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			continue // another run moved first: look again
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		// A generation removed as superseded can be made again by a run
+		// that looked before: only the newest counts.
+		names, err := c.ReadDir(ctx, dir)
+		if err != nil {
+			l.letGo(context.WithoutCancel(ctx), h)
+			return nil, "", err
+		}
+		gens := generations(names)
+		if len(gens) == 0 || gens[len(gens)-1] != h.gen {
+			continue
+		}
+		removeBelow(ctx, c, dir, gens, h.gen)
+		return h, why, nil
+	}
+	return nil, "", fmt.Errorf("host %s: the deploy lock changed hands at every look: try again", c.Host())
+}
+
+// keep holds h and renews its lease until the lock is released or lost.
+func (l *Lock) keep(h *hostLock) {
+	l.mu.Lock()
+	l.hosts = append(l.hosts, h)
+	l.mu.Unlock()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		every, giveUp := l.lease/6, l.lease/2
+		// attempt is when the first try at the next generation began: a
+		// try that failed here may still have succeeded on the host.
+		var attempt time.Time
+		for {
+			wait := time.Until(h.renewed.Add(every))
+			if !attempt.IsZero() {
+				wait = time.Second // a failed try: again soon
+			}
+			select {
+			case <-l.life.Done():
+				return
+			case <-time.After(wait):
+			}
+			if attempt.IsZero() {
+				attempt = time.Now()
+			}
+			deadline := h.renewed.Add(giveUp)
+			ctx, cancel := context.WithDeadline(l.life, deadline)
+			err := l.renew(ctx, h, attempt)
+			cancel()
+			if l.life.Err() != nil {
+				return
+			}
+			var lost *LockLostError
+			switch {
+			case err == nil:
+				attempt = time.Time{}
+			case errors.As(err, &lost):
+				l.lose(h, lost)
+				return
+			case !time.Now().Before(deadline):
+				l.lose(h, &LockLostError{Host: h.c.Host(), Err: fmt.Errorf("not renewed for %s: %w", time.Since(h.renewed).Round(time.Second), err)})
+				return
+			}
+		}
+	}()
+}
+
+// renew creates the next generation of h's lock. attempt is when the
+// first try at it began, the time its lease is counted from.
+func (l *Lock) renew(ctx context.Context, h *hostLock, attempt time.Time) error {
+	next := genPath(h.dir, h.gen+1)
+	err := h.c.CreateFile(ctx, next, bytes.NewReader(l.rec.json()), 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		b, rerr := h.c.ReadFile(ctx, next)
+		var rec record
+		if rerr != nil || json.Unmarshal(b, &rec) != nil {
+			return err
+		}
+		if rec.Run != l.rec.Run {
+			lost := &LockLostError{Host: h.c.Host()}
+			if rec.Released {
+				lost.BrokenBy = &rec.Holder
+			} else {
+				lost.Holder = &rec.Holder
+			}
+			return lost
+		}
+		err = nil // made by an earlier try that seemed to fail
+	}
+	if err != nil {
 		return err
 	}
-	err := c.Mkdir(ctx, dir)
-	switch {
-	case err == nil:
-		return l.write(ctx, c)
-	case !errors.Is(err, fs.ErrExist):
-		return err
-	}
-	// Held: by whom, and is it still alive?
-	current, rerr := readHolder(ctx, c, l.project)
-	if rerr != nil {
-		// A holder that died between mkdir and writing its file.
-		current = Holder{User: "unknown", Machine: "unknown", Expires: time.Time{}}
-	}
-	if current.Machine == l.me.Machine && current.PID == l.me.PID {
-		return l.write(ctx, c)
-	}
-	gone := current.Machine == l.me.Machine && current.PID > 0 && !processAlive(current.PID)
-	if time.Now().Before(current.Expires) && !gone {
-		return &LockHeldError{Host: c.Host(), Holder: current}
-	}
-	why := "its lease ran out at " + current.Expires.Local().Format("15:04:05")
-	if gone {
-		why = "its process is gone"
-	}
-	if warn != nil {
-		warn(fmt.Sprintf("taking over the deploy lock on %s from %s: %s", c.Host(), current, why))
-	}
-	if err := l.write(ctx, c); err != nil {
-		return err
-	}
-	// Two runs may take over at once: the last writer holds it.
-	time.Sleep(200 * time.Millisecond)
-	if now, err := readHolder(ctx, c, l.project); err != nil || now.PID != l.me.PID || now.Machine != l.me.Machine {
-		return &LockHeldError{Host: c.Host(), Holder: now}
-	}
+	h.c.Remove(ctx, genPath(h.dir, h.gen))
+	h.gen++
+	h.renewed = attempt
 	return nil
 }
 
-func (l *Lock) write(ctx context.Context, c *executor.Conn) error {
-	h := l.me
-	h.Expires = time.Now().Add(l.lease).UTC()
-	b, _ := json.MarshalIndent(h, "", "  ")
-	return c.WriteFile(ctx, path.Join(lockDir(c, l.project), "holder.json"), strings.NewReader(string(b)+"\n"), 0o644)
+// lose marks h lost and tells whoever watches the lock.
+func (l *Lock) lose(h *hostLock, err *LockLostError) {
+	l.mu.Lock()
+	h.lost = true
+	l.mu.Unlock()
+	l.lostOnce.Do(func() {
+		l.lostErr = err
+		close(l.lost)
+	})
 }
 
-func readHolder(ctx context.Context, c *executor.Conn, project string) (Holder, error) {
-	var h Holder
-	b, err := c.ReadFile(ctx, path.Join(lockDir(c, project), "holder.json"))
-	if err != nil {
-		return h, err
+// Lost is closed when the lock is lost on a host: the run must stop.
+func (l *Lock) Lost() <-chan struct{} { return l.lost }
+
+// Err says where and why the lock was lost; nil while it holds.
+func (l *Lock) Err() error {
+	select {
+	case <-l.lost:
+		return l.lostErr
+	default:
+		return nil
 	}
-	err = json.Unmarshal(b, &h)
-	return h, err
 }
 
-// renew extends the lease on every host until the lock is released.
-func (l *Lock) renew() {
-	defer close(l.done)
-	tick := time.NewTicker(l.lease / 3)
-	defer tick.Stop()
-	for {
+// Context returns a context that ends with parent, or when the lock is
+// lost, with the [LockLostError] as its cause.
+func (l *Lock) Context(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	go func() {
 		select {
-		case <-l.stop:
-			return
-		case <-tick.C:
-			// In parallel, so one slow host does not let another's lease
-			// run out.
-			ctx, cancel := context.WithTimeout(context.Background(), l.lease/3)
-			var wg sync.WaitGroup
-			for _, c := range l.conns {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					l.write(ctx, c)
-				}()
-			}
-			wg.Wait()
-			cancel()
+		case <-l.lost:
+			cancel(l.lostErr)
+		case <-ctx.Done():
 		}
-	}
+	}()
+	return ctx, func() { cancel(context.Canceled) }
 }
 
-// Release lets go of the lock on every host.
+// Release lets go of the lock on every host where this run still holds
+// it; where another run took it over, it is left alone. Each host gets
+// one lease at most: a lock that cannot be let go runs out by itself.
 func (l *Lock) Release(ctx context.Context) error {
-	close(l.stop)
-	<-l.done
-	return l.release(ctx)
-}
-
-func (l *Lock) release(ctx context.Context) error {
-	var errs []error
+	l.end()
+	l.wg.Wait()
+	l.mu.Lock()
+	hosts := l.hosts
+	l.hosts = nil
+	l.mu.Unlock()
 	var mu sync.Mutex
+	var errs []error
 	var wg sync.WaitGroup
-	for _, c := range l.conns {
+	for _, h := range hosts {
+		if h.lost {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.RemoveAll(ctx, lockDir(c, l.project)); err != nil {
+			if err := l.letGo(ctx, h); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -279,25 +635,82 @@ func (l *Lock) release(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// LockStatus reads who holds the lock on each host; hosts without one are
-// left out.
-func LockStatus(ctx context.Context, conns map[string]*executor.Conn, project string) map[string]Holder {
-	out := map[string]Holder{}
+// letGo creates the generation after h's that says the lock is free; if
+// another run made it first, the lock is that run's, and stays.
+func (l *Lock) letGo(ctx context.Context, h *hostLock) error {
+	ctx, cancel := context.WithTimeout(ctx, l.lease)
+	defer cancel()
+	rec := l.rec
+	rec.Released = true
+	for {
+		next := genPath(h.dir, h.gen+1)
+		err := h.c.CreateFile(ctx, next, bytes.NewReader(rec.json()), 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			// A renewal cut short by the release may have made it.
+			var made record
+			if b, rerr := h.c.ReadFile(ctx, next); rerr == nil && json.Unmarshal(b, &made) == nil && made.Run == l.rec.Run && !made.Released {
+				h.c.Remove(ctx, genPath(h.dir, h.gen))
+				h.gen++
+				continue
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if names, err := h.c.ReadDir(ctx, h.dir); err == nil {
+			removeBelow(ctx, h.c, h.dir, generations(names), h.gen+1)
+		}
+		return nil
+	}
+}
+
+// removeBelow removes the generations of gens older than gen: superseded,
+// they count no more. The newest is never removed, so that no number is
+// given twice while it counts.
+func removeBelow(ctx context.Context, c *executor.Conn, dir string, gens []int, gen int) {
+	for _, g := range gens {
+		if g < gen {
+			c.Remove(ctx, genPath(dir, g))
+		}
+	}
+}
+
+// LockState is a host's lock as fleet lock status shows it.
+type LockState struct {
+	// Holder holds the lock; nil when nobody does.
+	Holder *Holder
+	// Quiet is how long the holder has not renewed, by the host's clock,
+	// and Lease how long it may; Quiet is -1 when the clock could not be
+	// read.
+	Quiet, Lease time.Duration
+	// Err is why the lock could not be read.
+	Err error
+}
+
+// LockStatus reads who holds the lock on each host.
+func LockStatus(ctx context.Context, conns map[string]*executor.Conn, project string) map[string]LockState {
+	out := map[string]LockState{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for name, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, err := readHolder(ctx, c, project)
-			if err != nil {
-				if _, serr := c.ReadDir(ctx, lockDir(c, project)); serr != nil {
-					return // no lock
+			var ls LockState
+			dir := lockDir(c, project)
+			st, err := readLock(ctx, c, dir)
+			switch {
+			case err != nil:
+				ls.Err = err
+			case !st.free():
+				ls.Holder, ls.Lease, ls.Quiet = &st.rec.Holder, st.rec.lease(), -1
+				if now, err := c.HostTime(ctx, dir); err == nil {
+					ls.Quiet = now.Sub(st.written)
 				}
-				h = Holder{User: "unknown", Machine: "unknown"}
 			}
 			mu.Lock()
-			out[name] = h
+			out[name] = ls
 			mu.Unlock()
 		}()
 	}
@@ -305,16 +718,47 @@ func LockStatus(ctx context.Context, conns map[string]*executor.Conn, project st
 	return out
 }
 
-// ForceRelease removes the lock on every host, whoever holds it.
-func ForceRelease(ctx context.Context, conns map[string]*executor.Conn, project string) error {
-	l := &Lock{project: project}
+// ForceRelease breaks the lock on every host, whoever holds it: it makes
+// the generation that says the lock is free, which a holder still at work
+// finds when it next renews, and stops. me is who breaks it.
+func ForceRelease(ctx context.Context, conns map[string]*executor.Conn, project string, me Holder) error {
+	rec := record{Holder: me, Released: true, Forced: true}
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
 	for _, c := range conns {
-		l.conns = append(l.conns, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := forceRelease(ctx, c, project, rec); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
 	}
-	return l.release(ctx)
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+func forceRelease(ctx context.Context, c *executor.Conn, project string, rec record) error {
+	dir := lockDir(c, project)
+	for tries := 0; tries < 5; tries++ {
+		st, err := readLock(ctx, c, dir)
+		if err != nil || st.free() {
+			return err
+		}
+		err = c.CreateFile(ctx, genPath(dir, st.gen+1), bytes.NewReader(rec.json()), 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			continue // renewed meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if names, err := c.ReadDir(ctx, dir); err == nil {
+			removeBelow(ctx, c, dir, generations(names), st.gen+1)
+		}
+		return nil
+	}
+	return fmt.Errorf("host %s: the deploy lock changed hands at every look: try again", c.Host())
 }

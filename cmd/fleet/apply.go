@@ -104,6 +104,10 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 		return err
 	}
 	defer lock.Release(context.WithoutCancel(ctx))
+	// A lock lost on a host stops the run as Ctrl-C does: the step in
+	// flight is finished or undone.
+	ctx, stopLock := lock.Context(ctx)
+	defer stopLock()
 	// Another run may have changed the fleet while this one waited for the
 	// lock: read it again, under the lock, and go by what is there now.
 	fresh, err := s.replan(ctx, p, r.saved != nil, r.reschedule)
@@ -135,6 +139,9 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 		return err
 	}
 	summarize(g, out, res)
+	if err := lock.Err(); err != nil {
+		return err
+	}
 	if res.RolledBack() {
 		return silentError{3, "the rollout failed and was rolled back: " + res.Err().Error()}
 	}

@@ -58,6 +58,17 @@ type globals struct {
 	// As OpenSSH's ConnectTimeout: how long a host that does not answer
 	// holds a run up before it is named unreachable.
 	ConnectTimeout time.Duration `name:"connect-timeout" env:"FLEET_CONNECT_TIMEOUT" default:"10s" placeholder:"D" help:"Give up on a host that does not answer within D."`
+
+	// stderr is where -v lines go.
+	stderr io.Writer
+}
+
+// verboseLog prints what the executor says under -v; nil without -v.
+func (g *globals) verboseLog() func(string) {
+	if !g.Verbose || g.stderr == nil {
+		return nil
+	}
+	return func(line string) { fmt.Fprintln(g.stderr, "fleet: "+line) }
 }
 
 // exitCoder is an error that sets the process's exit code; see the exit
@@ -156,6 +167,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fleet: hint: run \"fleet --help\" for the commands and their flags")
 		return 1
 	}
+	c.globals.stderr = stderr
 	readOnly.Store(changesNothing[commandName(kctx)])
 	if err := kctx.Run(); err != nil {
 		if err.Error() != "" {

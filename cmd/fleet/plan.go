@@ -99,7 +99,7 @@ func (g *globals) read(ctx context.Context, s *session) error {
 // hosts of inv.
 func (g *globals) executorOptions(inv *inventory.Inventory) executor.Options {
 	return executor.Options{Parallel: g.Parallel, HostKeyPolicy: executor.HostKeyPolicy(g.HostKeys),
-		HashKnownHosts: hashKnownHosts(inv), ConnectTimeout: g.ConnectTimeout}
+		HashKnownHosts: hashKnownHosts(inv), ConnectTimeout: g.ConnectTimeout, Log: g.verboseLog()}
 }
 
 // hashKnownHosts follows the user's ssh_config: hosts recorded by

@@ -143,6 +143,7 @@ func purge(ctx context.Context, stateDir, name string, log io.Writer) error {
 			break
 		}
 	}
+	removeDelayRules(ctx, name)
 	// Docker made the containers' cgroups in every v1 hierarchy; remove the
 	// fleet's subtree wherever it is.
 	roots, _ := filepath.Glob("/sys/fs/cgroup/*/fleet-testfleet/" + name)

@@ -187,3 +187,22 @@ func (h *Host) addUser(ctx context.Context, name string, sudo bool) error {
 	}
 	return nil
 }
+
+// Signal sends sig to every process of the host whose command is name
+// (sftp-server, say), the daemons' children included, and returns how
+// many there were. SIGSTOP on the SFTP servers stalls every file operation
+// of the connections that use them, and nothing else.
+func (h *Host) Signal(name string, sig syscall.Signal) (int, error) {
+	n := 0
+	for _, pid := range cgroupPids(filepath.Join(cgroupRoot(), h.cgroup(), "daemons")) {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		if err := syscall.Kill(pid, sig); err != nil {
+			return n, fmt.Errorf("host %s: %s (pid %d): %w", h.Name, name, pid, err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -24,8 +24,10 @@ type Host struct {
 	Labels map[string]string
 	Dir    string // the host's files: keys, configs, logs, and what it binds over /run, /tmp and /var/lib
 	Anchor int    // pid of the process that holds the host's mount and UTS namespaces
+	NoSFTP bool   // its sshd offers no SFTP subsystem
 
 	fleet *Fleet
+	delay *delayProxy // while Delay works through a proxy
 }
 
 // ready is how long a daemon may take to answer after it starts.
@@ -107,6 +109,10 @@ func (h *Host) up(ctx context.Context) error {
 
 func (h *Host) sshdConfig() string {
 	etc := filepath.Join(h.Dir, "etc")
+	subsystem := "Subsystem sftp /usr/lib/openssh/sftp-server"
+	if h.NoSFTP {
+		subsystem = "# No Subsystem sftp: as on hardened hosts."
+	}
 	return fmt.Sprintf(`# sshd of test host %s
 ListenAddress %s:22
 HostKey %s/ssh_host_ed25519_key
@@ -124,12 +130,31 @@ MaxStartups 200
 MaxSessions 10
 AllowTcpForwarding yes
 AllowStreamLocalForwarding yes
-Subsystem sftp /usr/lib/openssh/sftp-server
+%s
 # Users that Fleet.AddUser adds keep their key at home, which sshd reads as
 # that user.
 Match User *,!root
 	AuthorizedKeysFile .ssh/authorized_keys
-`, h.Name, h.Addr, etc, etc, etc, etc)
+`, h.Name, h.Addr, etc, etc, etc, etc, subsystem)
+}
+
+// SetSFTP gives the host's sshd the SFTP subsystem, or takes it away, for
+// the connections opened from now on: sshd reads its configuration again
+// on SIGHUP, and the sessions already open go on as they were.
+func (h *Host) SetSFTP(ctx context.Context, on bool) error {
+	h.NoSFTP = !on
+	if err := os.WriteFile(filepath.Join(h.Dir, "etc", "sshd_config"), []byte(h.sshdConfig()), 0o600); err != nil {
+		return err
+	}
+	if err := h.signalSSHD(syscall.SIGHUP); err != nil {
+		return err
+	}
+	// sshd closes its listener while it starts itself again.
+	time.Sleep(100 * time.Millisecond)
+	if err := waitFor(ctx, "sshd of "+h.Name, func() error { return sshBanner(ctx, h.Addr+":22") }); err != nil {
+		return err
+	}
+	return h.fleet.save()
 }
 
 // startAnchor starts the process that owns the host's namespaces: a private

@@ -73,6 +73,10 @@ type Options struct {
 	// Labels gives host k (1-based) its inventory labels; by default hosts
 	// are spread over zones a, b and c.
 	Labels func(k int) map[string]string
+	// WithoutSFTP says whether host k (1-based) has an sshd without the
+	// SFTP subsystem, as hardened hosts do; by default every host offers it,
+	// as Debian's sshd does. [Host.SetSFTP] changes it later.
+	WithoutSFTP func(k int) bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -156,6 +160,7 @@ func Up(ctx context.Context, opts Options) (*Fleet, error) {
 			Addr:   fmt.Sprintf("198.18.%d.%d", opts.Subnet, 10+k),
 			Labels: opts.Labels(k),
 			Dir:    filepath.Join(f.Dir, "hosts", fmt.Sprintf("h%d", k)),
+			NoSFTP: opts.WithoutSFTP != nil && opts.WithoutSFTP(k),
 			fleet:  f,
 		})
 	}

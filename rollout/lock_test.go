@@ -1,0 +1,319 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleet/executor"
+	"github.com/fleetdeploy/fleet/internal/sshtest"
+)
+
+// The tests in this file take the deploy lock on SSH servers of their own
+// (real sh, OpenSSH's sftp-server), over both ways to a host's files.
+
+const testProject = "locktest"
+
+// run is one run of fleet: its own connections to the hosts.
+func run(t *testing.T, servers ...*sshtest.Server) []*executor.Conn {
+	t.Helper()
+	e := executor.New(context.Background(), executor.Options{AgentSocket: "none"})
+	t.Cleanup(func() { e.Close() })
+	var conns []*executor.Conn
+	for i, s := range servers {
+		c, err := e.Connect(context.Background(), executor.Target{Name: fmt.Sprintf("h%d", i+1), Address: s.Host, Port: s.Port, User: "deploy",
+			IdentityFiles: []string{s.KeyFile}, KnownHostsFiles: []string{s.KnownHosts}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// lockFiles is the lock directory of the test project on s.
+func lockFiles(s *sshtest.Server) string {
+	return filepath.Join(s.Home, ".local/share/fleet", testProject, "lock")
+}
+
+// TestLockExcludes races eight runs for one host, round after round, over
+// SFTP and over exec sessions: each round exactly one takes the lock, the
+// others are told who holds it, and nobody takes it over.
+func TestLockExcludes(t *testing.T) {
+	for _, subsystem := range []string{sshtest.WithSFTP, sshtest.NoSFTP} {
+		t.Run(subsystem, func(t *testing.T) {
+			s := sshtest.New(t, subsystem)
+			var runs [][]*executor.Conn
+			for range 8 {
+				runs = append(runs, run(t, s))
+			}
+			rounds := 5
+			if subsystem == sshtest.NoSFTP {
+				rounds = 2 // a process per operation: slower
+			}
+			for round := range rounds {
+				locks := make([]*Lock, len(runs))
+				errs := make([]error, len(runs))
+				var warned []string
+				var mu sync.Mutex
+				var wg sync.WaitGroup
+				for i, conns := range runs {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						locks[i], errs[i] = Acquire(context.Background(), conns, testProject, Me(fmt.Sprintf("run %d", i)), 0, DefaultLease, func(w string) {
+							mu.Lock()
+							warned = append(warned, w)
+							mu.Unlock()
+						})
+					}()
+				}
+				wg.Wait()
+				var won []int
+				for i, err := range errs {
+					var held *LockHeldError
+					switch {
+					case err == nil:
+						won = append(won, i)
+					case !errors.As(err, &held):
+						t.Errorf("round %d, run %d: %v", round, i, err)
+					}
+				}
+				if len(won) != 1 || len(warned) > 0 {
+					t.Fatalf("round %d: runs %v took the lock, with warnings %q", round, won, warned)
+				}
+				for i, err := range errs {
+					if err != nil && !strings.Contains(err.Error(), fmt.Sprintf("running %q", fmt.Sprintf("run %d", won[0]))) {
+						t.Errorf("round %d, run %d was told %v; want the holder, run %d", round, i, err, won[0])
+					}
+				}
+				if err := locks[won[0]].Release(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// What stays is one generation that says the lock is free.
+			names, _ := os.ReadDir(lockFiles(s))
+			if len(names) != 1 {
+				t.Errorf("left in the lock directory: %v", names)
+			}
+		})
+	}
+}
+
+// writeGeneration writes a generation of the test project's lock by hand,
+// dated at written.
+func writeGeneration(t *testing.T, s *sshtest.Server, gen int, rec record, written time.Time) {
+	t.Helper()
+	dir := lockFiles(s)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, fmt.Sprintf("%d.json", gen))
+	if err := os.WriteFile(p, rec.json(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, written, written); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockTakeOver: a lock is taken over when its lease ran out by the
+// host's clock, or when its holder's process is gone from this very
+// machine; never while its lease runs, and never on a PID alone when the
+// holder's machine is another.
+func TestLockTakeOver(t *testing.T) {
+	elsewhere := Holder{User: "ops", Machine: "elsewhere", PID: 4242, Command: "fleet apply", MachineID: "0123456789abcdef0123456789abcdef"}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	me := Me("fleet apply")
+	sameMachineDead := me
+	sameMachineDead.PID = dead.Process.Pid
+	otherMachineDead := sameMachineDead
+	otherMachineDead.MachineID = elsewhere.MachineID
+	reused := me // this very process's PID, started at another time
+	reused.ProcStart++
+	for _, c := range []struct {
+		name    string
+		holder  Holder
+		lease   float64
+		age     time.Duration
+		warning string // "" for a lock that holds
+	}{
+		{"lease ran out", elsewhere, 30, time.Minute, "its lease ran out: not renewed for 1m"},
+		{"lease runs", elsewhere, 30, 20 * time.Second, ""},
+		{"long lease runs", elsewhere, 3600, time.Minute, ""},
+		{"dead process here", sameMachineDead, 30, 0, "its process is gone"},
+		{"dead PID of another machine", otherMachineDead, 30, 0, ""},
+		{"PID given to another process", reused, 30, 0, "its process is gone"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := sshtest.New(t, sshtest.WithSFTP)
+			writeGeneration(t, s, 7, record{Holder: c.holder, Run: "other", LeaseSeconds: c.lease}, time.Now().Add(-c.age))
+			var warned []string
+			l, err := Acquire(context.Background(), run(t, s), testProject, me, 0, DefaultLease, func(w string) { warned = append(warned, w) })
+			if c.warning == "" {
+				var held *LockHeldError
+				if !errors.As(err, &held) || held.Host != "h1" || held.Holder.PID != c.holder.PID {
+					t.Fatalf("took a live lock: %v, warnings %q", err, warned)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Release(context.Background())
+			if len(warned) != 1 || !strings.Contains(warned[0], "taking over the deploy lock on h1 from "+c.holder.User+"@"+c.holder.Machine) || !strings.Contains(warned[0], c.warning) {
+				t.Errorf("warnings %q, want one saying %q", warned, c.warning)
+			}
+			if names, _ := os.ReadDir(lockFiles(s)); len(names) != 1 || names[0].Name() != "8.json" {
+				t.Errorf("lock directory %v, want 8.json alone", names)
+			}
+		})
+	}
+}
+
+// TestLockLostWhenHostStalls stalls one of two hosts under a held lock:
+// the holder counts the lock lost there within half its lease, names the
+// host, and goes on renewing on the other; a second run takes it over only
+// after that, once the lease ran out by the host's clock.
+func TestLockLostWhenHostStalls(t *testing.T) {
+	for _, subsystem := range []string{sshtest.WithSFTP, sshtest.NoSFTP} {
+		t.Run(subsystem, func(t *testing.T) {
+			if _, err := os.Stat(sshtest.SFTPServer); err != nil && subsystem == sshtest.WithSFTP {
+				t.Skip("OpenSSH's sftp-server is needed to stall SFTP")
+			}
+			slow, other := sshtest.New(t, subsystem), sshtest.New(t, subsystem)
+			const lease = 3 * time.Second
+			first, err := Acquire(context.Background(), run(t, slow, other), testProject, Me("first"), 0, lease, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer first.Release(context.Background())
+			ctx, stop := first.Context(context.Background())
+			defer stop()
+
+			resume := slow.Stall()
+			defer resume()
+			stalled := time.Now()
+			select {
+			case <-first.Lost():
+			case <-time.After(3 * lease):
+				t.Fatal("the lock was not lost on a stalled host")
+			}
+			lostAt := time.Now()
+			var lost *LockLostError
+			if !errors.As(first.Err(), &lost) || lost.Host != "h1" || !strings.Contains(lost.Error(), "lost the deploy lock on h1: its lease could not be renewed") {
+				t.Errorf("lost: %v", first.Err())
+			}
+			select {
+			case <-ctx.Done():
+				if !errors.Is(context.Cause(ctx), first.Err()) {
+					t.Errorf("the lock's context ended for %v", context.Cause(ctx))
+				}
+			case <-time.After(time.Second):
+				t.Error("the lock's context did not end")
+			}
+			if d := lostAt.Sub(stalled); d > lease/2+lease/6+time.Second {
+				t.Errorf("lost %s after the stall, want within half the lease and one renewal", d)
+			}
+			// The other host is still renewed.
+			before, _ := os.ReadDir(lockFiles(other))
+			time.Sleep(lease / 2)
+			after, _ := os.ReadDir(lockFiles(other))
+			if len(before) == 0 || len(after) == 0 || before[0].Name() == after[0].Name() {
+				t.Errorf("the other host's lock was not renewed: %v, then %v", before, after)
+			}
+
+			resume()
+			var warned []string
+			second, err := Acquire(context.Background(), run(t, slow), testProject, Me("second"), 4*lease, lease, func(w string) { warned = append(warned, w) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer second.Release(context.Background())
+			if took := time.Now(); took.Before(lostAt) {
+				t.Errorf("taken over at %s, before the holder stopped at %s", took, lostAt)
+			}
+			if len(warned) != 1 || !strings.Contains(warned[0], "its lease ran out") || !strings.Contains(warned[0], `running "first"`) {
+				t.Errorf("warnings %q", warned)
+			}
+			// The first run lets go of what it holds, and leaves the
+			// second's lock alone.
+			if err := first.Release(context.Background()); err != nil {
+				t.Error(err)
+			}
+			st := LockStatus(context.Background(), map[string]*executor.Conn{"h1": run(t, slow)[0]}, testProject)
+			if h := st["h1"].Holder; h == nil || h.Command != "second" {
+				t.Errorf("after the first run let go: %+v", st["h1"])
+			}
+		})
+	}
+}
+
+// TestLockBrokenByForce: a lock broken with release --force is lost to
+// its holder at its next renewal, which says who broke it; the holder's
+// release then leaves the lock alone.
+func TestLockBrokenByForce(t *testing.T) {
+	s := sshtest.New(t, sshtest.WithSFTP)
+	const lease = 3 * time.Second
+	l, err := Acquire(context.Background(), run(t, s), testProject, Me("holder"), 0, lease, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	breaker := run(t, s)[0]
+	if err := ForceRelease(context.Background(), map[string]*executor.Conn{"h1": breaker}, testProject, Holder{User: "ops", Machine: "desk", Command: "fleet lock release --force"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Lost():
+	case <-time.After(2 * lease):
+		t.Fatal("a broken lock was not lost")
+	}
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "it was broken by ops@desk") {
+		t.Errorf("lost: %v", err)
+	}
+	third, err := Acquire(context.Background(), run(t, s), testProject, Me("third"), 0, lease, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Release(context.Background())
+	l.Release(context.Background())
+	if st := LockStatus(context.Background(), map[string]*executor.Conn{"h1": breaker}, testProject); st["h1"].Holder == nil || st["h1"].Holder.Command != "third" {
+		t.Errorf("after the broken holder let go: %+v", st["h1"])
+	}
+}
+
+// TestLockStatusSaysWhatItCannotRead: a host whose lock cannot be read is
+// not reported as unlocked.
+func TestLockStatusSaysWhatItCannotRead(t *testing.T) {
+	for _, subsystem := range []string{sshtest.WithSFTP, sshtest.NoSFTP} {
+		t.Run(subsystem, func(t *testing.T) {
+			s := sshtest.New(t, subsystem)
+			dir := lockFiles(s)
+			os.MkdirAll(filepath.Dir(dir), 0o755)
+			if err := os.WriteFile(dir, []byte("not a directory"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			st := LockStatus(context.Background(), map[string]*executor.Conn{"h1": run(t, s)[0]}, testProject)
+			if st["h1"].Err == nil || st["h1"].Holder != nil {
+				t.Errorf("status of an unreadable lock: %+v", st["h1"])
+			}
+		})
+	}
+}
+
+func TestGenerations(t *testing.T) {
+	got := generations([]string{"10.json", "9.json", ".9.json.fleet-tmp-ab", "holder.json", "007.json", "0.json", "-1.json", "3.json", "x.json", "11"})
+	if fmt.Sprint(got) != "[3 9 10]" {
+		t.Errorf("generations: %v", got)
+	}
+}
