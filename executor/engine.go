@@ -326,6 +326,10 @@ func (r response) err() error {
 // call runs requests pipelined on an idle stream and fails on the first
 // error answer.
 func (e *Engine) call(ctx context.Context, op string, reqs ...request) ([]response, error) {
+	if err := ctx.Err(); err != nil {
+		// An idle stream would carry the request all the same.
+		return nil, e.c.fail(op, err)
+	}
 	ac, err := e.get(ctx)
 	if err != nil {
 		return nil, e.c.fail(op, err)

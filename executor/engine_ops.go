@@ -324,6 +324,22 @@ func (e *Engine) Stop(ctx context.Context, id string, grace time.Duration) error
 func (e *Engine) Remove(ctx context.Context, id string, force bool) error {
 	path := "/containers/" + url.PathEscape(id) + "?v=1&force=" + strconv.FormatBool(force)
 	_, err := e.call(ctx, "removing container "+shortID(id), request{method: "DELETE", path: path})
+	var ee *EngineError
+	if errors.As(err, &ee) && ee.Status == http.StatusConflict && strings.Contains(ee.Message, "already in progress") {
+		// A removal asked for by a run that was stopped at once goes
+		// on in the engine: this one is done when that one is.
+		for err = nil; err == nil; {
+			select {
+			case <-ctx.Done():
+				return e.c.fail("removing container "+shortID(id), ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+			_, err = e.Inspect(ctx, id)
+		}
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+	}
 	return err
 }
 

@@ -57,6 +57,10 @@ type Server struct {
 	mu      sync.Mutex
 	stalled bool
 	sftps   map[*os.Process]bool // running SFTP servers
+	// commands counts the commands of exec requests not yet ended: a
+	// stalled one runs once the host answers again, maybe after its
+	// client gave up, and must end before the home directory goes.
+	commands sync.WaitGroup
 }
 
 // New starts a server whose sftp subsystem is one of WithSFTP, NoSFTP or
@@ -64,6 +68,7 @@ type Server struct {
 func New(t testing.TB, subsystem string) *Server {
 	t.Helper()
 	s := &Server{Home: t.TempDir(), subsystem: subsystem, sftps: map[*os.Process]bool{}}
+	t.Cleanup(s.commands.Wait) // before the home directory is removed
 	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +183,9 @@ func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			var p struct{ Command string }
 			ssh.Unmarshal(req.Payload, &p)
 			req.Reply(true, nil)
+			s.commands.Add(1)
 			go func() {
+				defer s.commands.Done()
 				s.gate.RLock()
 				s.gate.RUnlock()
 				c := exec.Command("sh", "-c", p.Command)
