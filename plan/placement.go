@@ -25,6 +25,8 @@ type Observed struct {
 	Revision  int
 	Container string // the engine's ID
 	Created   int64  // unix time, to prefer the newer of two copies
+	// Unchecked: never seen healthy (see LiveContainer.Unchecked).
+	Unchecked bool
 }
 
 // Placed is an instance's place after placement: an instance that stays
@@ -245,6 +247,12 @@ func dedupeSlots(list []Observed) (kept []Observed, removed []Removal) {
 	for _, slot := range slots {
 		copies := bySlot[slot]
 		sort.SliceStable(copies, func(i, j int) bool {
+			// A copy never seen healthy yields to one that was: it is
+			// what a run killed in its step left, and the other is what
+			// that step replaced.
+			if copies[i].Unchecked != copies[j].Unchecked {
+				return !copies[i].Unchecked
+			}
 			if copies[i].Running != copies[j].Running {
 				return copies[i].Running
 			}
@@ -255,7 +263,11 @@ func dedupeSlots(list []Observed) (kept []Observed, removed []Removal) {
 		})
 		kept = append(kept, copies[0])
 		for _, o := range copies[1:] {
-			removed = append(removed, Removal{o, fmt.Sprintf("a second copy of slot %d (the one on %s stays)", slot, copies[0].Host)})
+			why := fmt.Sprintf("a second copy of slot %d (the one on %s stays)", slot, copies[0].Host)
+			if o.Unchecked && !copies[0].Unchecked {
+				why = neverChecked + fmt.Sprintf("; the copy of slot %d it was to replace stays", slot)
+			}
+			removed = append(removed, Removal{o, why})
 		}
 	}
 	return kept, removed

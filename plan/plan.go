@@ -79,6 +79,10 @@ type LiveContainer struct {
 	Status     string // created, running, exited, ...
 	ExitCode   int
 	Created    time.Time
+	// Unchecked marks a container that a run started (or changed in
+	// place) and never saw pass its health check: that run ended first,
+	// killed or cut off. It is not trusted as it is.
+	Unchecked bool
 }
 
 // Input is everything a plan is computed from.
@@ -302,11 +306,13 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 			slot, _ := strconv.Atoi(c.Labels[LabelSlot])
 			rev, _ := strconv.Atoi(c.Labels[LabelRevision])
 			maxRev = max(maxRev, rev)
-			if spec := c.Labels[LabelSpec]; (spec == sp.Spec || spec == sp.Template.legacySpec(in.Secrets[s.Name])) && sp.Revision < rev {
-				sp.Revision = rev // the revision already made from this spec
+			// The revision already made from this spec; one never seen
+			// healthy is attempted again as a revision of its own.
+			if spec := c.Labels[LabelSpec]; (spec == sp.Spec || spec == sp.Template.legacySpec(in.Secrets[s.Name])) && !c.Unchecked && sp.Revision < rev {
+				sp.Revision = rev
 			}
 			containers[c.ID] = c
-			observed = append(observed, Observed{Host: h.Name, Slot: slot, Running: c.Running, Revision: rev, Container: c.ID, Created: c.Created.Unix()})
+			observed = append(observed, Observed{Host: h.Name, Slot: slot, Running: c.Running, Revision: rev, Container: c.ID, Created: c.Created.Unix(), Unchecked: c.Unchecked})
 		}
 	}
 	// The newest record of the service, on any host in scope: its number
@@ -434,11 +440,19 @@ func runs(observed []Observed, revision int) bool {
 	return false
 }
 
+// neverChecked says why an instance not seen healthy is not trusted.
+const neverChecked = "never seen healthy: left by a run that ended before its health check passed"
+
 // compare decides what an instance that stays needs: nothing, a start, an
 // update in place, or a new container.
 func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) *Action {
 	a := &Action{Kind: Unchanged, Host: k.Host, Slot: k.Slot, Container: c.ID, Name: c.Name, Revision: k.Existing.Revision}
 	made, err := ParseTemplate(c.Labels[LabelTemplate])
+	if c.Unchecked {
+		// Nothing better of its slot is left: it is made anew and gated.
+		a.Kind = Replace
+		a.Reasons = append(a.Reasons, neverChecked)
+	}
 
 	// What fleet.yaml changed since the container was made.
 	if spec := c.Labels[LabelSpec]; spec != sp.Spec && spec != sp.Template.legacySpec(in.Secrets[s.Name]) {

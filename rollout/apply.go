@@ -401,12 +401,21 @@ func (a *Applier) create(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 			spec := containerSpec(a.Project.Name, s, sp, act.Slot, a.Secrets[s.Name])
 			eng := a.host(act.Host).Engine()
 			c.newID, c.createErr = eng.Create(ctx, spec)
-			if c.createErr != nil && ctx.Err() != nil {
+			if c.createErr == nil {
+				// Marked before it can start: if this run ends before
+				// the container is seen healthy, the next one knows.
+				if err := a.host(act.Host).MarkUnchecked(ctx, a.Project.Name, c.newID, true); err != nil {
+					c.createErr = err
+				}
+			}
+			if c.createErr != nil && (ctx.Err() != nil || c.newID != "") {
 				// A create cut short may still be carried out by the
 				// engine: what it made, if anything, goes.
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-				eng.Remove(rctx, spec.Name, true)
+				eng.Remove(rctx, cmp.Or(c.newID, spec.Name), true)
 				cancel()
+				a.unmark(s.Name, act.Host, c.newID)
+				c.newID = ""
 			}
 		}()
 	}
@@ -415,12 +424,14 @@ func (a *Applier) create(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 
 // discard removes the new containers of changes that were created for a
 // step that did not run.
-func (a *Applier) discard(changes []*change) {
+func (a *Applier) discard(s *plan.Service, changes []*change) {
 	for _, c := range changes {
 		<-c.created
 		if c.newID != "" {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			a.host(c.act.Host).Engine().Remove(ctx, c.newID, true)
+			if a.host(c.act.Host).Engine().Remove(ctx, c.newID, true) == nil {
+				a.unmark(s.Name, c.act.Host, c.newID)
+			}
 			cancel()
 		}
 	}
@@ -509,15 +520,34 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		return o
 	}
 
-	f := a.parallel(ctx, s.Name, starts, func(ctx context.Context, act *plan.Action) error {
+	// A copy that is in the way of its slot's new container (one never
+	// seen healthy, say, beside the copy it was to replace) goes first:
+	// it may hold the slot's host ports.
+	inTheWay, removes := inTheWayOf(sp.Actions, removes)
+	f := a.parallel(ctx, s.Name, inTheWay, a.removeFn(s))
+	o.Failed, o.Changed = o.Failed+f, o.Changed+len(inTheWay)-f
+	if f > 0 {
+		o.Err = fmt.Errorf("%d of %d copies in the way of a new container could not be removed: nothing else of this service was changed", f, len(inTheWay))
+		return o
+	}
+	if ctx.Err() != nil {
+		o.Err = errors.New("interrupted: run fleet apply again to go on")
+		return o
+	}
+
+	f = a.parallel(ctx, s.Name, starts, func(ctx context.Context, act *plan.Action) error {
 		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "starting (was " + strings.Join(act.Reasons, "; ") + ")", Begin: true})
 		h := a.host(act.Host)
+		if err := h.MarkUnchecked(ctx, a.Project.Name, act.Container, true); err != nil {
+			return err
+		}
 		if err := h.Engine().Start(ctx, act.Container); err != nil {
 			return err
 		}
 		if err := waitHealthy(ctx, h, act.Container, s, a.progress(s, act), 0); err != nil {
 			return err
 		}
+		a.unmark(s.Name, act.Host, act.Container)
 		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "started, healthy", End: true})
 		return nil
 	})
@@ -638,7 +668,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			}
 		}
 	}
-	a.discard(next)
+	a.discard(s, next)
 	o.Failed += len(failures)
 	o.Changed += len(done)
 	if o.Err == nil && len(failures) > 0 {
@@ -657,16 +687,27 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			c.settled()
 		}
 		a.parallel(context.WithoutCancel(ctx), s.Name, oldOf(done), func(ctx context.Context, act *plan.Action) error {
-			if err := a.host(act.Host).Engine().Remove(ctx, act.Container, true); !errors.Is(err, executor.ErrNotFound) {
+			if err := a.host(act.Host).Engine().Remove(ctx, act.Container, true); !errors.Is(err, executor.ErrNotFound) && err != nil {
 				return err
 			}
+			a.unmark(s.Name, act.Host, act.Container)
 			return nil
 		})
 	}()
 	if o.Err != nil {
 		return o
 	}
-	f = a.parallel(ctx, s.Name, removes, func(ctx context.Context, act *plan.Action) error {
+	f = a.parallel(ctx, s.Name, removes, a.removeFn(s))
+	o.Failed, o.Changed = o.Failed+f, o.Changed+len(removes)-f
+	if o.Failed > 0 {
+		o.Err = fmt.Errorf("%d of %d changes failed", o.Failed, planned)
+	}
+	return o
+}
+
+// removeFn returns what removes one instance of s.
+func (a *Applier) removeFn(s *plan.Service) func(context.Context, *plan.Action) error {
+	return func(ctx context.Context, act *plan.Action) error {
 		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "removing: " + strings.Join(act.Reasons, "; "), Begin: true})
 		eng := a.host(act.Host).Engine()
 		if err := eng.Stop(ctx, act.Container, s.StopGrace); err != nil && !errors.Is(err, executor.ErrNotFound) {
@@ -675,14 +716,33 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		if err := eng.Remove(ctx, act.Container, true); err != nil && !errors.Is(err, executor.ErrNotFound) {
 			return err
 		}
+		a.unmark(s.Name, act.Host, act.Container)
 		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "removed", End: true})
 		return nil
-	})
-	o.Failed, o.Changed = o.Failed+f, o.Changed+len(removes)-f
-	if o.Failed > 0 {
-		o.Err = fmt.Errorf("%d of %d changes failed", o.Failed, planned)
 	}
-	return o
+}
+
+// inTheWayOf splits removes into those of a host and slot that another
+// action changes, and the rest.
+func inTheWayOf(actions, removes []*plan.Action) (inTheWay, rest []*plan.Action) {
+	type place struct {
+		host string
+		slot int
+	}
+	changed := map[place]bool{}
+	for _, act := range actions {
+		if act.Kind != plan.Remove && act.Kind != plan.Unchanged {
+			changed[place{act.Host, act.Slot}] = true
+		}
+	}
+	for _, act := range removes {
+		if changed[place{act.Host, act.Slot}] {
+			inTheWay = append(inTheWay, act)
+		} else {
+			rest = append(rest, act)
+		}
+	}
+	return inTheWay, rest
 }
 
 // onHost names the host of err, unless err names it already.
@@ -745,7 +805,8 @@ func oldOf(done []*change) []*plan.Action {
 func previousRevision(sp *plan.ServicePlan) int {
 	prev := 0
 	for _, a := range sp.Actions {
-		if a.Revision != sp.Revision && a.Revision > prev {
+		// What is removed is not gone back to.
+		if a.Kind != plan.Remove && a.Revision != sp.Revision && a.Revision > prev {
 			prev = a.Revision
 		}
 	}
@@ -800,6 +861,7 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 	if err := waitHealthy(ctx, h, id, s, progress, 0); err != nil {
 		return err
 	}
+	a.unmark(s.Name, c.act.Host, id)
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: fmt.Sprintf("healthy (revision %d)", sp.Revision), End: true})
 	if c.oldID != "" && startFirst {
 		c.oldStop = true
@@ -838,6 +900,9 @@ func (a *Applier) update(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 		return errors.New("it has no limit now where the plan saw one (changed by hand since?); a limit set in place could not be lifted by a rollback: run fleet plan again")
 	}
 	c.was = before
+	if err := h.MarkUnchecked(ctx, a.Project.Name, id, true); err != nil {
+		return err
+	}
 	// Marked before asking: an interrupted request may still be carried
 	// out.
 	c.updated = true
@@ -858,8 +923,24 @@ func (a *Applier) update(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 	if err := waitHealthy(ctx, h, id, s, progress, restarts); err != nil {
 		return err
 	}
+	a.unmark(s.Name, c.act.Host, id)
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "updated in place, healthy", End: true})
 	return nil
+}
+
+// unmark takes away the mark of a container as not yet seen healthy: it
+// was seen healthy, or it is gone, or back as it was. It is done even
+// when the run was interrupted; where it fails, the next run makes the
+// container anew, which costs a restart and loses nothing.
+func (a *Applier) unmark(service, host, id string) {
+	if id == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), markTimeout)
+	defer cancel()
+	if err := a.host(host).MarkUnchecked(ctx, a.Project.Name, id, false); err != nil {
+		a.event(Event{Service: service, Host: host, What: "the mark of a container as not yet healthy stays (the next apply makes it anew)", Err: err})
+	}
 }
 
 // undoing says what undoing the change does, for progress output.
@@ -881,8 +962,11 @@ func (a *Applier) revert(s *plan.Service, c *change) error {
 	if !c.touched() {
 		// Nothing to put back: a new container made ahead goes.
 		<-c.created
-		if c.newID != "" {
-			eng.Remove(ctx, c.newID, true)
+		if c.newID != "" && eng.Remove(ctx, c.newID, true) == nil {
+			a.unmark(s.Name, c.act.Host, c.newID)
+		}
+		if c.inPlace {
+			a.unmark(s.Name, c.act.Host, c.act.Container) // marked, never changed
 		}
 		return nil
 	}
@@ -916,6 +1000,13 @@ func (a *Applier) revert(s *plan.Service, c *change) error {
 	if err != nil {
 		a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: c.undoing() + " failed", Err: err})
 		return err
+	}
+	// What this run marked is gone, or back as it was before.
+	switch {
+	case c.inPlace:
+		a.unmark(s.Name, c.act.Host, c.act.Container)
+	case c.newID != "" && !(c.oldGone && c.err == nil):
+		a.unmark(s.Name, c.act.Host, c.newID)
 	}
 	what := "removed the failed new container"
 	switch {

@@ -39,18 +39,24 @@ type Engine interface {
 	Exec(ctx context.Context, id string, argv []string, stdout, stderr io.Writer) (exitCode int, err error)
 }
 
-// Host is one host as a rollout drives it: its engine, and a way to reach
-// a container's own address from the host's side, which an HTTP or TCP
-// health check takes.
+// Host is one host as a rollout drives it: its engine, a way to reach a
+// container's own address from the host's side, which an HTTP or TCP
+// health check takes, and the marks of containers not yet seen healthy
+// (see unchecked.go).
 type Host interface {
 	Engine() Engine
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	MarkUnchecked(ctx context.Context, project, id string, unchecked bool) error
 }
 
 // connHost is a host reached over SSH by the executor.
 type connHost struct{ *executor.Conn }
 
 func (h connHost) Engine() Engine { return h.Conn.Engine() }
+
+func (h connHost) MarkUnchecked(ctx context.Context, project, id string, unchecked bool) error {
+	return markUnchecked(ctx, h.Conn, project, id, unchecked)
+}
 
 // HostsOf returns the hosts of a fleet's connections, by name.
 func HostsOf(conns map[string]*executor.Conn) map[string]Host {

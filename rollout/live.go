@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -33,9 +34,12 @@ func Target(h *inventory.Host) executor.Target {
 // Fleet is a run's connections to the hosts that answered, and why the
 // others did not.
 type Fleet struct {
-	Conns       map[string]*executor.Conn
-	States      map[string]*executor.HostState
-	Recorded    map[string]map[string]plan.Recorded // by host, then service
+	Conns    map[string]*executor.Conn
+	States   map[string]*executor.HostState
+	Recorded map[string]map[string]plan.Recorded // by host, then service
+	// Unchecked holds, by host, the IDs of the containers marked as not
+	// yet seen healthy.
+	Unchecked   map[string]map[string]bool
 	Unreachable map[string]string
 	// Faults names what is wrong with a host in Unreachable that answered
 	// over SSH but whose engine cannot be used ("engine down", "no
@@ -54,27 +58,39 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 		targets[i] = Target(h)
 	}
 	type read struct {
-		conn     *executor.Conn
-		state    *executor.HostState
-		recorded map[string]plan.Recorded
+		conn         *executor.Conn
+		state        *executor.HostState
+		recorded     map[string]plan.Recorded
+		unchecked    map[string]bool
+		uncheckedErr error
 	}
 	results, err := executor.Map(ctx, ex, targets, "reading state", func(ctx context.Context, c *executor.Conn) (read, error) {
-		// The history is read beside the engine's state, over the same
-		// connection; a host whose history cannot be read is still
-		// planned, from its containers alone.
-		done := make(chan map[string]plan.Recorded, 1)
+		// The history and the marks are read beside the engine's state,
+		// over the same connection; a host whose history cannot be read
+		// is still planned, from its containers alone.
+		r := read{conn: c}
+		done := make(chan struct{})
 		go func() {
-			rec, _ := recorded(ctx, c, project)
-			done <- rec
+			defer close(done)
+			r.recorded, _ = recorded(ctx, c, project)
+			r.unchecked, r.uncheckedErr = readUnchecked(ctx, c, project)
 		}()
 		st, err := c.Engine().State(ctx, project)
-		return read{c, st, <-done}, err
+		<-done
+		r.state = st
+		if err == nil && r.uncheckedErr != nil {
+			// Without them, a container nobody saw healthy would pass
+			// for a good one.
+			err = fmt.Errorf("reading which containers are not yet seen healthy: %w", r.uncheckedErr)
+		}
+		return r, err
 	})
 	if err != nil && ctx.Err() != nil {
 		return nil, err
 	}
 	f := &Fleet{Conns: map[string]*executor.Conn{}, States: map[string]*executor.HostState{},
-		Recorded: map[string]map[string]plan.Recorded{}, Unreachable: map[string]string{}, Faults: map[string]string{}}
+		Recorded: map[string]map[string]plan.Recorded{}, Unchecked: map[string]map[string]bool{},
+		Unreachable: map[string]string{}, Faults: map[string]string{}}
 	for i, r := range results {
 		name := targets[i].Name
 		if r.Err != nil {
@@ -98,6 +114,7 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 		f.Conns[name] = r.Value.conn
 		f.States[name] = r.Value.state
 		f.Recorded[name] = r.Value.recorded
+		f.Unchecked[name] = r.Value.unchecked
 	}
 	return f, nil
 }
@@ -119,7 +136,9 @@ func (f *Fleet) Live(project string) plan.Live {
 			}
 		}
 		for _, c := range st.Containers {
-			lh.Containers = append(lh.Containers, liveContainer(project, c))
+			lc := liveContainer(project, c)
+			lc.Unchecked = f.Unchecked[name][c.ID]
+			lh.Containers = append(lh.Containers, lc)
 		}
 		live.Hosts[name] = lh
 	}

@@ -56,7 +56,8 @@ var ErrHang = errors.New("hang until the context ends")
 type Call struct {
 	Host string
 	// Op is create, start, stop, remove, inspect, update, ensure-network,
-	// ensure-volume, image-inspect, pull or exec.
+	// ensure-volume, image-inspect, pull or exec; or mark or unmark, for
+	// the host's marks of containers not yet seen healthy.
 	Op string
 	// ID is the container's ID, the image's reference, or the network's
 	// or volume's name.
@@ -102,6 +103,7 @@ type fakeHost struct {
 	images     map[string]string // reference → ID
 	networks   map[string]bool
 	volumes    map[string]bool
+	unchecked  map[string]bool // marked container IDs, by project
 }
 
 type container struct {
@@ -115,7 +117,7 @@ func New(hosts ...string) *Fleet {
 	f := &Fleet{hosts: map[string]*fakeHost{}, registry: map[string]bool{}, mostDown: map[string]int{}}
 	for _, name := range hosts {
 		f.hosts[name] = &fakeHost{f: f, name: name, containers: map[string]*container{}, images: map[string]string{},
-			networks: map[string]bool{"bridge": true}, volumes: map[string]bool{}}
+			networks: map[string]bool{"bridge": true}, volumes: map[string]bool{}, unchecked: map[string]bool{}}
 	}
 	return f
 }
@@ -172,7 +174,8 @@ func (f *Fleet) Read(project string) *rollout.Fleet {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rf := &rollout.Fleet{Conns: map[string]*executor.Conn{}, States: map[string]*executor.HostState{},
-		Recorded: map[string]map[string]plan.Recorded{}, Unreachable: map[string]string{}, Faults: map[string]string{}}
+		Recorded: map[string]map[string]plan.Recorded{}, Unchecked: map[string]map[string]bool{},
+		Unreachable: map[string]string{}, Faults: map[string]string{}}
 	for name, h := range f.hosts {
 		st := &executor.HostState{Host: name, Facts: executor.Facts{CPUs: 2, MemTotal: 8 << 30, MemAvailable: 4 << 30},
 			Images: maps.Clone(h.images)}
@@ -182,6 +185,12 @@ func (f *Fleet) Read(project string) *rollout.Fleet {
 			}
 		}
 		rf.States[name] = st
+		rf.Unchecked[name] = map[string]bool{}
+		for key := range h.unchecked {
+			if p, id, _ := strings.Cut(key, "\x00"); p == project {
+				rf.Unchecked[name][id] = true
+			}
+		}
 	}
 	return rf
 }
@@ -389,6 +398,38 @@ func (h *fakeHost) Engine() rollout.Engine { return h }
 // are checked by the Docker health check kind, a command, or not at all.
 func (h *fakeHost) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	return nil, &executor.HostError{Host: h.name, Op: "dialing " + addr, Err: errors.New("the fake fleet has no network")}
+}
+
+// MarkUnchecked keeps the host's marks in memory; they outlive a rollout
+// as files do on a real host.
+func (h *fakeHost) MarkUnchecked(ctx context.Context, project, id string, unchecked bool) error {
+	op := "unmark"
+	if unchecked {
+		op = "mark"
+	}
+	return h.call(ctx, op, id, func() error {
+		if unchecked {
+			h.unchecked[project+"\x00"+id] = true
+		} else {
+			delete(h.unchecked, project+"\x00"+id)
+		}
+		return nil
+	})
+}
+
+// Unchecked returns the IDs of the containers of project marked as not yet
+// seen healthy on a host.
+func (f *Fleet) Unchecked(host, project string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for key := range f.hosts[host].unchecked {
+		if p, id, _ := strings.Cut(key, "\x00"); p == project {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func (h *fakeHost) Create(ctx context.Context, spec executor.ContainerSpec) (string, error) {

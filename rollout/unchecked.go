@@ -1,0 +1,86 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/fleetdeploy/fleet/executor"
+)
+
+// A run marks on a host each container it is about to start or change in
+// place, before it does, and takes the mark away once the container has
+// passed its health check, or is gone. A mark that outlives its run (the
+// run was killed, or lost the host, in the middle of a step) says that
+// nobody saw that container healthy: the next plan does not trust it
+// (see plan.LiveContainer.Unchecked). The marks live beside the history,
+// one empty file per container, named by its ID.
+
+func uncheckedDir(c *executor.Conn, project string) string {
+	return path.Join(StateDir(c, project), "unchecked")
+}
+
+// markUnchecked marks or unmarks container id on c.
+func markUnchecked(ctx context.Context, c *executor.Conn, project, id string, unchecked bool) error {
+	if !containerID(id) {
+		return fmt.Errorf("host %s: %q is no container ID", c.Host(), id)
+	}
+	dir := uncheckedDir(c, project)
+	file := path.Join(dir, id)
+	if !unchecked {
+		if err := c.RemoveAll(ctx, file); err != nil {
+			return fmt.Errorf("host %s: taking away the mark of %s as not yet healthy: %w", c.Host(), shortID(id), err)
+		}
+		return nil
+	}
+	err := c.MkdirAll(ctx, dir)
+	if err == nil {
+		err = c.WriteFile(ctx, file, strings.NewReader(""), 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("host %s: marking %s as not yet healthy: %w", c.Host(), shortID(id), err)
+	}
+	return nil
+}
+
+// readUnchecked reads which containers of the project are marked on c.
+func readUnchecked(ctx context.Context, c *executor.Conn, project string) (map[string]bool, error) {
+	names, err := c.ReadDir(ctx, uncheckedDir(c, project))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	marked := map[string]bool{}
+	for _, name := range names {
+		if containerID(name) {
+			marked[name] = true
+		}
+	}
+	return marked, nil
+}
+
+// containerID reports whether id looks like an engine's container ID: it
+// names a file on the host, so nothing else may pass.
+func containerID(id string) bool {
+	if len(id) < 12 || len(id) > 128 {
+		return false
+	}
+	for _, r := range id {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func shortID(id string) string { return id[:min(12, len(id))] }
+
+// markTimeout bounds taking a mark away, which is done even after an
+// interruption.
+const markTimeout = 30 * time.Second

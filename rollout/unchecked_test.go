@@ -1,0 +1,116 @@
+package rollout_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/rollout/rollouttest"
+)
+
+// killAt makes every engine call fail from the first that matches on, as
+// if the run were killed there: nothing it asks for afterwards, its undo
+// included, reaches a host. It returns what revives the hosts for the
+// next run.
+func (w *world) killAt(match func(rollouttest.Call) bool) (revive func()) {
+	var dead atomic.Bool
+	w.f.Hook = func(c rollouttest.Call) error {
+		if dead.Load() || match(c) {
+			dead.Store(true)
+			return errors.New("killed")
+		}
+		return nil
+	}
+	return func() { w.f.Hook = nil }
+}
+
+// TestKilledMidStepIsNotTrusted: a run killed while its new container
+// waits for its health check leaves that container running, never seen
+// healthy, beside the stopped one it replaces. The next run does not take
+// it for a good instance: it removes it first, puts the release through
+// the health gate again from the stopped one, and, the release being
+// sick, rolls every host back to it.
+func TestKilledMidStepIsNotTrusted(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		behavior string
+		revs     []int
+		err      string
+	}{
+		{"a sick release", "unhealthy", []int{1, 1, 1, 1, 1}, "rolled back to revision 1"},
+		{"a good one", "healthy-after=2", []int{3, 3, 3, 3, 3}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.deploy(release{})
+			revive := w.killAt(func(call rollouttest.Call) bool { return call.Is("inspect", "web", 2) && call.Host == "h1" })
+			w.apply(context.Background(), release{version: "2", behavior: c.behavior}, nil)
+			revive()
+			if got := w.instances("web")["h1"]; got != "r1 exited + r2 running" {
+				t.Fatalf("h1 after the kill: %s, want the old container stopped and the new one running", got)
+			}
+			if len(w.f.Unchecked("h1", "shop")) == 0 {
+				t.Fatal("the new container on h1 is not marked as never seen healthy")
+			}
+
+			_, p := w.plan(release{version: "2", behavior: c.behavior}.String())
+			sp := p.Services[0]
+			if sp.Revision != 3 || !sp.NewRevision {
+				t.Errorf("the next plan deploys revision %d (new: %v), want a new revision 3", sp.Revision, sp.NewRevision)
+			}
+			var onH1 []string
+			for _, a := range sp.Actions {
+				if a.Host == "h1" {
+					onH1 = append(onH1, string(a.Kind)+" r"+strconv.Itoa(a.Revision)+": "+strings.Join(a.Reasons, "; "))
+				}
+			}
+			if len(onH1) != 2 || !slices.ContainsFunc(onH1, func(s string) bool {
+				return strings.HasPrefix(s, "remove r2: never seen healthy")
+			}) || !slices.ContainsFunc(onH1, func(s string) bool { return strings.HasPrefix(s, "replace r1") }) {
+				t.Errorf("the plan for h1:\n%s\nwant the unchecked r2 removed and r1 replaced", strings.Join(onH1, "\n"))
+			}
+
+			r := w.apply(context.Background(), release{version: "2", behavior: c.behavior}, nil)
+			err := r.res.Err()
+			switch {
+			case c.err == "" && err != nil:
+				t.Errorf("the rerun failed: %v", err)
+			case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+				t.Errorf("the rerun ended with %v, want %q", err, c.err)
+			}
+			w.wantInstances("web", revisions(c.revs...))
+			for _, h := range webHosts {
+				if ids := w.f.Unchecked(h, "shop"); len(ids) > 0 {
+					t.Errorf("%s still has marks %v", h, ids)
+				}
+			}
+		})
+	}
+}
+
+// TestAnUncheckedLoneInstanceIsMadeAnew: an instance never seen healthy
+// with nothing older beside it (a first deploy killed mid-gate) is
+// replaced, not trusted.
+func TestAnUncheckedLoneInstanceIsMadeAnew(t *testing.T) {
+	w := newWorld(t)
+	revive := w.killAt(func(call rollouttest.Call) bool { return call.Is("inspect", "web", 1) && call.Host == "h1" })
+	w.apply(context.Background(), release{behavior: "healthy-after=2"}, nil)
+	revive()
+	_, p := w.plan(release{behavior: "healthy-after=2"}.String())
+	for _, a := range p.Services[0].Actions {
+		if a.Host == "h1" && (a.Kind != plan.Replace || !strings.Contains(strings.Join(a.Reasons, "; "), "never seen healthy")) {
+			t.Errorf("h1: %s %v, want a replacement of the instance never seen healthy", a.Kind, a.Reasons)
+		}
+	}
+	w.deploy(release{behavior: "healthy-after=2"})
+	for _, h := range webHosts {
+		if ids := w.f.Unchecked(h, "shop"); len(ids) > 0 {
+			t.Errorf("%s still has marks %v", h, ids)
+		}
+	}
+}
