@@ -376,6 +376,8 @@ type change struct {
 	// step need not wait for its graceful stop.
 	stopping chan struct{}
 	err      error
+	// backErr is why a failed change could not be undone.
+	backErr error
 }
 
 // touched reports whether the change did anything to the instance: a
@@ -626,7 +628,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "failed", Err: c.err, End: true})
 			// The failed instance goes back at once: the service never has
 			// more instances down than the step allows.
-			a.revert(s, c)
+			c.backErr = a.revert(s, c)
 		}
 		if ctx.Err() != nil {
 			o.Err = fmt.Errorf("interrupted after step %d of %d: the step in flight was finished or undone; run fleet apply again to go on", n+1, len(steps))
@@ -656,12 +658,12 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 					back += ", and those updated in place on their previous limits and restart policy"
 				}
 				for _, c := range notBack {
-					back += fmt.Sprintf("; %s/%d could not be put back: %v", c.act.Host, c.act.Slot, c.err)
+					back += fmt.Sprintf("; %s/%d could not be put back: %s", c.act.Host, c.act.Slot, instanceError(c, c.err))
 				}
-				o.Err = fmt.Errorf("%s; %s", failedInstances(failures, total), back)
+				o.Err = fmt.Errorf("%s; %s%s", failedInstances(failures, total), back, notPutBack(failures))
 			case "pause":
 				o.Paused = true
-				o.Err = fmt.Errorf("%s; paused after step %d of %d (failure_action: pause): fix the cause and run fleet apply to go on, or fleet rollback %s", failedInstances(failures, total), n+1, len(steps), s.Name)
+				o.Err = fmt.Errorf("%s%s; paused after step %d of %d (failure_action: pause): fix the cause and run fleet apply to go on, or fleet rollback %s", failedInstances(failures, total), notPutBack(failures), n+1, len(steps), s.Name)
 			}
 			if o.Err != nil {
 				break
@@ -676,7 +678,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		if s.Update.FailureAction != "continue" {
 			policy = "within what failure_action: " + s.Update.FailureAction + " allows"
 		}
-		o.Err = fmt.Errorf("%s (%s, max_failure_ratio %g)", failedInstances(failures, total), policy, s.Update.MaxFailureRatio)
+		o.Err = fmt.Errorf("%s (%s, max_failure_ratio %g)%s", failedInstances(failures, total), policy, s.Update.MaxFailureRatio, notPutBack(failures))
 	}
 	// The old containers of what succeeded are not needed any more; they
 	// go while the revision is recorded and the next service starts.
@@ -764,9 +766,28 @@ func failedInstances(failures []*change, total int) string {
 			why = append(why, fmt.Sprintf("and %d more", len(failures)-i))
 			break
 		}
-		why = append(why, fmt.Sprintf("%s/%d: %s", c.act.Host, c.act.Slot, strings.TrimPrefix(c.err.Error(), "host "+c.act.Host+": ")))
+		why = append(why, fmt.Sprintf("%s/%d: %s", c.act.Host, c.act.Slot, instanceError(c, c.err)))
 	}
 	return fmt.Sprintf("%d of %d instances failed (%s)", len(failures), total, strings.Join(why, "; "))
+}
+
+// notPutBack says which failed instances could not be put back, and why:
+// such an instance is not on its previous container, whatever the
+// service's outcome says.
+func notPutBack(failures []*change) string {
+	var b strings.Builder
+	for _, c := range failures {
+		if c.backErr != nil {
+			fmt.Fprintf(&b, "; %s/%d could not be put back: %s", c.act.Host, c.act.Slot, instanceError(c, c.backErr))
+		}
+	}
+	return b.String()
+}
+
+// instanceError is err on one line, without the host that the instance
+// names already.
+func instanceError(c *change, err error) string {
+	return strings.ReplaceAll(strings.ReplaceAll(err.Error(), "host "+c.act.Host+": ", ""), "\n", "; ")
 }
 
 // progress returns what tells displays how the work on an instance is

@@ -114,3 +114,23 @@ func TestAnUncheckedLoneInstanceIsMadeAnew(t *testing.T) {
 		}
 	}
 }
+
+// TestAFailedInstanceNotPutBackIsSaid: an instance that fails its step and
+// then cannot be put back (its host went away, say) is named in the
+// outcome, which does not pass for a clean rollback.
+func TestAFailedInstanceNotPutBackIsSaid(t *testing.T) {
+	w := newWorld(t)
+	w.deploy(release{})
+	w.f.Hook = func(c rollouttest.Call) error {
+		if c.Host == "h1" && c.Is("start", "web", 1) {
+			return errors.New("connection lost")
+		}
+		return nil
+	}
+	r := w.apply(context.Background(), release{version: "2", behavior: "crash@h1"}, nil)
+	w.f.Hook = nil
+	err := r.res.Err()
+	if err == nil || !strings.Contains(err.Error(), "h1/1 could not be put back: ") || !strings.Contains(err.Error(), "connection lost") {
+		t.Errorf("outcome: %v, want it to say that h1/1 could not be put back, and why", err)
+	}
+}
