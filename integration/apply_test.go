@@ -33,10 +33,7 @@ func rollProject(version, extra string) string {
 // of the same project starts from nothing.
 func cleanupProject(t *testing.T, name string) {
 	t.Cleanup(func() {
-		eachHost(t, func(h *testfleet.Host) error {
-			_, err := h.Run(context.Background(), "sh", "-c", "docker ps -aq --filter label=fleet.project="+name+" | xargs -r docker rm -f; rm -rf /var/lib/fleet/"+name)
-			return err
-		})
+		eachHost(t, func(h *testfleet.Host) error { return h.RemoveProject(context.Background(), name) })
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os/exec"
 	"path/filepath"
@@ -37,11 +38,11 @@ func failProject(version, extra, par, action string) string {
 func containersPerHost(t *testing.T, project string) map[string]int {
 	counts := map[string]int{}
 	for _, h := range fleet.Hosts {
-		out, err := h.Run(context.Background(), "docker", "ps", "-aq", "--filter", "label=fleet.project="+project)
+		ids, err := h.ContainersOf(context.Background(), "fleet.project="+project)
 		if err != nil {
 			t.Fatal(err)
 		}
-		counts[h.Name] = len(strings.Fields(string(out)))
+		counts[h.Name] = len(ids)
 	}
 	return counts
 }
@@ -132,6 +133,39 @@ func TestKilledAtAnyMomentConverges(t *testing.T) {
 			eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", v) })
 		})
 	}
+}
+
+// TestKilledSickReleaseIsNotTrusted: fleet killed while a sick release
+// waits for its health check leaves the step's new containers running,
+// never seen healthy. The next apply does not count them as deployed: it
+// removes them, tries the release again from the containers they were to
+// replace, finds it sick and rolls every host back. Every host serves the
+// old version afterwards, and no mark is left behind.
+func TestKilledSickReleaseIsNotTrusted(t *testing.T) {
+	ctx := context.Background()
+	cleanupProject(t, "fail")
+	p := newProject(t, failProject("1", "", "2", "rollback"))
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p.write(failProject("2", "HELLO_MODE: unhealthy", "2", "rollback"))
+	killAt(t, p, `"what":"waiting for its health check"`)
+
+	p.expect(0, []string{"never seen healthy: left by a run that ended before its health check passed"}, "plan")
+	p.expect(3, []string{"rolled back to revision 1"}, "apply", "--yes")
+	for host, n := range containersPerHost(t, "fail") {
+		if n != 1 {
+			t.Errorf("%s has %d containers of the project, want exactly 1", host, n)
+		}
+	}
+	eachHost(t, func(h *testfleet.Host) error {
+		if err := serving(ctx, h.Addr+":8094", "1"); err != nil {
+			return err
+		}
+		out, err := h.Run(ctx, "sh", "-c", "ls -A /var/lib/fleet/fail/unchecked 2>/dev/null || true")
+		if err == nil && len(bytes.TrimSpace(out)) > 0 {
+			err = fmt.Errorf("marks left behind: %s", out)
+		}
+		return err
+	})
 }
 
 // killAt runs "fleet --json apply --yes" on p and kills it with SIGKILL as

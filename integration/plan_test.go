@@ -49,10 +49,13 @@ func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
 type project struct {
 	t   *testing.T
 	dir string
+	// inventory is the inventory file the project runs with: the fleet's,
+	// unless a test gives it one of its own.
+	inventory string
 }
 
 func newProject(t *testing.T, fleetYAML string) *project {
-	p := &project{t: t, dir: t.TempDir()}
+	p := &project{t: t, dir: t.TempDir(), inventory: fleet.Inventory}
 	p.write(fleetYAML)
 	return p
 }
@@ -70,7 +73,7 @@ func (p *project) run(args ...string) (stdout, stderr string, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, fleetBin, append([]string{"--ssh-config", "none", "--no-color",
-		"-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory}, args...)...)
+		"-f", filepath.Join(p.dir, "fleet.yaml"), "-i", p.inventory}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -90,7 +93,7 @@ func (p *project) runTTY(args ...string) (screen string, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	line, err := executor.ShellJoin(append([]string{fleetBin, "--ssh-config", "none",
-		"-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory}, args...))
+		"-f", filepath.Join(p.dir, "fleet.yaml"), "-i", p.inventory}, args...))
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -71,7 +73,7 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 		p = r.saved.Plan
 		fresh := s.plan(serviceNames(p), r.reschedule)
 		if stale := staleHosts(p, fresh); len(stale) > 0 {
-			return fmt.Errorf("%s is stale: the live state of %s changed since it was made; make a new one with fleet plan -o", r.file, strings.Join(stale, ", "))
+			return staleError(r.file, stale, fresh)
 		}
 	} else {
 		p = s.plan(r.services, r.reschedule)
@@ -140,7 +142,14 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 	}
 	summarize(g, out, res)
 	if err := lock.Err(); err != nil {
-		return err
+		var lost *rollout.LockLostError
+		if !res.RolledBack() || !errors.As(err, &lost) || lost.Holder != nil || lost.BrokenBy != nil {
+			return err
+		}
+		// A lease that could not be renewed on a host that went away
+		// while the rollout failed and was rolled back: the rollback's
+		// outcome says more, and the lock is said beside it.
+		fmt.Fprintln(out.stderr, "fleet: warning: "+err.Error())
 	}
 	if res.RolledBack() {
 		return silentError{3, "the rollout failed and was rolled back: " + res.Err().Error()}
@@ -217,6 +226,25 @@ func serviceNames(p *plan.Plan) []string {
 		names = append(names, sp.Name)
 	}
 	return names
+}
+
+// staleError says that a saved plan no longer fits the fleet, and why for
+// each host that cannot be read now (a changed host key, say); nothing
+// was changed.
+func staleError(file string, stale []string, now *plan.Plan) error {
+	var why []string
+	for _, u := range now.Unreachable {
+		if slices.Contains(stale, u.Host) {
+			why = append(why, fmt.Sprintf("\n  %s %s: %s", u.Host, u.State, u.Reason))
+		}
+	}
+	if len(why) > 0 {
+		// A host that cannot be read changes the services' actions too;
+		// that is no news of their secrets or files.
+		stale = slices.DeleteFunc(stale, func(s string) bool { return strings.HasSuffix(s, "(its secrets or files)") })
+	}
+	return fmt.Errorf("%s is stale, nothing was changed: the live state of %s is not what it was when the plan was made%s\nmake a new plan with fleet plan -o (once every host answers)",
+		file, strings.Join(stale, ", "), strings.Join(why, ""))
 }
 
 // staleHosts names the hosts whose state differs from when p was made.

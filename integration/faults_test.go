@@ -1,0 +1,255 @@
+package integration
+
+// The fault matrix: each test breaks one thing in the middle of a
+// deploy, as it breaks on real fleets, and checks what a user would: the
+// fleet kept serving, the run's exit code and message name the host and
+// what happened, and the next run converges with nothing lost.
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleet/integration/testfleet"
+)
+
+const faultYAML = `project: fault
+services:
+  web:
+    image: fleet-example/hello:VERSION
+    pull: never
+    ports: ["8096:8080"]
+    healthcheck: {http: /up, port: 8080, interval: 200ms}
+    update: {parallelism: 1, monitor: 0s, healthy_deadline: 10s}
+`
+
+func faultProject(version string) string { return strings.ReplaceAll(faultYAML, "VERSION", version) }
+
+// faultRelease deploys version 1 of the fault project to every host and
+// writes version 2 for the test's apply.
+func faultRelease(t *testing.T) *project {
+	t.Helper()
+	cleanupProject(t, "fault")
+	p := newProject(t, faultProject("1"))
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p.write(faultProject("2"))
+	return p
+}
+
+// converges checks that the next apply (saying want) brings every host to
+// exactly one container of version 2, with nothing left to change.
+func converges(t *testing.T, p *project, want []string) {
+	t.Helper()
+	out := p.expect(0, want, "apply", "--yes")
+	t.Logf("the next apply:\n%s", out)
+	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
+	for host, n := range containersPerHost(t, "fault") {
+		if n != 1 {
+			t.Errorf("%s has %d containers of the project, want exactly 1", host, n)
+		}
+	}
+	eachHost(t, func(h *testfleet.Host) error { return serving(context.Background(), h.Addr+":8096", "2") })
+}
+
+// ownKnownHosts gives p an inventory of its own, the fleet's with a copy
+// of its known_hosts file, and returns that copy's path.
+func ownKnownHosts(t *testing.T, p *project) string {
+	t.Helper()
+	kh := filepath.Join(p.dir, "known_hosts")
+	b, err := os.ReadFile(fleet.KnownHosts)
+	if err == nil {
+		err = os.WriteFile(kh, b, 0o600)
+	}
+	inv, rerr := os.ReadFile(fleet.Inventory)
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.inventory = filepath.Join(p.dir, "inventory.yaml")
+	if err := os.WriteFile(p.inventory, []byte(strings.ReplaceAll(string(inv), fleet.KnownHosts, kh)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return kh
+}
+
+// TestHostKeyChangedBetweenPlanAndApply: a saved plan whose host now
+// presents another key than known_hosts holds is refused as a whole,
+// before any host is touched, naming the host and the changed key; once
+// the key is sorted out, the next apply converges.
+func TestHostKeyChangedBetweenPlanAndApply(t *testing.T) {
+	ctx := context.Background()
+	p := faultRelease(t)
+	kh := ownKnownHosts(t, p)
+	saved := filepath.Join(p.dir, "plan.json")
+	p.expect(0, []string{"5 to replace"}, "plan", "-o", saved)
+
+	good, err := os.ReadFile(kh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := fleet.Hosts[1]
+	other, err := os.ReadFile(changedKeyKnownHosts(t, h2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(good)), "\n") {
+		if !strings.HasPrefix(l, h2.Addr+" ") {
+			lines = append(lines, l)
+		}
+	}
+	lines = append(lines, strings.TrimSpace(strings.Split(string(other), "\n")[1]))
+	if err := os.WriteFile(kh, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	out := p.expect(1, []string{"h2", "HOST KEY CHANGED", "ssh-keygen -R", "nothing was changed"}, "apply", "--yes", saved)
+	t.Logf("apply of the saved plan said:\n%s", out)
+	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8096", "1") })
+
+	if err := os.WriteFile(kh, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	converges(t, p, []string{"5 changed"})
+}
+
+// TestDockerdFrozenMidStep: a host's dockerd that stops answering for
+// 20 s (SIGSTOP) while its instance is being replaced holds that step up
+// and breaks nothing: the fleet keeps serving with at most one instance
+// down, the run ends by itself (done, or rolled back naming the host), and
+// the next apply converges.
+func TestDockerdFrozenMidStep(t *testing.T) {
+	p := faultRelease(t)
+	h3 := fleet.Hosts[2]
+	thaw := func() { h3.Signal("dockerd", syscall.SIGCONT) }
+	t.Cleanup(thaw)
+
+	avail := sampleAvailability(t, "8096")
+	frozen := false
+	run := applyWatching(t, p, func(event string) {
+		if !frozen && strings.Contains(event, `"host":"h3"`) && strings.Contains(event, `"what":"replacing`) {
+			if n, err := h3.Signal("dockerd", syscall.SIGSTOP); err != nil || n != 1 {
+				t.Fatalf("freezing dockerd on h3: %d processes, %v", n, err)
+			}
+			frozen = true
+			time.AfterFunc(20*time.Second, thaw)
+		}
+	})
+	samples, worst := avail()
+	all := run.stdout + run.stderr
+	if !frozen {
+		t.Fatalf("apply never replaced h3's instance:\n%s", all)
+	}
+	code := run.code
+	t.Logf("apply with h3's dockerd frozen for 20 s: exit %d; %d samples, fewest hosts answering %d", code, samples, worst)
+	switch {
+	case code == 3 && !strings.Contains(all, "h3"):
+		t.Errorf("rolled back without naming h3:\n%s", all)
+	case code != 0 && code != 3:
+		t.Errorf("exit %d, want 0 (done once dockerd answered) or 3 (rolled back):\n%s", code, all)
+	}
+	if worst < len(fleet.Hosts)-1 {
+		t.Errorf("only %d of %d hosts answered at one point; parallelism 1 allows %d", worst, len(fleet.Hosts), len(fleet.Hosts)-1)
+	}
+
+	converges(t, p, nil)
+}
+
+// TestHostCutOffMidStep: a host cut off from the network while its
+// instance is being replaced fails its step; the run puts the other hosts
+// back, says which host it could not put back and why, and exits 3; the
+// hosts that answer keep serving throughout. Once the host is back, the
+// next apply does not trust what the cut run left there unchecked, and
+// converges.
+func TestHostCutOffMidStep(t *testing.T) {
+	ctx := context.Background()
+	p := faultRelease(t)
+	h3 := fleet.Hosts[2]
+	healed := false
+	heal := func() {
+		if !healed {
+			healed = true
+			if err := h3.Heal(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(heal)
+
+	avail := sampleAvailability(t, "8096")
+	cut := false
+	run := applyWatching(t, p, func(event string) {
+		if !cut && strings.Contains(event, `"host":"h3"`) && strings.Contains(event, `"what":"waiting for its health check`) {
+			if err := h3.CutOff(ctx); err != nil {
+				t.Fatal(err)
+			}
+			cut = true
+		}
+	})
+	samples, worst := avail()
+	all := run.stdout + run.stderr
+	if !cut {
+		t.Fatalf("apply never waited for h3's health check:\n%s", all)
+	}
+	// The cut host answers nobody; of the others, at most the one in its
+	// step may be down.
+	t.Logf("%d samples, fewest hosts answering %d", samples, worst)
+	if worst < len(fleet.Hosts)-2 {
+		t.Errorf("only %d of %d hosts answered at one point; with h3 cut off, parallelism 1 allows %d", worst, len(fleet.Hosts), len(fleet.Hosts)-2)
+	}
+	if run.code != 3 {
+		t.Errorf("exit %d, want 3 (rolled back):\n%s", run.code, all)
+	}
+	if !strings.Contains(all, "h3/3 could not be put back: ") || !strings.Contains(all, "unreachable") {
+		t.Errorf("the run does not say that h3 could not be put back, and why:\n%s", all)
+	}
+	for _, h := range fleet.Hosts {
+		if h != h3 {
+			if err := serving(ctx, h.Addr+":8096", "1"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+
+	heal()
+	converges(t, p, []string{"never seen healthy"})
+}
+
+// watchedRun is what a watched apply printed, and its exit code.
+type watchedRun struct {
+	stdout, stderr string
+	code           int
+}
+
+// applyWatching runs "fleet --json apply --yes" on p and hands each event
+// it prints to on, as it comes, so that a test can break something at that
+// very moment; it returns once the run has ended.
+func applyWatching(t *testing.T, p *project, on func(event string)) watchedRun {
+	t.Helper()
+	cmd := exec.Command(fleetBin, "--ssh-config", "none", "--json", "-f", filepath.Join(p.dir, "fleet.yaml"), "-i", p.inventory, "apply", "--yes")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var said strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		said.WriteString(sc.Text() + "\n")
+		on(sc.Text())
+	}
+	cmd.Wait()
+	return watchedRun{said.String(), stderr.String(), cmd.ProcessState.ExitCode()}
+}
