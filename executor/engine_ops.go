@@ -259,9 +259,9 @@ func notText(spec ContainerSpec) string {
 	return ""
 }
 
-// shortID is a container ID as docker ps shows it, the first 12 of its 64
+// ShortID is a container ID as docker ps shows it, the first 12 of its 64
 // hex digits, so that a message stays readable; names stay whole.
-func shortID(id string) string {
+func ShortID(id string) string {
 	if len(id) == 64 && strings.Trim(id, "0123456789abcdef") == "" {
 		return id[:12]
 	}
@@ -297,7 +297,7 @@ func (e *Engine) Create(ctx context.Context, spec ContainerSpec) (string, error)
 
 // Start starts a created or stopped container.
 func (e *Engine) Start(ctx context.Context, id string) error {
-	_, err := e.call(ctx, "starting container "+shortID(id), request{method: "POST", path: "/containers/" + url.PathEscape(id) + "/start"})
+	_, err := e.call(ctx, "starting container "+ShortID(id), request{method: "POST", path: "/containers/" + url.PathEscape(id) + "/start"})
 	if isNotModified(err) {
 		return nil
 	}
@@ -312,7 +312,7 @@ func (e *Engine) Stop(ctx context.Context, id string, grace time.Duration) error
 	if grace > 0 {
 		path += "?t=" + strconv.Itoa(int(grace.Round(time.Second)/time.Second))
 	}
-	_, err := e.call(ctx, "stopping container "+shortID(id), request{method: "POST", path: path})
+	_, err := e.call(ctx, "stopping container "+ShortID(id), request{method: "POST", path: path})
 	if isNotModified(err) {
 		return nil
 	}
@@ -323,7 +323,7 @@ func (e *Engine) Stop(ctx context.Context, id string, grace time.Duration) error
 // volumes go with it.
 func (e *Engine) Remove(ctx context.Context, id string, force bool) error {
 	path := "/containers/" + url.PathEscape(id) + "?v=1&force=" + strconv.FormatBool(force)
-	_, err := e.call(ctx, "removing container "+shortID(id), request{method: "DELETE", path: path})
+	_, err := e.call(ctx, "removing container "+ShortID(id), request{method: "DELETE", path: path})
 	var ee *EngineError
 	if errors.As(err, &ee) && ee.Status == http.StatusConflict && strings.Contains(ee.Message, "already in progress") {
 		// A removal asked for by a run that was stopped at once goes
@@ -331,7 +331,7 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) error {
 		for err = nil; err == nil; {
 			select {
 			case <-ctx.Done():
-				return e.c.fail("removing container "+shortID(id), ctx.Err())
+				return e.c.fail("removing container "+ShortID(id), ctx.Err())
 			case <-time.After(100 * time.Millisecond):
 			}
 			_, err = e.Inspect(ctx, id)
@@ -346,7 +346,7 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) error {
 // Inspect reads one container. A missing one is an error matching
 // ErrNotFound.
 func (e *Engine) Inspect(ctx context.Context, id string) (*Container, error) {
-	op := "inspecting container " + shortID(id)
+	op := "inspecting container " + ShortID(id)
 	resps, err := e.call(ctx, op, request{method: "GET", path: "/containers/" + url.PathEscape(id) + "/json"})
 	if err != nil {
 		return nil, err

@@ -216,8 +216,8 @@ func TestEngineErrorNotFound(t *testing.T) {
 func TestShortID(t *testing.T) {
 	id := "c2eaf61a9eb1b0c6608a0242d0dae6689b5ab1722362290c164227b0736a6abc"
 	for in, want := range map[string]string{id: "c2eaf61a9eb1", "shop-web-1-r2-abc123": "shop-web-1-r2-abc123", id[:20]: id[:20]} {
-		if got := shortID(in); got != want {
-			t.Errorf("shortID(%q) = %q, want %q", in, got, want)
+		if got := ShortID(in); got != want {
+			t.Errorf("ShortID(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

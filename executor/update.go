@@ -27,6 +27,6 @@ func (e *Engine) Update(ctx context.Context, id string, cpus float64, memory int
 		}
 		body["RestartPolicy"] = rp
 	}
-	_, err := e.call(ctx, "updating container "+shortID(id), request{method: "POST", path: "/containers/" + url.PathEscape(id) + "/update", body: body})
+	_, err := e.call(ctx, "updating container "+ShortID(id), request{method: "POST", path: "/containers/" + url.PathEscape(id) + "/update", body: body})
 	return err
 }

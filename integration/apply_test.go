@@ -37,6 +37,16 @@ func cleanupProject(t *testing.T, name string) {
 	})
 }
 
+// deployedProject is a project called name, made from fleetYAML and
+// applied to the five hosts, removed from them when the test ends.
+func deployedProject(t *testing.T, name, fleetYAML string) *project {
+	t.Helper()
+	cleanupProject(t, name)
+	p := newProject(t, fleetYAML)
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	return p
+}
+
 // TestRollingUpdate rolls a new version over the five hosts, two at a
 // time, while a client keeps asking every host: never fewer than three
 // answer. Then a crashing release and a never-healthy one are each rolled

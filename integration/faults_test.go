@@ -35,9 +35,7 @@ func faultProject(version string) string { return strings.ReplaceAll(faultYAML, 
 // writes version 2 for the test's apply.
 func faultRelease(t *testing.T) *project {
 	t.Helper()
-	cleanupProject(t, "fault")
-	p := newProject(t, faultProject("1"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p := deployedProject(t, "fault", faultProject("1"))
 	p.write(faultProject("2"))
 	return p
 }

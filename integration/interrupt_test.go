@@ -52,9 +52,7 @@ func containersPerHost(t *testing.T, project string) map[string]int {
 // puts each failed one back.
 func TestFailureActions(t *testing.T) {
 	ctx := context.Background()
-	cleanupProject(t, "fail")
-	p := newProject(t, failProject("1", "", "1", "pause"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p := deployedProject(t, "fail", failProject("1", "", "1", "pause"))
 
 	p.write(failProject("2", "HELLO_MODE: crash", "1", "pause"))
 	p.expect(1, []string{"PAUSED", "paused after step 1 of 5", "fleet apply to go on"}, "apply", "--yes")
@@ -79,9 +77,7 @@ func TestFailureActions(t *testing.T) {
 // converges to exactly one container per host, all on the new version.
 func TestKilledApplyConverges(t *testing.T) {
 	ctx := context.Background()
-	cleanupProject(t, "fail")
-	p := newProject(t, failProject("1", "", "2", "rollback"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p := deployedProject(t, "fail", failProject("1", "", "2", "rollback"))
 
 	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 2s", "2", "rollback"))
 	cmd, out := backgroundApply(t, p)
@@ -107,9 +103,7 @@ func TestKilledApplyConverges(t *testing.T) {
 // parallelism allows.
 func TestKilledAtAnyMomentConverges(t *testing.T) {
 	ctx := context.Background()
-	cleanupProject(t, "fail")
-	p := newProject(t, failProject("1", "", "2", "rollback"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p := deployedProject(t, "fail", failProject("1", "", "2", "rollback"))
 	version := 1
 	for _, moment := range []string{"stopping the old container", "starting the new container", "waiting for its health check", "healthy (revision", "step 2 of"} {
 		t.Run(moment, func(t *testing.T) {
@@ -143,9 +137,7 @@ func TestKilledAtAnyMomentConverges(t *testing.T) {
 // old version afterwards, and no mark is left behind.
 func TestKilledSickReleaseIsNotTrusted(t *testing.T) {
 	ctx := context.Background()
-	cleanupProject(t, "fail")
-	p := newProject(t, failProject("1", "", "2", "rollback"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p := deployedProject(t, "fail", failProject("1", "", "2", "rollback"))
 	p.write(failProject("2", "HELLO_MODE: unhealthy", "2", "rollback"))
 	killAt(t, p, `"what":"waiting for its health check"`)
 
@@ -204,9 +196,7 @@ func killAt(t *testing.T, p *project, marker string) string {
 // every host still serves.
 func TestInterruptedApplyUndoesTheStepInFlight(t *testing.T) {
 	ctx := context.Background()
-	cleanupProject(t, "fail")
-	p := newProject(t, failProject("1", "", "2", "rollback"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p := deployedProject(t, "fail", failProject("1", "", "2", "rollback"))
 
 	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 3s", "2", "rollback"))
 	cmd, out := backgroundApply(t, p)
@@ -216,9 +206,9 @@ func TestInterruptedApplyUndoesTheStepInFlight(t *testing.T) {
 	if err == nil || !strings.Contains(out.String(), "interrupted after step 1") {
 		t.Errorf("interrupted apply: %v\n%s", err, out.String())
 	}
-	for host, n := range containersPerHost(t, "fail") {
-		if n != 1 {
-			t.Errorf("%s has %d containers of the project after the interruption, want 1", host, n)
+	for _, h := range fleet.Hosts {
+		if list, err := containersOf(ctx, h, "fail"); err != nil || len(list) != 1 {
+			t.Errorf("%s has these containers of the project after the interruption, want 1: %q (%v)\nthe apply said:\n%s", h.Name, list, err, out.String())
 		}
 	}
 	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "1") })
@@ -262,9 +252,7 @@ func untilFirstStep(t *testing.T, project string, cmd *exec.Cmd, out *bytes.Buff
 // repairs everything.
 func TestSecondInterruptSaysWhatItLeaves(t *testing.T) {
 	ctx := context.Background()
-	cleanupProject(t, "fail")
-	p := newProject(t, failProject("1", "", "2", "rollback"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p := deployedProject(t, "fail", failProject("1", "", "2", "rollback"))
 
 	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 5s", "2", "rollback"))
 	cmd, out := backgroundApply(t, p)

@@ -109,9 +109,7 @@ func summaryAddsUp(out string, n int) bool {
 // release again, and how to stay.
 func TestPlanSaysARollbackIsUndone(t *testing.T) {
 	ctx := context.Background()
-	cleanupProject(t, "fail")
-	p := newProject(t, failProject("1", "", "2", "rollback"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p := deployedProject(t, "fail", failProject("1", "", "2", "rollback"))
 	p.write(failProject("2", "", "2", "rollback"))
 	p.expect(0, []string{"5 changed"}, "apply", "--yes")
 	p.expect(0, []string{"Rolling web back to revision 1"}, "rollback", "web", "--yes")

@@ -404,17 +404,25 @@ func (a *Applier) create(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 			eng := a.host(act.Host).Engine()
 			c.newID, c.createErr = eng.Create(ctx, spec)
 			if c.createErr == nil {
-				// Marked before it can start: if this run ends before
-				// the container is seen healthy, the next one knows.
-				if err := a.host(act.Host).MarkUnchecked(ctx, a.Project.Name, c.newID, true); err != nil {
+				// Marked before it can start, even if the run is being
+				// interrupted (the undo removes it by its ID): if this run
+				// ends before the container is seen healthy, the next
+				// one knows.
+				mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+				if err := a.host(act.Host).MarkUnchecked(mctx, a.Project.Name, c.newID, true); err != nil {
 					c.createErr = err
 				}
+				cancel()
 			}
 			if c.createErr != nil && (ctx.Err() != nil || c.newID != "") {
 				// A create cut short may still be carried out by the
 				// engine: what it made, if anything, goes.
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-				eng.Remove(rctx, cmp.Or(c.newID, spec.Name), true)
+				if c.newID != "" {
+					eng.Remove(rctx, c.newID, true)
+				} else {
+					removeLate(rctx, eng, spec.Name)
+				}
 				cancel()
 				a.unmark(s.Name, act.Host, c.newID)
 				c.newID = ""
@@ -422,6 +430,22 @@ func (a *Applier) create(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 		}()
 	}
 	return changes
+}
+
+// removeLate removes the container called name that a create cut short
+// may still make: the engine can finish it after the caller gave up, so a
+// removal that finds nothing looks again for a moment.
+func removeLate(ctx context.Context, eng Engine, name string) {
+	for tries := 0; tries < 8; tries++ {
+		if err := eng.Remove(ctx, name, true); !errors.Is(err, executor.ErrNotFound) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // discard removes the new containers of changes that were created for a
@@ -1001,10 +1025,10 @@ func (a *Applier) revert(s *plan.Service, c *change) error {
 		err = restore(ctx, eng, c)
 	case c.oldGone && c.err == nil:
 		// Healthy, and nothing to go back to: it stays.
-		err = fmt.Errorf("its previous container %s is gone, so its new one stays", c.oldID[:min(12, len(c.oldID))])
+		err = fmt.Errorf("its previous container %s is gone, so its new one stays", executor.ShortID(c.oldID))
 	case c.oldGone:
 		err = errors.Join(eng.Remove(ctx, c.newID, true),
-			fmt.Errorf("its previous container %s is gone: fleet apply makes a new one", c.oldID[:min(12, len(c.oldID))]))
+			fmt.Errorf("its previous container %s is gone: fleet apply makes a new one", executor.ShortID(c.oldID)))
 	default:
 		var errs []error
 		if c.newID != "" {

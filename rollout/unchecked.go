@@ -33,7 +33,7 @@ func markUnchecked(ctx context.Context, c *executor.Conn, project, id string, un
 	file := path.Join(dir, id)
 	if !unchecked {
 		if err := c.RemoveAll(ctx, file); err != nil {
-			return fmt.Errorf("host %s: taking away the mark of %s as not yet healthy: %w", c.Host(), shortID(id), err)
+			return fmt.Errorf("host %s: taking away the mark of %s as not yet healthy: %w", c.Host(), executor.ShortID(id), err)
 		}
 		return nil
 	}
@@ -42,7 +42,7 @@ func markUnchecked(ctx context.Context, c *executor.Conn, project, id string, un
 		err = c.WriteFile(ctx, file, strings.NewReader(""), 0o600)
 	}
 	if err != nil {
-		return fmt.Errorf("host %s: marking %s as not yet healthy: %w", c.Host(), shortID(id), err)
+		return fmt.Errorf("host %s: marking %s as not yet healthy: %w", c.Host(), executor.ShortID(id), err)
 	}
 	return nil
 }
@@ -78,8 +78,6 @@ func containerID(id string) bool {
 	}
 	return true
 }
-
-func shortID(id string) string { return id[:min(12, len(id))] }
 
 // markTimeout bounds taking a mark away, which is done even after an
 // interruption.

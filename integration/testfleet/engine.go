@@ -20,9 +20,7 @@ import (
 
 // engine calls the host's dockerd.
 func (h *Host) engine(ctx context.Context, method, path string, v any) error {
-	c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(h.Dir, "run", "docker.sock"))
-	}}}
+	c := dockerClient(filepath.Join(h.Dir, "run", "docker.sock"))
 	defer c.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, method, "http://docker"+path, nil)
 	if err != nil {
@@ -44,6 +42,13 @@ func (h *Host) engine(ctx context.Context, method, path string, v any) error {
 		return json.Unmarshal(body, v)
 	}
 	return nil
+}
+
+// dockerClient speaks HTTP to the dockerd listening on socket.
+func dockerClient(socket string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}}
 }
 
 // ContainersOf returns the IDs of the containers, running or not, that

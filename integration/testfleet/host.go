@@ -359,12 +359,9 @@ func waitFor(ctx context.Context, what string, check func() error) error {
 }
 
 func pingDocker(ctx context.Context, socket string) error {
-	c := http.Client{
-		Timeout: 2 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-		}},
-	}
+	c := dockerClient(socket)
+	c.Timeout = 2 * time.Second
+	defer c.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/_ping", nil)
 	if err != nil {
 		return err
