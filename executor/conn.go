@@ -568,10 +568,20 @@ func (c *Conn) Run(ctx context.Context, cmd Cmd) error {
 		}
 		return c.fail(op, ee)
 	}
-	if dead := c.err(); dead != nil {
-		err = dead
+	return c.fail(op, c.cutShort(err))
+}
+
+// cutShort says why a session ended without an exit status. That is most
+// often its connection ending, whose reason (keepalives unanswered, say)
+// is known a moment after the session sees its end: it is waited for
+// briefly.
+func (c *Conn) cutShort(err error) error {
+	select {
+	case <-c.done:
+		return c.err()
+	case <-time.After(time.Second):
+		return err
 	}
-	return c.fail(op, err)
 }
 
 // Output runs argv on the host and returns its standard output.

@@ -79,8 +79,8 @@ type LiveContainer struct {
 	Status     string // created, running, exited, ...
 	ExitCode   int
 	Created    time.Time
-	// Unchecked marks a container that a run started (or changed in
-	// place) and never saw pass its health check: that run ended first,
+	// Unchecked marks a container that a run created, started or changed
+	// in place and never saw pass its health check: that run ended first,
 	// killed or cut off. It is not trusted as it is.
 	Unchecked bool
 }

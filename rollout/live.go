@@ -137,7 +137,10 @@ func (f *Fleet) Live(project string) plan.Live {
 		}
 		for _, c := range st.Containers {
 			lc := liveContainer(project, c)
-			lc.Unchecked = f.Unchecked[name][c.ID]
+			// One created and never started was never seen healthy
+			// either, marked or not: its run may have ended between its
+			// create and its mark.
+			lc.Unchecked = f.Unchecked[name][c.ID] || c.Status == "created"
 			lh.Containers = append(lh.Containers, lc)
 		}
 		live.Hosts[name] = lh

@@ -93,6 +93,33 @@ func TestKilledMidStepIsNotTrusted(t *testing.T) {
 	}
 }
 
+// TestKilledBetweenCreateAndMark: a run killed after its new container
+// was created but before the container was marked leaves it unmarked;
+// never started, it was never seen healthy either, and the next run does
+// not take it for the revision it was made for.
+func TestKilledBetweenCreateAndMark(t *testing.T) {
+	w := newWorld(t)
+	w.deploy(release{})
+	revive := w.killAt(func(call rollouttest.Call) bool { return call.Is("mark", "web", 2) && call.Host == "h1" })
+	w.apply(context.Background(), release{version: "2", behavior: "unhealthy"}, nil)
+	revive()
+	if got := w.instances("web")["h1"]; !strings.Contains(got, "r2 created") {
+		t.Fatalf("h1 after the kill: %s, want the new container created, not started", got)
+	}
+	if len(w.f.Unchecked("h1", "shop")) != 0 {
+		t.Fatal("the new container on h1 is marked; the kill was to come before its mark")
+	}
+	_, p := w.plan(release{version: "2", behavior: "unhealthy"}.String())
+	if sp := p.Services[0]; sp.Revision != 3 || !sp.NewRevision {
+		t.Errorf("the next plan deploys revision %d (new: %v), want a new revision 3", sp.Revision, sp.NewRevision)
+	}
+	r := w.apply(context.Background(), release{version: "2", behavior: "unhealthy"}, nil)
+	if err := r.res.Err(); err == nil || !strings.Contains(err.Error(), "rolled back to revision 1") {
+		t.Errorf("the rerun ended with %v, want it rolled back to revision 1", err)
+	}
+	w.wantInstances("web", revisions(1, 1, 1, 1, 1))
+}
+
 // TestAnUncheckedLoneInstanceIsMadeAnew: an instance never seen healthy
 // with nothing older beside it (a first deploy killed mid-gate) is
 // replaced, not trusted.
