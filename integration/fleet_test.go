@@ -75,7 +75,7 @@ func runMain(m *testing.M) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var err error
-	fleet, err = testfleet.Up(ctx, testfleet.Options{Name: fleetName, Hosts: fleetHosts, Subnet: fleetSubnet, Log: os.Stderr})
+	fleet, err = testfleet.Up(ctx, testfleet.Options{Name: fleetName, Hosts: fleetHosts, Subnet: fleetSubnet, NATPortsOnly: true, Log: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
 		return 1

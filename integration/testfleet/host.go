@@ -251,7 +251,7 @@ func (h *Host) Heal(ctx context.Context) error {
 
 // StartDocker starts the host's dockerd and waits until it answers.
 func (h *Host) StartDocker(ctx context.Context) error {
-	cmd := h.enter("dockerd",
+	args := []string{
 		"--config-file", filepath.Join(h.Dir, "etc", "daemon.json"),
 		"--host", "unix:///run/docker.sock",
 		"--data-root", "/var/lib/docker",
@@ -260,8 +260,12 @@ func (h *Host) StartDocker(ctx context.Context) error {
 		// Containers and user networks stay in the benchmarking range too.
 		"--bip", "198.19.0.1/24",
 		"--default-address-pool", "base=198.19.128.0/17,size=24",
-		"--cgroup-parent", "/"+h.cgroup()+"/containers",
-	)
+		"--cgroup-parent", "/" + h.cgroup() + "/containers",
+	}
+	if h.fleet.natPortsOnly {
+		args = append(args, "--userland-proxy=false")
+	}
+	cmd := h.enter(append([]string{"dockerd"}, args...)...)
 	if err := h.fleet.spawn(cmd, filepath.Join(h.Dir, "log", "dockerd.log")); err != nil {
 		return err
 	}
