@@ -181,6 +181,12 @@ func typeCheck(t *testing.T, b releaseBuild, goos, goarch string) {
 	defer func(saved build.Context) { build.Default = saved }(build.Default)
 	ctx := build.Default
 	ctx.GOOS, ctx.GOARCH, ctx.CgoEnabled = goos, goarch, !slices.Contains(b.Env, "CGO_ENABLED=0")
+	// A test built with -trimpath does not know where Go is; go does.
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	ctx.GOROOT = strings.TrimSpace(string(goroot))
 	build.Default = ctx
 	pkg, err := ctx.ImportDir(filepath.Join("../..", b.Main), 0)
 	if err != nil {
