@@ -279,13 +279,22 @@ func staleHosts(p, now *plan.Plan) []string {
 	return stale
 }
 
-// actionsOf is what a service's plan does, instance by instance: a
-// secret's new value shows only here, as no hash of it is kept.
+// actionsOf is what a service's plan does to the instances there are: a
+// secret's new value shows only here, as no hash of it is kept. New
+// instances count by their number alone: where they go depends on free
+// memory, which moves from one read to the next, and any place the plan
+// chose is as good.
 func actionsOf(sp *plan.ServicePlan) string {
 	var b strings.Builder
+	creates := 0
 	for _, a := range sp.Actions {
+		if a.Kind == plan.Create {
+			creates++
+			continue
+		}
 		fmt.Fprintf(&b, "%s/%d:%s:%s;", a.Host, a.Slot, a.Kind, strings.Join(a.Reasons, ","))
 	}
+	fmt.Fprintf(&b, "+%d", creates)
 	return b.String()
 }
 

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/fleetdeploy/fleet/plan"
 )
 
 // TestInventoryHash: a saved plan notices a change to any file the
@@ -49,5 +51,32 @@ func TestInventoryHash(t *testing.T) {
 	write("group_vars/web.yml", "role: web\n")
 	if hash("hosts.ini") == f0 {
 		t.Error("group_vars/ beside an inventory file is not in its hash")
+	}
+}
+
+// TestWhereNewInstancesGoDoesNotMakeAPlanStale: placement follows free
+// memory, which moves between two reads of the same fleet; a plan is
+// stale when what it does to the instances there are changes (a secret's
+// new value replaces them), or how many it makes, not where it puts them.
+func TestWhereNewInstancesGoDoesNotMakeAPlanStale(t *testing.T) {
+	made := func(createOn string, replaceWhy string) *plan.Plan {
+		return &plan.Plan{Fingerprints: map[string]string{"h1": "a", "h2": "b"}, Services: []*plan.ServicePlan{{
+			Name: "web", Revision: 2, Spec: "s",
+			Actions: []*plan.Action{
+				{Kind: plan.Replace, Host: "h1", Slot: 1, Reasons: []string{replaceWhy}},
+				{Kind: plan.Create, Host: createOn, Slot: 2, Reasons: []string{"scale to 2 (1 run)"}},
+			},
+		}}}
+	}
+	if stale := staleHosts(made("h1", "image"), made("h2", "image")); len(stale) > 0 {
+		t.Errorf("a new instance placed on another host makes the plan stale: %v", stale)
+	}
+	if stale := staleHosts(made("h1", "image"), made("h1", "secret TOKEN changed")); len(stale) != 1 {
+		t.Errorf("a secret's new value leaves the plan fresh: %v", stale)
+	}
+	fewer := made("h1", "image")
+	fewer.Services[0].Actions = fewer.Services[0].Actions[:1]
+	if stale := staleHosts(made("h1", "image"), fewer); len(stale) != 1 {
+		t.Errorf("one new instance fewer leaves the plan fresh: %v", stale)
 	}
 }
