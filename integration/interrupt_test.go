@@ -195,7 +195,14 @@ func TestInterruptedApplyUndoesTheStepInFlight(t *testing.T) {
 // with its output gathered.
 func backgroundApply(t *testing.T, p *project) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.Command(fleetBin, "--ssh-config", "none", "-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory, "apply", "--yes")
+	return backgroundCommand(t, p, "apply", "--yes")
+}
+
+// backgroundCommand starts fleet with args on p and returns it running,
+// with its output collected.
+func backgroundCommand(t *testing.T, p *project, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(fleetBin, append([]string{"--ssh-config", "none", "-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -97,8 +97,11 @@ func (a *Applier) setFlight(k instanceKey, f flight) {
 // back by a rollback) or not attempted (after a failure, a pause or an
 // interruption).
 type Outcome struct {
-	Service      string
-	Changed      int
+	Service string
+	Changed int
+	// ByKind counts what Changed counts by the kind of change: started,
+	// created, replaced, updated in place, removed.
+	ByKind       map[plan.Kind]int
 	Unchanged    int
 	Failed       int
 	Undone       int
@@ -108,6 +111,18 @@ type Outcome struct {
 	Interrupted  bool
 	Skipped      bool // not attempted: a service before it failed
 	Err          error
+}
+
+// changed counts n changes of kind.
+func (o *Outcome) changed(kind plan.Kind, n int) {
+	if n == 0 {
+		return
+	}
+	if o.ByKind == nil {
+		o.ByKind = map[plan.Kind]int{}
+	}
+	o.ByKind[kind] += n
+	o.Changed += n
 }
 
 // Outcome states, as the revision history records them.
@@ -551,7 +566,8 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	// it may hold the slot's host ports.
 	inTheWay, removes := inTheWayOf(sp.Actions, removes)
 	f := a.parallel(ctx, s.Name, inTheWay, a.removeFn(s))
-	o.Failed, o.Changed = o.Failed+f, o.Changed+len(inTheWay)-f
+	o.Failed += f
+	o.changed(plan.Remove, len(inTheWay)-f)
 	if f > 0 {
 		o.Err = fmt.Errorf("%d of %d copies in the way of a new container could not be removed: nothing else of this service was changed", f, len(inTheWay))
 		return o
@@ -577,7 +593,8 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "started, healthy", End: true})
 		return nil
 	})
-	o.Failed, o.Changed = o.Failed+f, o.Changed+len(starts)-f
+	o.Failed += f
+	o.changed(plan.Start, len(starts)-f)
 	if ctx.Err() != nil {
 		o.Err = errors.New("interrupted: run fleet apply again to go on")
 		return o
@@ -696,7 +713,9 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	}
 	a.discard(s, next)
 	o.Failed += len(failures)
-	o.Changed += len(done)
+	for _, c := range done {
+		o.changed(c.act.Kind, 1)
+	}
 	if o.Err == nil && len(failures) > 0 {
 		policy := "failure_action: continue"
 		if s.Update.FailureAction != "continue" {
@@ -724,7 +743,8 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 		return o
 	}
 	f = a.parallel(ctx, s.Name, removes, a.removeFn(s))
-	o.Failed, o.Changed = o.Failed+f, o.Changed+len(removes)-f
+	o.Failed += f
+	o.changed(plan.Remove, len(removes)-f)
 	if o.Failed > 0 {
 		o.Err = fmt.Errorf("%d of %d changes failed", o.Failed, planned)
 	}

@@ -30,9 +30,18 @@ type applyCmd struct {
 	Reschedule bool          `help:"Place the instances of unreachable hosts on other hosts."`
 	LockWait   time.Duration `placeholder:"D" help:"Wait up to D for another run's deploy lock (default: exit 4 at once)."`
 	Message    string        `short:"m" placeholder:"TEXT" help:"Why: recorded as the change cause of each new revision (default: a summary of the changes)."`
+	Metrics    string        `name:"metrics-file" placeholder:"FILE" help:"Write the run's metrics there for node_exporter's textfile collector, whatever the outcome."`
 }
 
 func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
+	m, err := newMetrics(c.Metrics)
+	if err != nil {
+		return err
+	}
+	return withMetrics(m, c.run(ctx, g, out, m))
+}
+
+func (c *applyCmd) run(ctx context.Context, g *globals, out *output, m *metrics) error {
 	var saved *savedPlan
 	if c.PlanFile != "" {
 		var err error
@@ -49,7 +58,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals, out *output) error {
 	}
 	defer s.close()
 	return s.apply(ctx, g, out, applyRun{saved: saved, file: c.PlanFile, services: c.Service, yes: c.Yes,
-		reschedule: c.Reschedule, lockWait: c.LockWait, cause: c.Message, command: "fleet apply"})
+		reschedule: c.Reschedule, lockWait: c.LockWait, cause: c.Message, command: "fleet apply", metrics: m})
 }
 
 // applyRun is what apply and rollback ask of a session.
@@ -63,6 +72,14 @@ type applyRun struct {
 	cause      string
 	command    string
 	rollback   *plan.RollbackOf // set by fleet rollback, for the record
+	metrics    *metrics
+
+	// Set by fleet reconcile: the plan it made, shown only once the lock
+	// is taken; no progress lines but under -v; and hosts that cannot
+	// be read are no error of the run (their instances are placed on
+	// others where fleet.yaml allows, and the metrics say it).
+	planned *plan.Plan
+	quiet   bool
 }
 
 // apply shows the plan (or checks a saved one), asks, takes the deploy
@@ -72,11 +89,15 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 	if r.saved != nil {
 		p = r.saved.Plan
 		fresh := s.plan(serviceNames(p), r.reschedule)
+		r.metrics.observe(s, fresh)
 		if stale := staleHosts(p, fresh); len(stale) > 0 {
 			return staleError(r.file, stale, fresh)
 		}
+	} else if r.planned != nil {
+		p = r.planned
 	} else {
 		p = s.plan(r.services, r.reschedule)
+		r.metrics.observe(s, p)
 		if !g.JSON {
 			if err := p.Render(out.stdout, g.style(out), g.Verbose); err != nil {
 				return err
@@ -116,19 +137,32 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 	if err != nil {
 		return err
 	}
-	if fresh != p && !g.JSON {
+	switch {
+	case r.planned != nil:
+		if !g.JSON && fresh.Changes() {
+			fresh.Render(out.stdout, g.style(out), g.Verbose)
+		}
+	case fresh != p && !g.JSON:
 		fmt.Fprintln(out.stdout, "\nThe fleet changed while this run waited for the deploy lock; carrying out this plan instead:")
 		fresh.Render(out.stdout, g.style(out), g.Verbose)
 	}
+	if fresh != p {
+		r.metrics.observe(s, fresh)
+	}
 	p = fresh
 	if !p.Changes() {
-		fmt.Fprintln(out.stdout, "No changes left: another run did them.")
+		if r.planned == nil {
+			fmt.Fprintln(out.stdout, "No changes left: another run did them.")
+		}
 		return nil
 	}
 
 	prog := newProgress(g, out)
 	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: prog.event,
 		Who: me.User + "@" + me.Machine, Cause: r.cause, Rollback: r.rollback}
+	if r.quiet && !g.Verbose {
+		a.Events = nil
+	}
 	left := func() []string {
 		return append(a.LeftBehind(), fmt.Sprintf("%s: the deploy lock stays until its lease runs out (within %s); the next fleet apply on this machine takes it over at once",
 			strings.Join(locked, ", "), rollout.DefaultLease))
@@ -141,6 +175,14 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 		return err
 	}
 	summarize(g, out, res)
+	r.metrics.applied(res)
+	if r.metrics != nil {
+		// What runs now, for the metrics: one more round trip per host.
+		if fleet, err := rollout.Read(ctx, s.ex, s.scope, s.project.Name); err == nil {
+			s.fleet = fleet
+			r.metrics.count(s)
+		}
+	}
 	if err := lock.Err(); err != nil {
 		var lost *rollout.LockLostError
 		if !res.RolledBack() || !errors.As(err, &lost) || lost.Holder != nil || lost.BrokenBy != nil {
@@ -156,6 +198,9 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 	}
 	if err := res.Err(); err != nil {
 		return err
+	}
+	if r.planned != nil {
+		return nil
 	}
 	return unreachableError(p, len(s.scope))
 }

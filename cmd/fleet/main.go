@@ -34,6 +34,7 @@ type cli struct {
 	Validate  validateCmd  `cmd:"" help:"Check fleet.yaml and the inventory without contacting any host." example:"fleet validate -f fleet.yaml -i hosts.ini"`
 	Plan      planCmd      `cmd:"" help:"Read every host and show what apply would change, and why." example:"fleet plan --detailed-exitcode -o release.plan"`
 	Apply     applyCmd     `cmd:"" help:"Carry the plan out: rolling, health-gated, rolled back on failure." example:"fleet apply --yes"`
+	Reconcile reconcileCmd `cmd:"" help:"Apply for cron and timers: silent when nothing drifted, repairs what did, writes metrics." example:"fleet reconcile --metrics-file /var/lib/node_exporter/textfile/fleet.prom --max-changes 10 --jitter 1m"`
 	Rollback  rollbackCmd  `cmd:"" help:"Put a service back on an earlier revision: its image and its config, rolled out like any change." example:"fleet rollback web --to 3"`
 	History   historyCmd   `cmd:"" help:"A service's kept revisions, oldest first: when, who, image, change cause, outcome." example:"fleet history web"`
 	Lock      lockCmd      `cmd:"" help:"Show or break the deploy lock." example:"fleet lock status"`
@@ -173,11 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err.Error() != "" {
 			report(stderr, err)
 		}
-		var ec exitCoder
-		if errors.As(err, &ec) {
-			return ec.ExitCode()
-		}
-		return 1
+		return exitCodeOf(err)
 	}
 	return 0
 }

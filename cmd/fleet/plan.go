@@ -20,6 +20,7 @@ type planCmd struct {
 	Out              string   `short:"o" placeholder:"FILE" help:"Save the plan; \"fleet apply FILE\" then does exactly it, or refuses if a host changed since."`
 	Service          []string `placeholder:"SERVICE" help:"Only these services."`
 	Reschedule       bool     `help:"Place the instances of unreachable hosts on other hosts."`
+	Metrics          string   `name:"metrics-file" placeholder:"FILE" help:"Write what the plan found there for node_exporter's textfile collector: drift, hosts, instances, revisions."`
 }
 
 // session is what plan and apply share: both files, the secrets, the
@@ -132,12 +133,24 @@ func (g *globals) style(out *output) plan.Style {
 }
 
 func (c *planCmd) Run(ctx context.Context, g *globals, out *output) error {
+	m, err := newMetrics(c.Metrics)
+	if err != nil {
+		return err
+	}
+	if m != nil {
+		m.changesOK = c.DetailedExitcode
+	}
+	return withMetrics(m, c.run(ctx, g, out, m))
+}
+
+func (c *planCmd) run(ctx context.Context, g *globals, out *output, m *metrics) error {
 	s, err := g.open(ctx, c.Service, true)
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	p := s.plan(c.Service, c.Reschedule)
+	m.observe(s, p)
 	if g.JSON {
 		enc := json.NewEncoder(out.stdout)
 		enc.SetIndent("", "  ")

@@ -2,7 +2,8 @@
 // fleet of 10 real test hosts, side by side, alternating rounds, and
 // prints medians and ratios:
 //
-//   - plan: "fleet plan" on a converged fleet; the floor (one OpenSSH ssh
+//   - plan: "fleet plan" and "fleet reconcile" (what a timer runs) on a
+//     converged fleet; the floor (one OpenSSH ssh
 //     per host, in parallel, running docker ps -aq | xargs docker inspect);
 //     ansible-playbook --check of one equivalent docker_container task
 //     (forks 50, pipelining on).
@@ -110,7 +111,8 @@ func run(rounds, hosts int, only string) error {
 // reading times fleet plan, the floor and ansible-playbook --check on the
 // converged fleet.
 func (b *bench) reading(rounds int) error {
-	var plan, floor, check []time.Duration
+	var plan, reconcile, floor, check []time.Duration
+	prom := filepath.Join(b.dir, "fleet.prom")
 	for i := 0; i < rounds; i++ {
 		plan = append(plan, timed(func() error {
 			out, err := b.fleetCmd("v1", "plan", "--detailed-exitcode")
@@ -119,10 +121,18 @@ func (b *bench) reading(rounds int) error {
 			}
 			return err
 		}))
+		reconcile = append(reconcile, timed(func() error {
+			out, err := b.fleetCmd("v1", "reconcile", "--metrics-file", prom)
+			if err == nil && out != "" {
+				err = fmt.Errorf("fleet reconcile of a converged fleet said something:\n%s", out)
+			}
+			return err
+		}))
 		floor = append(floor, timed(b.floor))
 		check = append(check, b.timedAnsible("converge.yml", "--check", "-e", "version=1"))
 	}
 	row("fleet plan", plan, floor, check)
+	row("fleet reconcile --metrics-file", reconcile, floor, check)
 	row("floor: ssh + docker inspect", floor, floor, check)
 	row("ansible-playbook --check", check, floor, check)
 	return nil
