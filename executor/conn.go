@@ -247,6 +247,7 @@ func (e *Executor) dial(ctx context.Context, t Target) (*Conn, error) {
 		client:      client,
 		via:         via,
 		sessions:    make(chan struct{}, e.opts.SessionsPerHost),
+		pullStall:   e.opts.PullStallTimeout,
 		done:        make(chan struct{}),
 		filesSem:    make(chan struct{}, 1),
 		sftpOpening: make(chan struct{}, 1),
@@ -324,6 +325,8 @@ type Conn struct {
 	fsys     files
 
 	log func(string)
+
+	pullStall time.Duration // see Options.PullStallTimeout
 
 	engineOnce sync.Once
 	engine     *Engine

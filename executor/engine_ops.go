@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -448,7 +449,10 @@ func (e *Engine) Pull(ctx context.Context, ref string, auth *RegistryAuth) error
 		}
 		r.header.Set("X-Registry-Auth", base64.URLEncoding.EncodeToString(j))
 	}
-	err := e.streamProgress(ctx, r)
+	err := e.streamProgress(ctx, r, e.c.pullStall)
+	if errors.Is(err, errStalled) {
+		return e.c.fail(op, fmt.Errorf("no progress for %s: the pull stalled; is the registry %s answering? (--pull-stall-timeout waits longer on a slow link)", e.c.pullStall, ImageRegistry(ref)))
+	}
 	var ee *EngineError
 	if errors.As(err, &ee) {
 		// The pull error names the image itself: the host is all its
@@ -483,16 +487,20 @@ func (e *Engine) Load(ctx context.Context, r io.Reader) error {
 // progress runs a request whose answer is a stream of JSON progress
 // messages, on a stream of its own, and fails on an error message in it.
 func (e *Engine) progress(ctx context.Context, op string, r request) error {
-	if err := e.streamProgress(ctx, r); err != nil {
+	if err := e.streamProgress(ctx, r, 0); err != nil {
 		return e.c.fail(op, err)
 	}
 	return nil
 }
 
+// errStalled is a progress stream that said nothing for its stall time.
+var errStalled = errors.New("no progress")
+
 // streamProgress is progress without the host: the engine's refusals,
 // whether answered with an error status or in the middle of the stream,
-// are an [*EngineError].
-func (e *Engine) streamProgress(ctx context.Context, r request) error {
+// are an [*EngineError]. A stream that says nothing for stall (0: no
+// limit) is ended, with errStalled; ending it ends the engine's work.
+func (e *Engine) streamProgress(ctx context.Context, r request, stall time.Duration) (err error) {
 	ac, err := e.dial(ctx, false)
 	if err != nil {
 		return err
@@ -500,6 +508,21 @@ func (e *Engine) streamProgress(ctx context.Context, r request) error {
 	defer ac.st.Close()
 	stop := context.AfterFunc(ctx, func() { ac.st.Close() })
 	defer stop()
+	var stalled atomic.Bool
+	heard := func() {}
+	if stall > 0 {
+		watchdog := time.AfterFunc(stall, func() {
+			stalled.Store(true)
+			ac.st.Close()
+		})
+		defer watchdog.Stop()
+		heard = func() { watchdog.Reset(stall) }
+	}
+	defer func() {
+		if stalled.Load() && ctx.Err() == nil {
+			err = errStalled
+		}
+	}()
 	hr, err := r.http()
 	if err != nil {
 		return err
@@ -526,6 +549,7 @@ func (e *Engine) streamProgress(ctx context.Context, r request) error {
 		} else if err != nil {
 			return e.streamErr(ctx, ac, err)
 		}
+		heard()
 		if m.Error == "" {
 			m.Error = m.ErrorDetail.Message
 		}

@@ -104,6 +104,10 @@ type Options struct {
 	// 5s and 3, like ServerAliveInterval and ServerAliveCountMax).
 	KeepaliveInterval time.Duration
 	KeepaliveCountMax int
+	// PullStallTimeout ends a pull whose engine reports no progress for
+	// that long: a registry that stopped answering leaves the engine's
+	// pull waiting for ever (default 2m).
+	PullStallTimeout time.Duration
 	// AgentSocket is the ssh-agent to ask for keys; default $SSH_AUTH_SOCK.
 	// "none" disables the agent.
 	AgentSocket string
@@ -141,6 +145,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.KeepaliveCountMax <= 0 {
 		o.KeepaliveCountMax = 3
+	}
+	if o.PullStallTimeout <= 0 {
+		o.PullStallTimeout = 2 * time.Minute
 	}
 	return o
 }

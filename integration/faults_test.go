@@ -263,3 +263,46 @@ func applyWatching(t *testing.T, p *project, on func(event string)) watchedRun {
 	cmd.Wait()
 	return watchedRun{said.String(), stderr.String(), cmd.ProcessState.ExitCode()}
 }
+
+// TestRegistryFrozenDuringPull: a registry that stops answering (SIGSTOP:
+// the kernel still takes connections, nothing answers on them) would
+// hold Docker's pull, and the apply, for ever. The pull is given up once
+// it makes no progress for --pull-stall-timeout, naming the host, the
+// image and the registry; nothing is changed. Once the registry answers
+// again, the next apply pulls and deploys.
+func TestRegistryFrozenDuringPull(t *testing.T) {
+	ctx := context.Background()
+	h := fleet.Hosts[3]
+	if err := h.StartRegistry(ctx, "", "", testfleet.ExampleImage+":2"); err != nil {
+		t.Fatal(err)
+	}
+	defer h.StopRegistry(ctx)
+	ref := "127.0.0.1:5000/" + testfleet.ExampleImage + ":2"
+	defer h.Run(ctx, "docker", "rmi", ref)
+	cleanupProject(t, "frozen")
+	p := newProject(t, `project: frozen
+services:
+  web:
+    image: `+ref+`
+    hosts: `+h.Name+`
+    pull: always
+    ports: ["8096:8080"]
+    healthcheck: {http: /up, port: 8080}
+`)
+	if n, err := h.Signal("docker-registry", syscall.SIGSTOP); err != nil || n != 1 {
+		t.Fatalf("freezing the registry: %d processes, %v", n, err)
+	}
+	thaw := func() { h.Signal("docker-registry", syscall.SIGCONT) }
+	defer thaw()
+	out := p.expect(1, []string{"host " + h.Name, "pulling " + ref, "no progress for 3s", "is the registry 127.0.0.1:5000 answering?"},
+		"apply", "--yes", "--pull-stall-timeout", "3s")
+	t.Logf("with the registry frozen:\n%s", out)
+	if n := containersPerHost(t, "frozen")[h.Name]; n != 0 {
+		t.Errorf("a stalled pull left %d containers", n)
+	}
+	thaw()
+	p.expect(0, []string{"pulled " + ref, "1 changed"}, "apply", "--yes", "--pull-stall-timeout", "3s")
+	if err := serving(ctx, h.Addr+":8096", "2"); err != nil {
+		t.Error(err)
+	}
+}

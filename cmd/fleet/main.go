@@ -59,6 +59,9 @@ type globals struct {
 	// As OpenSSH's ConnectTimeout: how long a host that does not answer
 	// holds a run up before it is named unreachable.
 	ConnectTimeout time.Duration `name:"connect-timeout" env:"FLEET_CONNECT_TIMEOUT" default:"10s" placeholder:"D" help:"Give up on a host that does not answer within D."`
+	// A registry that stops answering mid-pull leaves Docker's pull
+	// waiting for ever.
+	PullStallTimeout time.Duration `name:"pull-stall-timeout" env:"FLEET_PULL_STALL_TIMEOUT" default:"2m" placeholder:"D" help:"Give up on an image pull that makes no progress for D."`
 
 	// stderr is where -v lines go.
 	stderr io.Writer

@@ -100,7 +100,8 @@ func (g *globals) read(ctx context.Context, s *session) error {
 // hosts of inv.
 func (g *globals) executorOptions(inv *inventory.Inventory) executor.Options {
 	return executor.Options{Parallel: g.Parallel, HostKeyPolicy: executor.HostKeyPolicy(g.HostKeys),
-		HashKnownHosts: hashKnownHosts(inv), ConnectTimeout: g.ConnectTimeout, Log: g.verboseLog()}
+		HashKnownHosts: hashKnownHosts(inv), ConnectTimeout: g.ConnectTimeout,
+		PullStallTimeout: g.PullStallTimeout, Log: g.verboseLog()}
 }
 
 // hashKnownHosts follows the user's ssh_config: hosts recorded by
