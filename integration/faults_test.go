@@ -161,6 +161,36 @@ func TestDockerdFrozenMidStep(t *testing.T) {
 	converges(t, p, nil)
 }
 
+// TestSSHDRestartedMidStep: sshd restarted on a host while its instance
+// is being replaced, as a package upgrade restarts it (the listener goes
+// and comes back; the connections it had forked stay), does not disturb
+// the run: it goes on over its open connection and ends done, and the
+// next run connects to the new sshd.
+func TestSSHDRestartedMidStep(t *testing.T) {
+	ctx := context.Background()
+	p := faultRelease(t)
+	h3 := fleet.Hosts[2]
+	restarted := false
+	run := applyWatching(t, p, func(event string) {
+		if !restarted && strings.Contains(event, `"host":"h3"`) && strings.Contains(event, `"what":"replacing`) {
+			if err := h3.StopSSHD(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := h3.StartSSHD(ctx); err != nil {
+				t.Fatal(err)
+			}
+			restarted = true
+		}
+	})
+	if !restarted {
+		t.Fatalf("apply never replaced h3's instance:\n%s", run.stdout+run.stderr)
+	}
+	if run.code != 0 {
+		t.Errorf("apply with h3's sshd restarted in its step: exit %d, want 0\n%s", run.code, run.stdout+run.stderr)
+	}
+	converges(t, p, nil)
+}
+
 // TestHostCutOffMidStep: a host cut off from the network while its
 // instance is being replaced fails its step; the run puts the other hosts
 // back, says which host it could not put back and why, and exits 3 (or,
@@ -286,7 +316,7 @@ services:
     image: `+ref+`
     hosts: `+h.Name+`
     pull: always
-    ports: ["8096:8080"]
+    ports: ["8097:8080"]
     healthcheck: {http: /up, port: 8080}
 `)
 	if n, err := h.Signal("docker-registry", syscall.SIGSTOP); err != nil || n != 1 {
@@ -302,7 +332,7 @@ services:
 	}
 	thaw()
 	p.expect(0, []string{"pulled " + ref, "1 changed"}, "apply", "--yes", "--pull-stall-timeout", "3s")
-	if err := serving(ctx, h.Addr+":8096", "2"); err != nil {
+	if err := serving(ctx, h.Addr+":8097", "2"); err != nil {
 		t.Error(err)
 	}
 }
