@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +37,23 @@ func run(t *testing.T, servers ...*sshtest.Server) []*executor.Conn {
 		conns = append(conns, c)
 	}
 	return conns
+}
+
+// newestGeneration is the number of the newest generation file of the
+// lock on s: a renewal writes the next one before it removes the old.
+func newestGeneration(t *testing.T, s *sshtest.Server) int {
+	t.Helper()
+	names, err := os.ReadDir(lockFiles(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest := 0
+	for _, n := range names {
+		if g, err := strconv.Atoi(strings.TrimSuffix(n.Name(), ".json")); err == nil {
+			newest = max(newest, g)
+		}
+	}
+	return newest
 }
 
 // lockFiles is the lock directory of the test project on s.
@@ -226,11 +244,10 @@ func TestLockLostWhenHostStalls(t *testing.T) {
 				t.Errorf("lost %s after the stall, want within half the lease and one renewal", d)
 			}
 			// The other host is still renewed.
-			before, _ := os.ReadDir(lockFiles(other))
+			before := newestGeneration(t, other)
 			time.Sleep(lease / 2)
-			after, _ := os.ReadDir(lockFiles(other))
-			if len(before) == 0 || len(after) == 0 || before[0].Name() == after[0].Name() {
-				t.Errorf("the other host's lock was not renewed: %v, then %v", before, after)
+			if after := newestGeneration(t, other); after <= before {
+				t.Errorf("the other host's lock was not renewed: generation %d, then %d", before, after)
 			}
 
 			resume()
