@@ -164,23 +164,23 @@ func TestReconcileRepairsDriftAndIsSilentOtherwise(t *testing.T) {
 	}
 }
 
-// TestTwoReconcilesAtOnce: one does the work; the other finds the deploy
-// lock taken, says so in one line and exits 4.
+// TestTwoReconcilesAtOnce: one does the work; the other, started on the
+// same machine meanwhile, exits 4 at once in one line naming the first,
+// before it contacts any host. A reconcile that meets an apply's deploy
+// lock on the hosts exits 4 in one line too.
 func TestTwoReconcilesAtOnce(t *testing.T) {
 	cleanupProject(t, "recon")
 	p := newProject(t, reconcileProject("1", ""))
 	p.reconcile(0)
 	// A release whose instances take a while to become healthy holds
-	// the lock long enough.
+	// the locks long enough.
 	p.write(reconcileProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 3s"))
 	first, firstOut := backgroundCommand(t, p, "reconcile")
 	untilLocked(t, hostsOf(t, "recon")[0], "recon", firstOut)
 	start := time.Now()
 	out, m := p.reconcile(4)
 	t.Logf("the second reconcile ended after %s", time.Since(start).Round(time.Millisecond))
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !strings.Contains(out, "is held by") {
-		t.Errorf("the second reconcile said, in %d lines:\n%s\nwant one line naming the holder", len(lines), out)
-	}
+	oneLine(t, out, "held by another fleet reconcile (pid ")
 	wantSamples(t, m, `fleet_exit_code{project="recon"} 4`, `fleet_lock_held{project="recon"} 1`)
 	if err := first.Wait(); err != nil {
 		t.Fatalf("the first reconcile: %v\n%s", err, firstOut.String())
@@ -189,5 +189,22 @@ func TestTwoReconcilesAtOnce(t *testing.T) {
 		if err := wantContainers(context.Background(), h, "recon", 1, "2"); err != nil {
 			t.Errorf("%s: %v", h.Name, err)
 		}
+	}
+
+	p.write(reconcileProject("1", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 3s"))
+	apply, applyOut := backgroundApply(t, p)
+	untilLocked(t, hostsOf(t, "recon")[0], "recon", applyOut)
+	out, _ = p.reconcile(4)
+	oneLine(t, out, "is held by root@")
+	if err := apply.Wait(); err != nil {
+		t.Fatalf("the apply: %v\n%s", err, applyOut.String())
+	}
+}
+
+// oneLine checks that out is one line that says want.
+func oneLine(t *testing.T, out, want string) {
+	t.Helper()
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !strings.Contains(out, want) {
+		t.Errorf("said, in %d lines:\n%s\nwant one line saying %q", len(lines), out, want)
 	}
 }

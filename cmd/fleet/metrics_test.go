@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -146,4 +147,33 @@ func TestReconcileOfFilesThatDoNotValidate(t *testing.T) {
 			t.Errorf("reconcile %v: exit %d, %s", bad, code, errOut)
 		}
 	}
+}
+
+// TestSecondReconcileOnOneMachine: while a reconcile of a project runs on
+// this machine, another of the same project and inventory exits 4 at
+// once, naming the first; one of another project, or of the same on
+// another inventory, goes on; once the first ends, the next one may run.
+func TestSecondReconcileOnOneMachine(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	release, err := reconcileLock("shop", "inventory.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = reconcileLock("shop", "./inventory.yaml")
+	if exitCodeOf(err) != 4 || !strings.Contains(err.Error(), fmt.Sprintf("held by another fleet reconcile (pid %d, since", os.Getpid())) {
+		t.Errorf("a second reconcile: %v (exit %d), want exit 4 naming the first", err, exitCodeOf(err))
+	}
+	for _, other := range [][2]string{{"blog", "inventory.yaml"}, {"shop", "staging.yaml"}} {
+		if release, err := reconcileLock(other[0], other[1]); err != nil {
+			t.Errorf("a reconcile of %s on %s: %v", other[0], other[1], err)
+		} else {
+			release()
+		}
+	}
+	release()
+	again, err := reconcileLock("shop", "inventory.yaml")
+	if err != nil {
+		t.Fatalf("once the first ended: %v", err)
+	}
+	again()
 }

@@ -41,14 +41,24 @@ func (c *reconcileCmd) run(ctx context.Context, g *globals, out *output, m *metr
 			return ctx.Err()
 		}
 	}
+	// Another reconcile on this machine is found before any host is.
+	_, project, err := g.loadBoth()
+	if err != nil {
+		return err
+	}
+	if m != nil {
+		m.project = project.Name
+	}
+	release, err := reconcileLock(project.Name, g.Inventory)
+	if err != nil {
+		return err
+	}
+	defer release()
 	s, err := g.open(ctx, c.Service, true)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	if m != nil {
-		m.project = s.project.Name
-	}
 	// Instances of hosts that cannot be read are placed on others, and
 	// the extras removed once those hosts are back.
 	p := s.plan(c.Service, true)
