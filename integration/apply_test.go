@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -238,14 +237,8 @@ func TestApplyPullsWithRegistryCredentials(t *testing.T) {
 	ctx := context.Background()
 	h := fleet.Hosts[2]
 	const password = "reg-pw-$(touch /tmp/pwned-registry)"
-	if err := h.StartRegistry(ctx, "puller", password, testfleet.ExampleImage+":2"); err != nil {
-		t.Fatal(err)
-	}
-	defer h.StopRegistry(ctx)
-	registry := fmt.Sprintf("127.0.0.1:%d", testfleet.RegistryPort)
-	ref := registry + "/" + testfleet.ExampleImage + ":2"
+	registry, ref := withRegistry(t, h, "puller", password)
 	cleanupProject(t, "pull")
-	defer h.Run(ctx, "docker", "rmi", ref)
 	p := newProject(t, `project: pull
 services:
   web:

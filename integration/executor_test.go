@@ -688,11 +688,7 @@ func TestEnginePullsWithCredentialsForOnePull(t *testing.T) {
 	ctx := context.Background()
 	h := fleet.Hosts[2]
 	password := `s3cret $(touch /tmp/pwned) '"`
-	if err := h.StartRegistry(ctx, "puller", password, testfleet.ExampleImage+":2"); err != nil {
-		t.Fatal(err)
-	}
-	defer h.StopRegistry(ctx)
-	ref := fmt.Sprintf("127.0.0.1:%d/%s:2", testfleet.RegistryPort, testfleet.ExampleImage)
+	_, ref := withRegistry(t, h, "puller", password)
 	e := newExecutor(t, ctx, executor.Options{})
 	c, err := e.Connect(ctx, target(h))
 	if err != nil {

@@ -303,12 +303,7 @@ func applyWatching(t *testing.T, p *project, on func(event string)) watchedRun {
 func TestRegistryFrozenDuringPull(t *testing.T) {
 	ctx := context.Background()
 	h := fleet.Hosts[3]
-	if err := h.StartRegistry(ctx, "", "", testfleet.ExampleImage+":2"); err != nil {
-		t.Fatal(err)
-	}
-	defer h.StopRegistry(ctx)
-	ref := "127.0.0.1:5000/" + testfleet.ExampleImage + ":2"
-	defer h.Run(ctx, "docker", "rmi", ref)
+	registry, ref := withRegistry(t, h, "", "")
 	cleanupProject(t, "frozen")
 	p := newProject(t, `project: frozen
 services:
@@ -324,7 +319,7 @@ services:
 	}
 	thaw := func() { h.Signal("docker-registry", syscall.SIGCONT) }
 	defer thaw()
-	out := p.expect(1, []string{"host " + h.Name, "pulling " + ref, "no progress for 3s", "is the registry 127.0.0.1:5000 answering?"},
+	out := p.expect(1, []string{"host " + h.Name, "pulling " + ref, "no progress for 3s", "is the registry " + registry + " answering?"},
 		"apply", "--yes", "--pull-stall-timeout", "3s")
 	t.Logf("with the registry frozen:\n%s", out)
 	if n := containersPerHost(t, "frozen")[h.Name]; n != 0 {

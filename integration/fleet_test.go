@@ -218,3 +218,22 @@ func sampleAvailability(t *testing.T, port string) (stop func() (samples, worst 
 		return int(n.Load()), int(fewest.Load())
 	}
 }
+
+// withRegistry runs a registry on h holding the example image's version 2
+// (wanting user's password, if user is given) until the test ends, and
+// returns the registry's address and that image's reference through it;
+// the image pulled from it is removed from h at the end too.
+func withRegistry(t *testing.T, h *testfleet.Host, user, password string) (registry, ref string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := h.StartRegistry(ctx, user, password, testfleet.ExampleImage+":2"); err != nil {
+		t.Fatal(err)
+	}
+	registry = fmt.Sprintf("127.0.0.1:%d", testfleet.RegistryPort)
+	ref = registry + "/" + testfleet.ExampleImage + ":2"
+	t.Cleanup(func() {
+		h.Run(ctx, "docker", "rmi", ref)
+		h.StopRegistry(ctx)
+	})
+	return registry, ref
+}

@@ -132,14 +132,8 @@ func TestMessagesOfPulls(t *testing.T) {
 	ctx := context.Background()
 	h := fleet.Hosts[1]
 	const password = "pull-pw"
-	if err := h.StartRegistry(ctx, "puller", password, testfleet.ExampleImage+":2"); err != nil {
-		t.Fatal(err)
-	}
-	defer h.StopRegistry(ctx)
-	registry := fmt.Sprintf("127.0.0.1:%d", testfleet.RegistryPort)
-	there := registry + "/" + testfleet.ExampleImage + ":2"
+	registry, there := withRegistry(t, h, "puller", password)
 	missing := registry + "/" + testfleet.ExampleImage + ":9"
-	defer h.Run(ctx, "docker", "rmi", there)
 
 	e := newExecutor(t, ctx, executor.Options{})
 	c, err := e.Connect(ctx, target(h))

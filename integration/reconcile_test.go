@@ -58,13 +58,10 @@ func wantSamples(t *testing.T, metrics string, samples ...string) {
 // hostsOf returns the hosts that run a container of the project.
 func hostsOf(t *testing.T, project string) []*testfleet.Host {
 	t.Helper()
+	counts := containersPerHost(t, project)
 	var on []*testfleet.Host
 	for _, h := range fleet.Hosts {
-		ids, err := h.ContainersOf(context.Background(), "fleet.project="+project)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ids) > 0 {
+		if counts[h.Name] > 0 {
 			on = append(on, h)
 		}
 	}

@@ -41,6 +41,11 @@ func (g *globals) open(ctx context.Context, services []string, withSecrets bool)
 	if err != nil {
 		return nil, err
 	}
+	return g.openLoaded(ctx, inv, project, services, withSecrets)
+}
+
+// openLoaded is open with both files read already.
+func (g *globals) openLoaded(ctx context.Context, inv *inventory.Inventory, project *plan.Project, services []string, withSecrets bool) (*session, error) {
 	for _, s := range services {
 		if project.Service(s) == nil {
 			return nil, fmt.Errorf("--service %s: %s has no such service", s, g.File)

@@ -42,7 +42,7 @@ func (c *reconcileCmd) run(ctx context.Context, g *globals, out *output, m *metr
 		}
 	}
 	// Another reconcile on this machine is found before any host is.
-	_, project, err := g.loadBoth()
+	inv, project, err := g.loadBoth()
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func (c *reconcileCmd) run(ctx context.Context, g *globals, out *output, m *metr
 		return err
 	}
 	defer release()
-	s, err := g.open(ctx, c.Service, true)
+	s, err := g.openLoaded(ctx, inv, project, c.Service, true)
 	if err != nil {
 		return err
 	}
