@@ -190,7 +190,16 @@ services:
     update: {parallelism: 2, monitor: 0s, healthy_deadline: 20s}
 `
 	}
-	p := newProject(t, project("1", "{docker: true}", ""))
+	// The shared images check themselves once an hour; this one as the
+	// example's Dockerfile says.
+	ref, err := fleet.BuildExample(ctx, "dockerhc", 0)
+	if err == nil {
+		err = fleet.LoadImage(ctx, ref, fleet.Hosts[:2]...)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProject(t, project("dockerhc", "{docker: true}", ""))
 	p.expect(0, []string{"2 changed"}, "apply", "--yes")
 	for _, h := range fleet.Hosts[:2] {
 		out, err := h.Run(ctx, "sh", "-c", "docker inspect --format '{{.State.Health.Status}}' $(docker ps -q --filter label=fleet.project=gates)")

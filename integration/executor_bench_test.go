@@ -76,7 +76,7 @@ func BenchmarkStateRead(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { f.Down(context.Background()) })
-	ref, err := f.BuildExample(ctx, "1")
+	ref, err := f.BuildExample(ctx, "1", 0)
 	if err == nil {
 		err = f.LoadImage(ctx, ref)
 	}

@@ -64,7 +64,7 @@ func run(rounds, hosts int, only string) error {
 	}
 	defer f.Down(context.Background())
 	for _, v := range []string{"1", "2"} {
-		ref, err := f.BuildExample(ctx, v)
+		ref, err := f.BuildExample(ctx, v, 0)
 		if err == nil {
 			err = f.LoadImage(ctx, ref)
 		}

@@ -55,7 +55,7 @@ func (c *upCmd) Run(ctx context.Context, g *globals) error {
 	}
 	f.SetLog(os.Stderr)
 	for _, v := range c.Example {
-		ref, err := f.BuildExample(ctx, v)
+		ref, err := f.BuildExample(ctx, v, 0)
 		if err != nil {
 			return err
 		}
