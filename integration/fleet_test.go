@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,7 +113,20 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 	}
+	// The proxy's image takes minutes to build on a machine that has
+	// not built it before: it starts now, beside the tests that do not
+	// need it, if this run has a test that does.
+	if run := flag.Lookup("test.run").Value.String(); run == "" || matches(run, "TestProxyRolloutsDropNoRequest") {
+		go proxyImage()
+	}
 	return m.Run()
+}
+
+// matches reports whether a -run pattern (with no subtest part) may
+// select the test called name.
+func matches(pattern, name string) bool {
+	ok, err := regexp.MatchString(pattern, name)
+	return ok || err != nil
 }
 
 // eachHost runs fn on every host of the shared fleet at once.

@@ -60,6 +60,49 @@ func (p *Project) check(inv *inventory.Inventory, errs *diag.List) {
 		}
 	}
 	p.checkPortClashes(selected, errs)
+	p.checkRoutes(selected, errs)
+}
+
+// ProxyPort is the host port the proxy serves on.
+const ProxyPort = 80
+
+// checkRoutes finds two services that claim the same host name and path
+// through the proxy, and services that publish the proxy's own port on a
+// host where the proxy runs.
+func (p *Project) checkRoutes(selected map[string][]*inventory.Host, errs *diag.List) {
+	claimed := map[string]string{}
+	proxied := map[string]string{} // host → a proxied service there
+	for _, s := range p.Services {
+		if s.Proxy == nil {
+			continue
+		}
+		site := s.Proxy.Host + strings.TrimSuffix(s.Proxy.Path, "/")
+		if other, ok := claimed[site]; ok {
+			e := errs.Add(s.pos["proxy"], "service %s is served at %s%s, as service %s is", s.Name, s.Proxy.Host, s.Proxy.Path, other)
+			e.Hint = "give one of them another proxy.host or proxy.path"
+			continue
+		}
+		claimed[site] = s.Name
+		for _, h := range selected[s.Name] {
+			if _, ok := proxied[h.Name]; !ok {
+				proxied[h.Name] = s.Name
+			}
+		}
+	}
+	for _, s := range p.Services {
+		for _, port := range s.Ports {
+			if port.Host != ProxyPort || port.Proto != "tcp" {
+				continue
+			}
+			for _, h := range selected[s.Name] {
+				if other, ok := proxied[h.Name]; ok && other != s.Name {
+					e := errs.Add(s.pos["ports"], "service %s publishes port %d on %s, where the proxy serves service %s on it", s.Name, port.Host, h.Name, other)
+					e.Hint = "serve it through the proxy too (proxy: {host: ..., port: ...}), or publish another port"
+					break
+				}
+			}
+		}
+	}
 }
 
 // checkPortClashes finds two services that may both publish the same host

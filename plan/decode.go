@@ -90,11 +90,19 @@ func decodeProject(d *yamlfile.Doc, data []byte) *Project {
 			notYet(d, v, "hooks", "running hooks", "run your checks before fleet apply and your notifications after it, in the script that calls it")
 		},
 		"proxy_image": func(v *yaml.Node) {
-			notYet(d, v, "proxy_image", "the reverse proxy", "remove proxy_image; publish the services' ports with ports: for now")
+			if img, ok := d.String(v, "proxy_image"); ok {
+				if !imageRE.MatchString(img) {
+					d.Errorf(v, "proxy_image: %q is not an image reference", img).Hint = "e.g. caddy:2 (Caddy 2.11.2 or newer)"
+				}
+				p.ProxyImage = img
+			}
 		},
 	})
 	if !ok {
 		return nil
+	}
+	if p.ProxyImage == "" {
+		p.ProxyImage = DefaultProxyImage
 	}
 	top := diag.Pos{File: d.File, Line: root.Line, Col: root.Column}
 	if projectNode == nil {
@@ -194,8 +202,8 @@ func decodeService(d *yamlfile.Doc, p *Project, name string, keyN, v *yaml.Node)
 		Secrets:       map[string]SecretRef{},
 		Labels:        map[string]string{},
 		Update: UpdatePolicy{
-			Parallelism: Parallelism{Waves: []Wave{{Count: 1}}},
-			Order:       "stop-first", Monitor: DefaultMonitor,
+			Parallelism:   Parallelism{Waves: []Wave{{Count: 1}}},
+			Monitor:       DefaultMonitor,
 			FailureAction: "rollback", HealthyDeadline: DefaultHealthyDeadline,
 		},
 		pos: map[string]diag.Pos{},
@@ -306,8 +314,6 @@ func decodeService(d *yamlfile.Doc, p *Project, name string, keyN, v *yaml.Node)
 		"proxy": func(v *yaml.Node) {
 			at("proxy", v)
 			s.Proxy = decodeProxy(d, v, w+".proxy")
-			notYet(d, v, w+".proxy", "serving through a reverse proxy",
-				"publish the container's port with ports: [\"8080:8080\"] for now")
 		},
 		"image_delivery": func(v *yaml.Node) {
 			if s.ImageDelivery, _ = d.Enum(v, w+".image_delivery", "pull", "push"); s.ImageDelivery == "push" {
@@ -321,6 +327,14 @@ func decodeService(d *yamlfile.Doc, p *Project, name string, keyN, v *yaml.Node)
 	})
 	if !ok {
 		return s
+	}
+	if s.Update.Order == "" {
+		// Behind the proxy, the new instance serves before the old one
+		// stops: nothing binds a host port.
+		s.Update.Order = "stop-first"
+		if s.Proxy != nil {
+			s.Update.Order = "start-first"
+		}
 	}
 	if s.Image == "" && s.pos["image"] == (diag.Pos{}) {
 		d.Errorf(keyN, "%s: no image", w).Hint = "add image: NAME:TAG"
@@ -760,7 +774,7 @@ func decodeWave(d *yamlfile.Doc, v *yaml.Node, what string) (Wave, bool) {
 }
 
 func decodeProxy(d *yamlfile.Doc, v *yaml.Node, what string) *Proxy {
-	px := &Proxy{Path: "/"}
+	px := &Proxy{Path: "/", DrainTimeout: DefaultDrainTimeout}
 	var hostSet, portSet bool
 	ok := d.Fields(v, what, map[string]func(*yaml.Node){
 		"host": func(v *yaml.Node) {
@@ -780,7 +794,17 @@ func decodeProxy(d *yamlfile.Doc, v *yaml.Node, what string) *Proxy {
 				px.Path = s
 			}
 		},
-		"port": func(v *yaml.Node) { portSet = true; px.Port, _ = d.Int(v, what+".port", 1, 65535) },
+		"port":          func(v *yaml.Node) { portSet = true; px.Port, _ = d.Int(v, what+".port", 1, 65535) },
+		"drain_timeout": func(v *yaml.Node) { px.DrainTimeout, _ = d.Duration(v, what+".drain_timeout") },
+		"tls": func(v *yaml.Node) {
+			switch v.Value {
+			case "false":
+			case "true", "internal":
+				notYet(d, v, what+".tls", "TLS through the proxy", "serve plain HTTP (tls: false) for now, behind your own TLS terminator")
+			default:
+				d.Errorf(v, "%s.tls: want false, true or internal", what)
+			}
+		},
 	})
 	if ok && (!hostSet || !portSet) {
 		d.Errorf(v, "%s: want host and port", what).Hint = "e.g. proxy: {host: shop.example.com, port: 8080}"

@@ -16,6 +16,9 @@ type Project struct {
 	Registries map[string]Registry
 	Networks   []string
 	Volumes    []string
+	// ProxyImage is the reverse proxy run on the hosts of proxied
+	// services.
+	ProxyImage string
 }
 
 // Service returns the service called name, or nil.
@@ -164,7 +167,16 @@ type Proxy struct {
 	Host string
 	Path string
 	Port int
+	// DrainTimeout bounds how long an old instance, out of the route, may
+	// finish the requests it has in flight before it is stopped.
+	DrainTimeout time.Duration
 }
+
+// DefaultProxyImage is proxy_image when fleet.yaml leaves it out.
+const DefaultProxyImage = "caddy:2"
+
+// DefaultDrainTimeout is proxy.drain_timeout when fleet.yaml leaves it out.
+const DefaultDrainTimeout = 30 * time.Second
 
 // Registry holds the credentials given to hosts for each pull.
 type Registry struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetdeploy/fleet/executor"
 	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/proxy"
 )
 
 // Event is one thing that happened during an apply, for progress output.
@@ -67,6 +68,10 @@ type Applier struct {
 	flightMu   sync.Mutex
 	inFlight   map[instanceKey]flight
 	startFirst map[string]bool // by service, as carried out
+	// proxies are the admin APIs of the hosts' proxies made ready by this
+	// run, by host.
+	proxyMu sync.Mutex
+	proxies map[string]*proxy.Admin
 }
 
 type instanceKey struct {
@@ -543,12 +548,23 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	// Everything a new container needs is made ready first: a failure here
 	// has changed nothing. The instances of the hosts that could not be
 	// made ready count as failed.
-	if errs := a.prepare(ctx, s, sp, newContainers); len(errs) > 0 {
+	readied := newContainers
+	if s.Proxy != nil {
+		// Every host where an instance changes needs its proxy: to put
+		// a new container in the route, or to take an old one out.
+		readied = nil
+		for _, act := range sp.Actions {
+			if act.Kind != plan.Unchanged {
+				readied = append(readied, act)
+			}
+		}
+	}
+	if errs := a.prepare(ctx, s, sp, readied); len(errs) > 0 {
 		var all []error
 		for _, host := range slices.Sorted(maps.Keys(errs)) {
 			all = append(all, onHost(host, errs[host]))
 		}
-		for _, act := range newContainers {
+		for _, act := range readied {
 			// Cut short by an interruption, they were not attempted.
 			if errs[act.Host] != nil && ctx.Err() == nil {
 				o.Failed++
@@ -565,7 +581,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	// seen healthy, say, beside the copy it was to replace) goes first:
 	// it may hold the slot's host ports.
 	inTheWay, removes := inTheWayOf(sp.Actions, removes)
-	f := a.parallel(ctx, s.Name, inTheWay, a.removeFn(s))
+	f := a.parallel(ctx, s.Name, inTheWay, a.removeFn(s, sp))
 	o.Failed += f
 	o.changed(plan.Remove, len(inTheWay)-f)
 	if f > 0 {
@@ -587,6 +603,9 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 			return err
 		}
 		if err := waitHealthy(ctx, h, act.Container, s, a.progress(s, act), 0); err != nil {
+			return err
+		}
+		if _, err := a.serve(ctx, s, act.Host, act.Container, ""); err != nil {
 			return err
 		}
 		a.unmark(s.Name, act.Host, act.Container)
@@ -742,7 +761,7 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	if o.Err != nil {
 		return o
 	}
-	f = a.parallel(ctx, s.Name, removes, a.removeFn(s))
+	f = a.parallel(ctx, s.Name, removes, a.removeFn(s, sp))
 	o.Failed += f
 	o.changed(plan.Remove, len(removes)-f)
 	if o.Failed > 0 {
@@ -751,11 +770,35 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	return o
 }
 
-// removeFn returns what removes one instance of s.
-func (a *Applier) removeFn(s *plan.Service) func(context.Context, *plan.Action) error {
+// removeFn returns what removes one instance of s. Behind the proxy, a
+// copy in the way of its slot's other container (a run killed after it
+// put a new container in the route, before it trusted it, leaves one)
+// gives that container its place in the route in one change, so that the
+// slot keeps serving.
+func (a *Applier) removeFn(s *plan.Service, sp *plan.ServicePlan) func(context.Context, *plan.Action) error {
 	return func(ctx context.Context, act *plan.Action) error {
 		a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: "removing: " + strings.Join(act.Reasons, "; "), Begin: true})
 		eng := a.host(act.Host).Engine()
+		standIn := ""
+		for _, other := range sp.Actions {
+			if other.Host == act.Host && other.Slot == act.Slot && other.Kind != plan.Remove && other.Container != "" {
+				standIn = other.Container
+			}
+		}
+		served := false
+		if s.Proxy != nil && standIn != "" {
+			if addr, err := a.serve(ctx, s, act.Host, standIn, act.Container); err == nil {
+				served = true
+				if err := a.drain(ctx, s, act.Host, addr); err != nil {
+					return err
+				}
+			}
+		}
+		if !served {
+			if err := a.unserve(ctx, s, act.Host, act.Container); err != nil {
+				return err
+			}
+		}
 		if err := eng.Stop(ctx, act.Container, s.StopGrace); err != nil && !errors.Is(err, executor.ErrNotFound) {
 			return err
 		}
@@ -904,6 +947,10 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 	}
 	id := c.newID
 	if c.oldID != "" && !startFirst {
+		// Behind the proxy, out of its route and drained first.
+		if err := a.unserve(ctx, s, c.act.Host, c.oldID); err != nil {
+			return err
+		}
 		// Marked before asking: an interrupted request may still have
 		// stopped it, and starting a running container changes nothing.
 		c.oldStop = true
@@ -926,6 +973,19 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 	if err := waitHealthy(ctx, h, id, s, progress, 0); err != nil {
 		return err
 	}
+	// Behind the proxy, the new container takes the old one's place in
+	// the route in one change; the old one is drained before it stops.
+	replaced := ""
+	if startFirst {
+		replaced = c.oldID
+	}
+	if replaced != "" && s.Proxy != nil {
+		c.oldStop = true // out of the route: a rollback puts it back
+	}
+	oldAddr, err := a.serve(ctx, s, c.act.Host, id, replaced)
+	if err != nil {
+		return err
+	}
 	a.unmark(s.Name, c.act.Host, id)
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: fmt.Sprintf("healthy (revision %d)", sp.Revision), End: true})
 	if c.oldID != "" && startFirst {
@@ -933,6 +993,9 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 		c.stopping = make(chan struct{})
 		go func() {
 			defer close(c.stopping)
+			if err := a.drain(ctx, s, c.act.Host, oldAddr); err != nil {
+				a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "draining the previous container failed", Err: err})
+			}
 			if err := eng.Stop(context.WithoutCancel(ctx), c.oldID, s.StopGrace); err != nil && !errors.Is(err, executor.ErrNotFound) {
 				a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "stopping the previous container failed", Err: err})
 			}
@@ -986,6 +1049,9 @@ func (a *Applier) update(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 	}
 	progress("waiting for its health check")
 	if err := waitHealthy(ctx, h, id, s, progress, restarts); err != nil {
+		return err
+	}
+	if _, err := a.serve(ctx, s, c.act.Host, id, ""); err != nil {
 		return err
 	}
 	a.unmark(s.Name, c.act.Host, id)
@@ -1049,6 +1115,8 @@ func (a *Applier) revert(s *plan.Service, c *change) error {
 	case c.oldGone:
 		err = errors.Join(eng.Remove(ctx, c.newID, true),
 			fmt.Errorf("its previous container %s is gone: fleet apply makes a new one", executor.ShortID(c.oldID)))
+	case s.Proxy != nil:
+		err = a.revertProxied(ctx, s, c)
 	default:
 		var errs []error
 		if c.newID != "" {
@@ -1160,17 +1228,21 @@ func startAgain(ctx context.Context, eng Engine, id string) error {
 // host where that failed.
 func (a *Applier) prepare(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, acts []*plan.Action) map[string]error {
 	hosts := map[string]bool{}
+	newOn := map[string]bool{}
 	var list []*plan.Action
 	for _, act := range acts {
 		if !hosts[act.Host] {
 			hosts[act.Host] = true
 			list = append(list, &plan.Action{Host: act.Host}) // the host's work, slot 0
 		}
+		if act.Kind == plan.Create || act.Kind == plan.Replace {
+			newOn[act.Host] = true
+		}
 	}
 	var mu sync.Mutex
 	errs := map[string]error{}
 	a.parallel(ctx, s.Name, list, func(ctx context.Context, act *plan.Action) error {
-		err := a.prepareHost(ctx, s, sp, act.Host)
+		err := a.prepareHost(ctx, s, sp, act.Host, newOn[act.Host])
 		if err != nil {
 			mu.Lock()
 			errs[act.Host] = err
@@ -1181,8 +1253,16 @@ func (a *Applier) prepare(ctx context.Context, s *plan.Service, sp *plan.Service
 	return errs
 }
 
-func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, host string) error {
+func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, host string, newContainers bool) error {
 	eng := a.host(host).Engine()
+	if s.Proxy != nil {
+		if err := a.ensureProxy(ctx, host); err != nil {
+			return err
+		}
+	}
+	if !newContainers {
+		return nil
+	}
 	labels := map[string]string{plan.LabelProject: a.Project.Name}
 	for _, n := range sp.Template.Networks {
 		if err := eng.EnsureNetwork(ctx, hostName(a.Project.Name, n), labels); err != nil {

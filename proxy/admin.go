@@ -1,0 +1,251 @@
+// Package proxy drives the reverse proxy that fleet runs on each host that
+// serves proxied services: one Caddy container per host, shared by every
+// project there, configured only through Caddy's admin API. The admin API
+// listens on a Unix socket inside the proxy's volume and is reached through
+// the host's SSH connection, so no admin port is ever published.
+//
+// Each proxied service has one route in the proxy's configuration, with
+// the @id "fleet.<project>.<service>": its host name and path, and the
+// addresses of the service's healthy containers on that host. A rollout
+// adds a new container to the route once it is healthy, takes the old one
+// out, and waits for the old one's requests in flight to end before it
+// stops it (see [Admin.Drain]).
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Admin is the admin API of one host's proxy.
+type Admin struct {
+	host   string
+	socket string
+	client *http.Client
+}
+
+// Dialer opens a connection from the host's side, as the SSH connection
+// carries it: "unix" to a socket path, "tcp" to an address.
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// NewAdmin returns the admin API listening on socket, on the host reached
+// by dial. host names the host in errors.
+func NewAdmin(host string, dial Dialer, socket string) *Admin {
+	return &Admin{host: host, socket: socket, client: &http.Client{
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx, "unix", socket) },
+			// Each request is one stream of the SSH connection; a change
+			// reloads Caddy's configuration, which a kept-alive stream
+			// would outlive.
+			DisableKeepAlives: true,
+		},
+		Timeout: 30 * time.Second,
+	}}
+}
+
+// call sends one request; out, when not nil, receives the JSON answer.
+// It returns the answer's Etag.
+func (a *Admin) call(ctx context.Context, method, path string, body any, ifMatch string, out any) (string, error) {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return "", err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://fleet-proxy"+path, r)
+	if err != nil {
+		return "", err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if ifMatch != "" {
+		req.Header.Set("If-Match", ifMatch)
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("proxy on %s: %s %s: %w", a.host, method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return "", fmt.Errorf("proxy on %s: %s %s: %w", a.host, method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var apiErr struct{ Error string }
+		json.Unmarshal(data, &apiErr)
+		if apiErr.Error == "" {
+			apiErr.Error = strings.TrimSpace(string(data))
+		}
+		return "", &APIError{Host: a.host, Status: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, apiErr.Error)}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return "", fmt.Errorf("proxy on %s: %s %s: unreadable answer: %w", a.host, method, path, err)
+		}
+	}
+	return resp.Header.Get("Etag"), nil
+}
+
+// APIError is an answer of the admin API other than 200.
+type APIError struct {
+	Host   string
+	Status int
+	Msg    string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("proxy on %s: %s (HTTP %d)", e.Host, e.Msg, e.Status)
+}
+
+// Ping asks the admin API for the configuration, to see that it answers.
+func (a *Admin) Ping(ctx context.Context) error {
+	_, err := a.call(ctx, http.MethodGet, "/config/", nil, "", nil)
+	return err
+}
+
+// Route is one service's route through the proxy.
+type Route struct {
+	ID   string // fleet.<project>.<service>
+	Host string
+	Path string // a prefix: / or /api
+	// DrainTimeout bounds how long a removed upstream may finish its
+	// requests; the proxy's grace period on a reload is at least this.
+	DrainTimeout time.Duration
+}
+
+// RouteID names the route of a project's service.
+func RouteID(project, service string) string { return "fleet." + project + "." + service }
+
+// ServerName is the HTTP server, in the proxy's configuration, that holds
+// fleet's routes.
+const ServerName = "fleet"
+
+// update changes the configuration: fn edits the HTTP server that holds
+// fleet's routes, which it finds made if there was none, and says whether
+// it changed anything. The change is made only if nothing else changed
+// the configuration since it was read (If-Match), so that two projects
+// deploying on one host at once do not undo each other's routes; on a
+// clash it is read and made again.
+func (a *Admin) update(ctx context.Context, fn func(cfg *config) (bool, error)) error {
+	for tries := 0; ; tries++ {
+		var raw map[string]any
+		etag, err := a.call(ctx, http.MethodGet, "/config/", nil, "", &raw)
+		if err != nil {
+			return err
+		}
+		cfg, err := readConfig(raw)
+		if err != nil {
+			return fmt.Errorf("proxy on %s: %w", a.host, err)
+		}
+		changed, err := fn(cfg)
+		if err != nil || !changed {
+			return err
+		}
+		_, err = a.call(ctx, http.MethodPost, "/config/", cfg.raw(), etag, nil)
+		var apiErr *APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusPreconditionFailed && tries < 20 {
+			continue
+		}
+		return err
+	}
+}
+
+// Swap puts add in the route and takes remove out of it, in one change:
+// either may be "". A route left with no upstream is removed: the proxy
+// then answers 404 for its host rather than 502, and no route names a
+// container that is gone.
+//
+// Every change reloads Caddy's configuration, and a reload under load is
+// not free: Caddy starts a server on a new socket and shuts the old one
+// down, which closes the kept-alive connections of every client, and Go's
+// server drops a request that it reads from a fresh connection while it
+// shuts down. Two reloads in a row catch the clients reconnecting after
+// the first; one change per instance replaced does not. A change that
+// changes nothing is not sent.
+func (a *Admin) Swap(ctx context.Context, r Route, add, remove string) error {
+	return a.update(ctx, func(cfg *config) (bool, error) {
+		rt := cfg.route(r.ID)
+		var now []string
+		if rt != nil {
+			now = rt.upstreams()
+		}
+		next := slices.DeleteFunc(slices.Clone(now), func(u string) bool { return u == remove || u == add })
+		if add != "" {
+			next = append(next, add)
+		}
+		switch {
+		case rt == nil && len(next) == 0:
+			return false, nil
+		case rt.same(r) && slices.Equal(slices.Sorted(slices.Values(now)), slices.Sorted(slices.Values(next))):
+			return false, nil
+		}
+		cfg.setRoute(r, next)
+		return true, nil
+	})
+}
+
+// Upstreams returns the addresses in the route, or nil when there is no
+// such route.
+func (a *Admin) Upstreams(ctx context.Context, routeID string) ([]string, error) {
+	var raw map[string]any
+	if _, err := a.call(ctx, http.MethodGet, "/config/", nil, "", &raw); err != nil {
+		return nil, err
+	}
+	cfg, err := readConfig(raw)
+	if err != nil {
+		return nil, fmt.Errorf("proxy on %s: %w", a.host, err)
+	}
+	if rt := cfg.route(routeID); rt != nil {
+		return rt.upstreams(), nil
+	}
+	return nil, nil
+}
+
+// InFlight returns the requests the proxy has in flight to addr. Caddy
+// lists an address taken out of every route for as long as requests to it
+// are in flight (since 2.11.2), so an address not listed has none.
+func (a *Admin) InFlight(ctx context.Context, addr string) (int, error) {
+	var ups []struct {
+		Address     string `json:"address"`
+		NumRequests int    `json:"num_requests"`
+	}
+	if _, err := a.call(ctx, http.MethodGet, "/reverse_proxy/upstreams", nil, "", &ups); err != nil {
+		return 0, err
+	}
+	for _, u := range ups {
+		if u.Address == addr {
+			return u.NumRequests, nil
+		}
+	}
+	return 0, nil
+}
+
+// Drain waits until the proxy has no request in flight to addr, taken out
+// of its route before, for at most timeout. It returns how many requests
+// were still in flight when the time ran out.
+func (a *Admin) Drain(ctx context.Context, addr string, timeout time.Duration) (left int, err error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := a.InFlight(ctx, addr)
+		if err != nil || n == 0 || !time.Now().Before(deadline) {
+			return n, err
+		}
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/fleetdeploy/fleet/executor"
+)
+
+const (
+	// ContainerName is the proxy's container on every host.
+	ContainerName = "fleet-proxy"
+	// Volume holds the proxy's state (certificates, its last
+	// configuration) and its admin socket.
+	Volume = "fleet-proxy"
+	// Label marks the proxy's container and volume: no project owns them,
+	// so no project's plan removes them.
+	Label = "fleet.proxy"
+	// MinVersion is the oldest Caddy that fleet can drain with: older ones
+	// stop listing an upstream taken out of its route while requests to it
+	// are still in flight.
+	MinVersion = "2.11.2"
+
+	dataDir     = "/data"
+	adminSocket = "admin.sock"
+)
+
+// Engine is what the proxy needs of a host's container engine.
+type Engine interface {
+	Create(ctx context.Context, spec executor.ContainerSpec) (string, error)
+	Start(ctx context.Context, id string) error
+	Remove(ctx context.Context, id string, force bool) error
+	Inspect(ctx context.Context, id string) (*executor.Container, error)
+	EnsureVolume(ctx context.Context, name string, labels map[string]string) error
+	ImageInspect(ctx context.Context, ref string) (*executor.Image, error)
+	Pull(ctx context.Context, ref string, auth *executor.RegistryAuth) error
+	Exec(ctx context.Context, id string, argv []string, stdout, stderr io.Writer) (int, error)
+}
+
+// Ensure makes sure that the host runs the proxy and returns its admin
+// API. A proxy already there is used as it is, whatever its image; a
+// stopped one is started. A new one runs image, pulled first when the
+// host lacks it (with auth, which may be nil), on the host's network so
+// that it reaches every container's address and binds the host's ports
+// itself.
+func Ensure(ctx context.Context, host string, eng Engine, dial Dialer, image string, auth *executor.RegistryAuth) (*Admin, error) {
+	c, err := eng.Inspect(ctx, ContainerName)
+	if errors.Is(err, executor.ErrNotFound) {
+		c, err = create(ctx, host, eng, image, auth)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.Labels[Label] == "" {
+		return nil, fmt.Errorf("host %s has a container called %s that fleet did not make: rename or remove it (docker rm -f %s) so that fleet can run its proxy", host, ContainerName, ContainerName)
+	}
+	if !c.Running {
+		if err := eng.Start(ctx, c.ID); err != nil {
+			return nil, fmt.Errorf("starting the proxy on %s: %w", host, err)
+		}
+	}
+	dir, err := dataSource(c)
+	if err != nil {
+		return nil, fmt.Errorf("proxy on %s: %w", host, err)
+	}
+	a := NewAdmin(host, dial, path.Join(dir, adminSocket))
+	// Caddy makes its socket a moment after it starts.
+	var last error
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		if last = a.Ping(ctx); last == nil {
+			break
+		}
+		if time.Since(c.StartedAt) > 30*time.Second && c.Running {
+			return nil, fmt.Errorf("proxy on %s does not answer on its admin socket %s: %w; sshd opens it as the login user, who must be root (or may use the socket) with AllowStreamLocalForwarding allowed; see also docker logs %s", host, a.socket, last, ContainerName)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		if now, err := eng.Inspect(ctx, c.ID); err == nil {
+			if !now.Running {
+				return nil, fmt.Errorf("proxy on %s exited with code %d: see docker logs %s", host, now.ExitCode, ContainerName)
+			}
+			c = now
+		}
+	}
+	if err := checkVersion(ctx, host, eng, c.ID); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func create(ctx context.Context, host string, eng Engine, image string, auth *executor.RegistryAuth) (*executor.Container, error) {
+	if _, err := eng.ImageInspect(ctx, image); errors.Is(err, executor.ErrNotFound) {
+		if err := eng.Pull(ctx, image, auth); err != nil {
+			return nil, fmt.Errorf("pulling the proxy's image on %s: %w", host, err)
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	labels := map[string]string{Label: "caddy"}
+	if err := eng.EnsureVolume(ctx, Volume, labels); err != nil {
+		return nil, err
+	}
+	id, err := eng.Create(ctx, executor.ContainerSpec{
+		Name:   ContainerName,
+		Image:  image,
+		Labels: labels,
+		Env: map[string]string{
+			// The admin API on a socket in the volume, reached through
+			// SSH; Caddy's state (certificates, the configuration it
+			// resumes after a restart) in the volume too.
+			"CADDY_ADMIN":     "unix/" + path.Join(dataDir, adminSocket),
+			"XDG_DATA_HOME":   dataDir,
+			"XDG_CONFIG_HOME": path.Join(dataDir, "config"),
+		},
+		Entrypoint: []string{"caddy"},
+		Command:    []string{"run", "--resume"},
+		Volumes:    []executor.Mount{{Source: Volume, Target: dataDir}},
+		Networks:   []string{"host"},
+		Restart:    "unless-stopped",
+		StopGrace:  30 * time.Second,
+	})
+	if isConflict(err) {
+		// Another run made it first.
+		return eng.Inspect(ctx, ContainerName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating the proxy on %s: %w", host, err)
+	}
+	if err := eng.Start(ctx, id); err != nil {
+		eng.Remove(context.WithoutCancel(ctx), id, true)
+		return nil, fmt.Errorf("starting the proxy on %s: %w", host, err)
+	}
+	return eng.Inspect(ctx, id)
+}
+
+func isConflict(err error) bool {
+	var ee *executor.EngineError
+	return errors.As(err, &ee) && ee.Status == 409
+}
+
+// dataSource is where the proxy's volume is on the host.
+func dataSource(c *executor.Container) (string, error) {
+	var doc struct {
+		Mounts []struct{ Source, Destination string }
+	}
+	if err := json.Unmarshal(c.Raw, &doc); err != nil {
+		return "", err
+	}
+	for _, m := range doc.Mounts {
+		if m.Destination == dataDir && m.Source != "" {
+			return m.Source, nil
+		}
+	}
+	return "", fmt.Errorf("its container has no volume at %s: remove it (docker rm -f %s) and fleet makes it anew", dataDir, ContainerName)
+}
+
+var versionRE = regexp.MustCompile(`\bv?(\d+)\.(\d+)\.(\d+)`)
+
+// checkVersion refuses a Caddy too old to drain.
+func checkVersion(ctx context.Context, host string, eng Engine, id string) error {
+	var out bytes.Buffer
+	code, err := eng.Exec(ctx, id, []string{"caddy", "version"}, &out, io.Discard)
+	if err != nil {
+		return fmt.Errorf("asking the proxy on %s for its version: %w", host, err)
+	}
+	m := versionRE.FindStringSubmatch(out.String())
+	if code != 0 || m == nil {
+		return fmt.Errorf("proxy on %s: caddy version answered %q (exit %d): is it Caddy?", host, bytes.TrimSpace(out.Bytes()), code)
+	}
+	if !atLeast(m[1:], MinVersion) {
+		return fmt.Errorf("proxy on %s runs Caddy %s.%s.%s; fleet needs %s or newer to drain old containers without failing requests: set proxy_image to a newer Caddy (caddy:2 is) and remove the old proxy (docker rm -f %s)", host, m[1], m[2], m[3], MinVersion, ContainerName)
+	}
+	return nil
+}
+
+func atLeast(have []string, want string) bool {
+	w := versionRE.FindStringSubmatch(want)
+	for i := range 3 {
+		h, _ := strconv.Atoi(have[i])
+		n, _ := strconv.Atoi(w[i+1])
+		if h != n {
+			return h > n
+		}
+	}
+	return true
+}

@@ -1,0 +1,204 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/fleetdeploy/fleet/executor"
+	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/proxy"
+)
+
+// A proxied service's containers are in its route on their host's proxy
+// exactly while they are trusted to serve: a new container goes in once
+// it passed its health check, before it loses its mark as not yet
+// checked, so that a run killed in between leaves a container the next
+// run does not trust rather than one it trusts that serves nothing; an
+// old one goes out, and its requests in flight end, before it is stopped.
+// At every moment of a step, a container that serves is in the route.
+
+// routeTimeout bounds one change of a route, on the way back too.
+const routeTimeout = 30 * time.Second
+
+// routeOf is the service's route through the proxy.
+func (a *Applier) routeOf(s *plan.Service) proxy.Route {
+	return proxy.Route{
+		ID:           proxy.RouteID(a.Project.Name, s.Name),
+		Host:         s.Proxy.Host,
+		Path:         s.Proxy.Path,
+		DrainTimeout: s.Proxy.DrainTimeout,
+	}
+}
+
+// ensureProxy makes sure that host runs the proxy and keeps its admin
+// API for the run.
+func (a *Applier) ensureProxy(ctx context.Context, host string) error {
+	a.proxyMu.Lock()
+	_, ok := a.proxies[host]
+	a.proxyMu.Unlock()
+	if ok {
+		return nil
+	}
+	h := a.host(host)
+	image := a.Project.ProxyImage
+	admin, err := proxy.Ensure(ctx, host, h.Engine(), h.DialContext, image, a.registryAuth(image))
+	if err != nil {
+		return err
+	}
+	a.proxyMu.Lock()
+	if a.proxies == nil {
+		a.proxies = map[string]*proxy.Admin{}
+	}
+	a.proxies[host] = admin
+	a.proxyMu.Unlock()
+	return nil
+}
+
+func (a *Applier) proxyOn(host string) (*proxy.Admin, error) {
+	a.proxyMu.Lock()
+	defer a.proxyMu.Unlock()
+	if admin := a.proxies[host]; admin != nil {
+		return admin, nil
+	}
+	return nil, fmt.Errorf("the proxy on %s was not made ready", host)
+}
+
+// upstream is the address the proxy reaches a running container at, or ""
+// for one that is not running.
+func upstream(ctx context.Context, eng Engine, s *plan.Service, id string) (string, error) {
+	c, err := eng.Inspect(ctx, id)
+	if errors.Is(err, executor.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	ip := containerIP(c)
+	if !c.Running || ip == "" {
+		return "", nil
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(s.Proxy.Port)), nil
+}
+
+// serve puts a healthy container of a proxied service in its route and,
+// in the same change, takes the container it replaces (old, "" for none)
+// out of it; for any other service it does nothing. It returns the old
+// container's address in the route, for draining ("" when it had none).
+func (a *Applier) serve(ctx context.Context, s *plan.Service, host, id, old string) (string, error) {
+	if s.Proxy == nil {
+		return "", nil
+	}
+	admin, err := a.proxyOn(host)
+	if err != nil {
+		return "", err
+	}
+	eng := a.host(host).Engine()
+	addr, err := upstream(ctx, eng, s, id)
+	if err != nil {
+		return "", err
+	}
+	if addr == "" {
+		return "", fmt.Errorf("container %s is not running, so it cannot be put in its route", executor.ShortID(id))
+	}
+	var oldAddr string
+	if old != "" {
+		if oldAddr, err = upstream(ctx, eng, s, old); err != nil {
+			return "", err
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, routeTimeout)
+	defer cancel()
+	if err := admin.Swap(rctx, a.routeOf(s), addr, oldAddr); err != nil {
+		return "", err
+	}
+	return oldAddr, nil
+}
+
+// unserve takes a container of a proxied service out of its route and
+// drains it (see drain); for any other service it does nothing. It goes
+// on when the run is interrupted: a container half taken out would still
+// be stopped.
+func (a *Applier) unserve(ctx context.Context, s *plan.Service, host, id string) error {
+	if s.Proxy == nil {
+		return nil
+	}
+	admin, err := a.proxyOn(host)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), routeTimeout)
+	defer cancel()
+	addr, err := upstream(ctx, a.host(host).Engine(), s, id)
+	if err != nil || addr == "" {
+		return err
+	}
+	if err := admin.Swap(ctx, a.routeOf(s), "", addr); err != nil {
+		return err
+	}
+	return a.drain(ctx, s, host, addr)
+}
+
+// drain waits, for at most proxy.drain_timeout, until the proxy has no
+// request in flight to addr, out of its route: then its container may be
+// stopped.
+func (a *Applier) drain(ctx context.Context, s *plan.Service, host, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	admin, err := a.proxyOn(host)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), routeTimeout+s.Proxy.DrainTimeout)
+	defer cancel()
+	left, err := admin.Drain(ctx, addr, s.Proxy.DrainTimeout)
+	if err != nil {
+		return err
+	}
+	if left > 0 {
+		a.event(Event{Service: s.Name, Host: host, What: fmt.Sprintf("%d requests to %s still in flight after drain_timeout %s: stopping it anyway", left, addr, s.Proxy.DrainTimeout)})
+	}
+	return nil
+}
+
+// revertProxied puts a proxied instance back on its old container: the old
+// one runs and passes its check again, and takes the new one's place in
+// the route in one change; the new one is drained and removed. The route
+// never empties while the instance serves.
+func (a *Applier) revertProxied(ctx context.Context, s *plan.Service, c *change) error {
+	h := a.host(c.act.Host)
+	eng := h.Engine()
+	if c.oldID == "" || !c.oldStop {
+		// The old container never left the route.
+		if c.newID == "" {
+			return nil
+		}
+		if err := a.unserve(ctx, s, c.act.Host, c.newID); err != nil {
+			return err
+		}
+		return eng.Remove(ctx, c.newID, true)
+	}
+	if err := eng.Start(ctx, c.oldID); err != nil {
+		return err
+	}
+	check := *s
+	check.Update.Monitor = 0
+	if err := waitHealthy(ctx, h, c.oldID, &check, func(string) {}, 0); err != nil {
+		return fmt.Errorf("its previous container does not pass its health check again: %w", err)
+	}
+	newAddr, err := a.serve(ctx, s, c.act.Host, c.oldID, c.newID)
+	if err != nil {
+		return err
+	}
+	if c.newID == "" {
+		return nil
+	}
+	if err := a.drain(ctx, s, c.act.Host, newAddr); err != nil {
+		return err
+	}
+	return eng.Remove(ctx, c.newID, true)
+}
