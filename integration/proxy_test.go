@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -203,6 +204,14 @@ services:
 	p := newProject(t, project("1", ""))
 	p.expect(0, []string{"5 changed"}, "apply", "--yes")
 	throughProxy(ctx, t, site, "1")
+	// fleet status says that every instance is in its route.
+	if table := p.expect(0, []string{"ROUTE"}, "status"); strings.Count(table, " in\n") != len(fleet.Hosts) {
+		t.Errorf("status does not show every instance in its route:\n%s", table)
+	}
+	out, errOut, code := p.run("status", "--json")
+	if code != 0 || strings.Count(out, `"in_route": true`) != len(fleet.Hosts) {
+		t.Errorf("status --json: exit %d, want every instance in its route:\n%s%s", code, out, errOut)
+	}
 
 	l := startLoad(t, site, 50)
 	// A long request, in flight on its instance when it is replaced.
@@ -299,4 +308,58 @@ services:
 	p.expect(0, []string{"1 changed, 1 unchanged"}, "apply", "--yes")
 	l.until(2000)
 	l.check(t, "scaling down behind the proxy")
+}
+
+// TestProxyKilledAtAnyMomentDropsNoRequest kills apply with SIGKILL at
+// each moment of a proxied instance's replacement under steady load: while
+// the new container waits for its health check, once it took the old
+// one's place in the route (before it is trusted, while the old one
+// drains), and between two steps. No request fails across the kill and the next
+// apply, which converges to one container per host, each in its route.
+func TestProxyKilledAtAnyMomentDropsNoRequest(t *testing.T) {
+	ctx := context.Background()
+	image := withProxy(t)
+	cleanupProject(t, "pxk")
+	const site = "pxk.fleet.test"
+	project := func(version string) string {
+		return `project: pxk
+proxy_image: ` + image + `
+services:
+  web:
+    image: fleet-example/hello:` + version + `
+    pull: never
+    proxy: {host: ` + site + `, port: 8080, drain_timeout: 10s}
+    healthcheck: {http: /up, interval: 200ms}
+    update: {parallelism: 2, monitor: 0s}
+`
+	}
+	p := newProject(t, project("1"))
+	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	version := 1
+	for _, moment := range []string{"waiting for its health check", "in its route", "step 2 of"} {
+		t.Run(moment, func(t *testing.T) {
+			version = 3 - version
+			v := strconv.Itoa(version)
+			p.write(project(v))
+			l := startLoad(t, site, 50)
+			killed := killAt(t, p, `"what":"`+moment)
+			p.expect(0, []string{"taking over the deploy lock"}, "apply", "--yes")
+			l.until(5000)
+			l.check(t, "killed at "+moment+", and the next apply")
+			if t.Failed() {
+				t.Logf("the killed apply said:\n%s", killed)
+			}
+			p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
+			for host, n := range containersPerHost(t, "pxk") {
+				if n != 1 {
+					t.Errorf("%s has %d containers of the project, want exactly 1", host, n)
+				}
+			}
+			out, _, _ := p.run("status", "--json")
+			if strings.Count(out, `"in_route": true`) != len(fleet.Hosts) {
+				t.Errorf("not every instance is in its route:\n%s", out)
+			}
+			throughProxy(ctx, t, site, v)
+		})
+	}
 }

@@ -196,9 +196,8 @@ func (a *Admin) Swap(ctx context.Context, r Route, add, remove string) error {
 	})
 }
 
-// Upstreams returns the addresses in the route, or nil when there is no
-// such route.
-func (a *Admin) Upstreams(ctx context.Context, routeID string) ([]string, error) {
+// Routes returns the upstreams of the project's routes, by service.
+func (a *Admin) Routes(ctx context.Context, project string) (map[string][]string, error) {
 	var raw map[string]any
 	if _, err := a.call(ctx, http.MethodGet, "/config/", nil, "", &raw); err != nil {
 		return nil, err
@@ -207,10 +206,14 @@ func (a *Admin) Upstreams(ctx context.Context, routeID string) ([]string, error)
 	if err != nil {
 		return nil, fmt.Errorf("proxy on %s: %w", a.host, err)
 	}
-	if rt := cfg.route(routeID); rt != nil {
-		return rt.upstreams(), nil
+	prefix := RouteID(project, "")
+	out := map[string][]string{}
+	for _, r := range cfg.routes() {
+		if id, ok := r["@id"].(string); ok && strings.HasPrefix(id, prefix) {
+			out[strings.TrimPrefix(id, prefix)] = r.upstreams()
+		}
 	}
-	return nil, nil
+	return out, nil
 }
 
 // InFlight returns the requests the proxy has in flight to addr. Caddy

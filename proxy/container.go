@@ -99,6 +99,28 @@ func Ensure(ctx context.Context, host string, eng Engine, dial Dialer, image str
 	return a, nil
 }
 
+// Open returns the admin API of the proxy that runs on the host, or nil
+// when none runs there. It makes nothing.
+func Open(ctx context.Context, host string, eng interface {
+	Inspect(ctx context.Context, id string) (*executor.Container, error)
+}, dial Dialer) (*Admin, error) {
+	c, err := eng.Inspect(ctx, ContainerName)
+	if errors.Is(err, executor.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.Labels[Label] == "" || !c.Running {
+		return nil, nil
+	}
+	dir, err := dataSource(c)
+	if err != nil {
+		return nil, fmt.Errorf("proxy on %s: %w", host, err)
+	}
+	return NewAdmin(host, dial, path.Join(dir, adminSocket)), nil
+}
+
 func create(ctx context.Context, host string, eng Engine, image string, auth *executor.RegistryAuth) (*executor.Container, error) {
 	if _, err := eng.ImageInspect(ctx, image); errors.Is(err, executor.ErrNotFound) {
 		if err := eng.Pull(ctx, image, auth); err != nil {

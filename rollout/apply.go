@@ -986,6 +986,9 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 	if err != nil {
 		return err
 	}
+	if s.Proxy != nil {
+		progress("in its route")
+	}
 	a.unmark(s.Name, c.act.Host, id)
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: fmt.Sprintf("healthy (revision %d)", sp.Revision), End: true})
 	if c.oldID != "" && startFirst {

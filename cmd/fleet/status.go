@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net"
 	"os"
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/proxy"
 )
 
 type statusCmd struct {
@@ -33,6 +36,9 @@ type instanceStatus struct {
 	Health   string    `json:"health,omitempty"`
 	Started  time.Time `json:"started,omitempty"`
 	Name     string    `json:"container"`
+	// InRoute says, for a proxied service, whether the instance is in its
+	// route on its host's proxy.
+	InRoute *bool `json:"in_route,omitempty"`
 }
 
 func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
@@ -42,6 +48,7 @@ func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
 	}
 	defer s.close()
 	list := []instanceStatus{}
+	routes := s.routes(ctx)
 	for host, st := range s.fleet.States {
 		for _, ct := range st.Containers {
 			svc := ct.Labels[plan.LabelService]
@@ -54,6 +61,23 @@ func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
 				State: ct.Status, Health: ct.Health, Name: ct.Name}
 			if ct.Running {
 				is.Started = ct.StartedAt
+			}
+			// A proxied service whose route is gone from a proxy that
+			// answered has every instance out of it.
+			ups, proxied := routes[host][svc]
+			if ds := s.project.Service(svc); ds != nil && ds.Proxy != nil && routes[host] != nil {
+				proxied = true
+			}
+			if proxied {
+				in := false
+				for _, ip := range ct.Networks {
+					for _, u := range ups {
+						if h, _, _ := net.SplitHostPort(u); ip != "" && h == ip {
+							in = true
+						}
+					}
+				}
+				is.InRoute = &in
 			}
 			list = append(list, is)
 		}
@@ -83,13 +107,21 @@ func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
 			fmt.Fprintf(out.stdout, "No instance of %s on the hosts that answered (%d of %d).\n", what, len(s.fleet.States), len(s.scope))
 		} else {
 			tw := tabwriter.NewWriter(out.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "SERVICE\tHOST\tSLOT\tREV\tIMAGE\tSTATE\tHEALTH\tUPTIME")
+			fmt.Fprintln(tw, "SERVICE\tHOST\tSLOT\tREV\tIMAGE\tSTATE\tHEALTH\tUPTIME\tROUTE")
 			for _, is := range list {
 				uptime := "-"
 				if !is.Started.IsZero() {
 					uptime = time.Since(is.Started).Round(time.Second).String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", is.Service, is.Host, is.Slot, is.Revision, is.Image, is.State, dash(is.Health), uptime)
+				route := "-"
+				switch {
+				case is.InRoute == nil:
+				case *is.InRoute:
+					route = "in"
+				default:
+					route = "out"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", is.Service, is.Host, is.Slot, is.Revision, is.Image, is.State, dash(is.Health), uptime, route)
 			}
 			tw.Flush()
 		}
@@ -117,4 +149,36 @@ func (c *statusCmd) open(ctx context.Context, g *globals) (*session, error) {
 		services = []string{c.Service}
 	}
 	return g.open(ctx, services, false)
+}
+
+// routes reads the project's routes on the proxy of every host that runs
+// one of its instances: by host, then service. A host whose proxy cannot
+// be read has none; its instances show no route.
+func (s *session) routes(ctx context.Context) map[string]map[string][]string {
+	var mu sync.Mutex
+	out := map[string]map[string][]string{}
+	var wg sync.WaitGroup
+	for host, st := range s.fleet.States {
+		conn := s.fleet.Conns[host]
+		if len(st.Containers) == 0 || conn == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			admin, err := proxy.Open(ctx, host, conn.Engine(), conn.DialContext)
+			if admin == nil || err != nil {
+				return
+			}
+			r, err := admin.Routes(ctx, s.project.Name)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			out[host] = r
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
 }
