@@ -76,7 +76,8 @@ func (p *Project) checkRoutes(selected map[string][]*inventory.Host, errs *diag.
 		if s.Proxy == nil {
 			continue
 		}
-		site := s.Proxy.Host + strings.TrimSuffix(s.Proxy.Path, "/")
+		// Host names match whatever their case.
+		site := strings.ToLower(s.Proxy.Host) + strings.TrimSuffix(s.Proxy.Path, "/")
 		if other, ok := claimed[site]; ok {
 			e := errs.Add(s.pos["proxy"], "service %s is served at %s%s, as service %s is", s.Name, s.Proxy.Host, s.Proxy.Path, other)
 			e.Hint = "give one of them another proxy.host or proxy.path"

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
@@ -37,6 +38,16 @@ type LiveHost struct {
 	// holds: a failed or rolled-back attempt leaves no container behind,
 	// and its number must not be given again.
 	Recorded map[string]Recorded
+	// Routes holds, by service, the project's routes on the host's proxy,
+	// for a project with proxied services; empty when no proxy runs
+	// there, nil when they were not read.
+	Routes map[string]LiveRoute
+}
+
+// LiveRoute is a service's route on a host's proxy.
+type LiveRoute struct {
+	Host, Path string // the path as a prefix without its last /: "" for /
+	Upstreams  []string
 }
 
 // Recorded is the newest revision of a service in a host's history.
@@ -70,15 +81,17 @@ type LiveContainer struct {
 	Ports      []Port
 	Volumes    []Mount
 	Networks   []string
-	User       string
-	Workdir    string
-	CPUs       float64
-	Memory     int64
-	Restart    Restart
-	Running    bool
-	Status     string // created, running, exited, ...
-	ExitCode   int
-	Created    time.Time
+	// Addresses are its IP addresses, on each network, while it runs.
+	Addresses []string
+	User      string
+	Workdir   string
+	CPUs      float64
+	Memory    int64
+	Restart   Restart
+	Running   bool
+	Status    string // created, running, exited, ...
+	ExitCode  int
+	Created   time.Time
 	// Unchecked marks a container that a run created, started or changed
 	// in place and never saw pass its health check: that run ended first,
 	// killed or cut off. It is not trusted as it is.
@@ -528,6 +541,16 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 		a.Reasons = append(a.Reasons, settings...)
 		a.Before = &Settings{Resources: Resources{CPUs: c.CPUs, Memory: c.Memory}, Restart: c.Restart}
 	}
+	// A proxied instance that runs but is not in its route serves
+	// nothing (the proxy was removed, or the host rebooted and the
+	// container has a new address): put back in place.
+	if a.Kind == Unchanged && c.Running && s.Proxy != nil {
+		if why := routeDrift(in.Live.Hosts[k.Host], s, c); why != "" {
+			a.Kind, a.Drift = Update, true
+			a.Reasons = append(a.Reasons, why)
+			a.Before = &Settings{Resources: Resources{CPUs: c.CPUs, Memory: c.Memory}, Restart: c.Restart}
+		}
+	}
 	if !c.Running {
 		a.Drift = true
 		stopped := fmt.Sprintf("container %s (exit code %d)", c.Status, c.ExitCode)
@@ -539,6 +562,33 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 		}
 	}
 	return a
+}
+
+// routeDrift says why a running container of a proxied service does not
+// serve as fleet.yaml says: none of its addresses, on the service's proxy
+// port, is in the service's route on the host's proxy, or the route is
+// for another host name or path. A host whose routes were not read says
+// nothing.
+func routeDrift(lh *LiveHost, s *Service, c *LiveContainer) string {
+	if lh == nil || lh.Routes == nil {
+		return ""
+	}
+	r := lh.Routes[s.Name]
+	in := false
+	for _, ip := range c.Addresses {
+		in = in || slices.Contains(r.Upstreams, net.JoinHostPort(ip, strconv.Itoa(s.Proxy.Port)))
+	}
+	switch path := strings.TrimSuffix(s.Proxy.Path, "/"); {
+	case !in:
+		return "not in its route on the host's proxy"
+	case r.Host != s.Proxy.Host || r.Path != path:
+		was := r.Path
+		if was == "" {
+			was = "/"
+		}
+		return fmt.Sprintf("its route serves %s%s, not %s%s", r.Host, was, s.Proxy.Host, s.Proxy.Path)
+	}
+	return ""
 }
 
 // handChanges compares a container with the template it was made from,

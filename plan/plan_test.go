@@ -3,6 +3,8 @@ package plan
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -423,6 +425,45 @@ func TestPlanJSONInPlace(t *testing.T) {
 	for _, a := range back.Services[0].Actions {
 		if a.Kind == Update && (a.Before == nil || a.Before.Resources.Memory != 1<<30 || a.Before.Restart.String() != "on-failure:3") {
 			t.Errorf("a saved plan's update in place holds before = %+v, want memory 1G, restart on-failure:3", a.Before)
+		}
+	}
+}
+
+// A proxied instance that runs but is not in its route serves nothing: it
+// is drift, repaired in place. A host whose routes were not read says
+// nothing either way.
+func TestProxiedInstanceOutOfItsRoute(t *testing.T) {
+	f := newFixture(t, strings.Replace(planProject, `    ports: ["8080:8080"]`, `    proxy: {host: shop.example.com, port: 8080}`, 1))
+	f.converge(t)
+	for i, h := range []string{"h1", "h2", "h3"} {
+		c := f.container(h, "web")
+		c.Addresses = []string{fmt.Sprintf("172.17.0.%d", i+2)}
+	}
+	f.live.Hosts["h1"].Routes = map[string]LiveRoute{"web": {Host: "shop.example.com", Upstreams: []string{"172.17.0.2:8080"}}}
+	// h2's container had another address before the host rebooted.
+	f.live.Hosts["h2"].Routes = map[string]LiveRoute{"web": {Host: "shop.example.com", Upstreams: []string{"172.17.0.9:8080"}}}
+	f.live.Hosts["h3"].Routes = nil // not read
+	p := f.plan(false)
+	var drifted []string
+	for _, sp := range p.Services {
+		for _, a := range sp.Actions {
+			if a.Kind != Unchanged {
+				drifted = append(drifted, fmt.Sprintf("%s %s/%d %v drift=%v", a.Kind, a.Host, a.Slot, a.Reasons, a.Drift))
+			}
+		}
+	}
+	if want := []string{"update h2/2 [not in its route on the host's proxy] drift=true"}; !slices.Equal(drifted, want) {
+		t.Errorf("plan: %q, want %q", drifted, want)
+	}
+
+	// A route changed by hand to another path.
+	f.live.Hosts["h2"].Routes = nil
+	f.live.Hosts["h1"].Routes["web"] = LiveRoute{Host: "shop.example.com", Path: "/old", Upstreams: []string{"172.17.0.2:8080"}}
+	for _, sp := range f.plan(false).Services {
+		for _, a := range sp.Actions {
+			if a.Host == "h1" && sp.Name == "web" && (a.Kind != Update || !slices.Equal(a.Reasons, []string{"its route serves shop.example.com/old, not shop.example.com/"})) {
+				t.Errorf("a route on another path: %s %q", a.Kind, a.Reasons)
+			}
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -31,7 +32,17 @@ type Admin struct {
 	host   string
 	socket string
 	client *http.Client
+
+	// mu makes this run's changes to the proxy one at a time, each at
+	// least reloadSpacing after the one before (see Swap).
+	mu         sync.Mutex
+	lastReload time.Time
 }
+
+// reloadSpacing is the least time between two changes of one proxy by a
+// run: the clients whose connections a reload closed have reconnected by
+// then.
+const reloadSpacing = 300 * time.Millisecond
 
 // Dialer opens a connection from the host's side, as the SSH connection
 // carries it: "unix" to a socket path, "tcp" to an address.
@@ -139,6 +150,8 @@ const ServerName = "fleet"
 // deploying on one host at once do not undo each other's routes; on a
 // clash it is read and made again.
 func (a *Admin) update(ctx context.Context, fn func(cfg *config) (bool, error)) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	for tries := 0; ; tries++ {
 		var raw map[string]any
 		etag, err := a.call(ctx, http.MethodGet, "/config/", nil, "", &raw)
@@ -153,6 +166,14 @@ func (a *Admin) update(ctx context.Context, fn func(cfg *config) (bool, error)) 
 		if err != nil || !changed {
 			return err
 		}
+		if wait := reloadSpacing - time.Since(a.lastReload); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		a.lastReload = time.Now()
 		_, err = a.call(ctx, http.MethodPost, "/config/", cfg.raw(), etag, nil)
 		var apiErr *APIError
 		if errors.As(err, &apiErr) && apiErr.Status == http.StatusPreconditionFailed && tries < 20 {
@@ -196,8 +217,14 @@ func (a *Admin) Swap(ctx context.Context, r Route, add, remove string) error {
 	})
 }
 
-// Routes returns the upstreams of the project's routes, by service.
-func (a *Admin) Routes(ctx context.Context, project string) (map[string][]string, error) {
+// RouteState is a route as the proxy has it.
+type RouteState struct {
+	Host, Path string // the path as a prefix, "" for /
+	Upstreams  []string
+}
+
+// Routes returns the project's routes, by service.
+func (a *Admin) Routes(ctx context.Context, project string) (map[string]RouteState, error) {
 	var raw map[string]any
 	if _, err := a.call(ctx, http.MethodGet, "/config/", nil, "", &raw); err != nil {
 		return nil, err
@@ -207,10 +234,11 @@ func (a *Admin) Routes(ctx context.Context, project string) (map[string][]string
 		return nil, fmt.Errorf("proxy on %s: %w", a.host, err)
 	}
 	prefix := RouteID(project, "")
-	out := map[string][]string{}
+	out := map[string]RouteState{}
 	for _, r := range cfg.routes() {
 		if id, ok := r["@id"].(string); ok && strings.HasPrefix(id, prefix) {
-			out[strings.TrimPrefix(id, prefix)] = r.upstreams()
+			host, path := r.site()
+			out[strings.TrimPrefix(id, prefix)] = RouteState{Host: host, Path: path, Upstreams: r.upstreams()}
 		}
 	}
 	return out, nil

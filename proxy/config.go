@@ -104,8 +104,8 @@ func (r route) upstreams() []string {
 }
 
 // setRoute makes r's route send to upstreams, or removes it when there
-// are none. Routes are kept most specific first: by host, then longest
-// path, as Caddy tries them in order.
+// are none. Routes are kept most specific first, as Caddy tries them in
+// order: exact host names before wildcards, then the longest path.
 func (c *config) setRoute(r Route, upstreams []string) {
 	s := c.server()
 	var kept []route
@@ -120,7 +120,9 @@ func (c *config) setRoute(r Route, upstreams []string) {
 	slices.SortStableFunc(kept, func(a, b route) int {
 		ha, pa := a.site()
 		hb, pb := b.site()
-		return cmp.Or(cmp.Compare(ha, hb), cmp.Compare(len(pb), len(pa)), cmp.Compare(pa, pb))
+		// A wildcard host comes after every exact one it may cover.
+		wa, wb := strings.HasPrefix(ha, "*"), strings.HasPrefix(hb, "*")
+		return cmp.Or(compareBool(wa, wb), cmp.Compare(ha, hb), cmp.Compare(len(pb), len(pa)), cmp.Compare(pa, pb))
 	})
 	list := make([]any, len(kept))
 	for i, k := range kept {
@@ -133,6 +135,16 @@ func (c *config) setRoute(r Route, upstreams []string) {
 			http["grace_period"] = r.DrainTimeout.String()
 		}
 	}
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // same reports whether the route matches what r asks for: its host and

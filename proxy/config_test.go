@@ -38,7 +38,8 @@ func TestRoutesMostSpecificFirst(t *testing.T) {
 	c.setRoute(Route{ID: "fleet.shop.api", Host: "shop.example.com", Path: "/api"}, []string{"172.17.0.3:8080"})
 	c.setRoute(Route{ID: "fleet.blog.web", Host: "blog.example.com", Path: "/", DrainTimeout: 45 * time.Second}, []string{"172.17.0.4:80"})
 	c.setRoute(Route{ID: "fleet.shop.v2", Host: "shop.example.com", Path: "/api/v2/"}, []string{"172.17.0.5:8080"})
-	if got, want := sites(c), []string{"blog.example.com", "shop.example.com/api/v2", "shop.example.com/api", "shop.example.com"}; !slices.Equal(got, want) {
+	c.setRoute(Route{ID: "fleet.any.web", Host: "*.example.com", Path: "/"}, []string{"172.17.0.6:80"})
+	if got, want := sites(c), []string{"blog.example.com", "shop.example.com/api/v2", "shop.example.com/api", "shop.example.com", "*.example.com"}; !slices.Equal(got, want) {
 		t.Errorf("routes in the order %q, want %q", got, want)
 	}
 	b, _ := json.Marshal(c.raw())
@@ -60,7 +61,7 @@ func TestRoutesMostSpecificFirst(t *testing.T) {
 
 	// A route left with no upstream goes.
 	c2.setRoute(Route{ID: "fleet.shop.api", Host: "shop.example.com", Path: "/api"}, nil)
-	if c2.route("fleet.shop.api") != nil || len(c2.routes()) != 3 {
+	if c2.route("fleet.shop.api") != nil || len(c2.routes()) != 4 {
 		t.Errorf("a route with no upstream left stays: %q", sites(c2))
 	}
 }

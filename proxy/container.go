@@ -201,7 +201,7 @@ func checkVersion(ctx context.Context, host string, eng Engine, id string) error
 		return fmt.Errorf("proxy on %s: caddy version answered %q (exit %d): is it Caddy?", host, bytes.TrimSpace(out.Bytes()), code)
 	}
 	if !atLeast(m[1:], MinVersion) {
-		return fmt.Errorf("proxy on %s runs Caddy %s.%s.%s; fleet needs %s or newer to drain old containers without failing requests: set proxy_image to a newer Caddy (caddy:2 is) and remove the old proxy (docker rm -f %s)", host, m[1], m[2], m[3], MinVersion, ContainerName)
+		return fmt.Errorf("proxy on %s runs Caddy %s.%s.%s; fleet needs %s or newer to drain old containers without failing requests: set proxy_image to a newer Caddy (caddy:2 is, once pulled anew: docker pull caddy:2 on the host) and remove the old proxy (docker rm -f %s)", host, m[1], m[2], m[3], MinVersion, ContainerName)
 	}
 	return nil
 }

@@ -947,13 +947,14 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 	}
 	id := c.newID
 	if c.oldID != "" && !startFirst {
+		// Marked before asking: an interrupted request may still have
+		// stopped it (or taken it out of its route), and starting a
+		// running container changes nothing.
+		c.oldStop = true
 		// Behind the proxy, out of its route and drained first.
 		if err := a.unserve(ctx, s, c.act.Host, c.oldID); err != nil {
 			return err
 		}
-		// Marked before asking: an interrupted request may still have
-		// stopped it, and starting a running container changes nothing.
-		c.oldStop = true
 		progress("stopping the old container")
 		// One that is gone already (a run stopped at once may have left
 		// its removal under way) is as good as stopped.
@@ -1090,7 +1091,13 @@ func (c *change) undoing() string {
 // policy come back. It runs to the end even when the apply was
 // interrupted.
 func (a *Applier) revert(s *plan.Service, c *change) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.StopGrace+time.Minute)
+	limit := s.StopGrace + time.Minute
+	if s.Proxy != nil {
+		// Two drains (the old container's, still under way, and the new
+		// one's), and the old one's check before it is served again.
+		limit += 2*s.Proxy.DrainTimeout + s.Update.HealthyDeadline + 2*routeTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	eng := a.host(c.act.Host).Engine()
 	if !c.touched() {
@@ -1227,11 +1234,14 @@ func startAgain(ctx context.Context, eng Engine, id string) error {
 }
 
 // prepare makes sure every host that gets a new container has the
-// service's networks, volumes and image, and returns the error of each
-// host where that failed.
+// service's networks, volumes and image, and, for a proxied service,
+// that every host where an instance changes has its proxy (made where a
+// container is to serve); it returns the error of each host where that
+// failed.
 func (a *Applier) prepare(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, acts []*plan.Action) map[string]error {
 	hosts := map[string]bool{}
 	newOn := map[string]bool{}
+	servedOn := map[string]bool{}
 	var list []*plan.Action
 	for _, act := range acts {
 		if !hosts[act.Host] {
@@ -1241,11 +1251,14 @@ func (a *Applier) prepare(ctx context.Context, s *plan.Service, sp *plan.Service
 		if act.Kind == plan.Create || act.Kind == plan.Replace {
 			newOn[act.Host] = true
 		}
+		if act.Kind != plan.Remove {
+			servedOn[act.Host] = true
+		}
 	}
 	var mu sync.Mutex
 	errs := map[string]error{}
 	a.parallel(ctx, s.Name, list, func(ctx context.Context, act *plan.Action) error {
-		err := a.prepareHost(ctx, s, sp, act.Host, newOn[act.Host])
+		err := a.prepareHost(ctx, s, sp, act.Host, newOn[act.Host], servedOn[act.Host])
 		if err != nil {
 			mu.Lock()
 			errs[act.Host] = err
@@ -1256,10 +1269,10 @@ func (a *Applier) prepare(ctx context.Context, s *plan.Service, sp *plan.Service
 	return errs
 }
 
-func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, host string, newContainers bool) error {
+func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.ServicePlan, host string, newContainers, served bool) error {
 	eng := a.host(host).Engine()
 	if s.Proxy != nil {
-		if err := a.ensureProxy(ctx, host); err != nil {
+		if err := a.ensureProxy(ctx, host, served); err != nil {
 			return err
 		}
 	}

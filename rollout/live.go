@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/fleetdeploy/fleet/executor"
 	"github.com/fleetdeploy/fleet/inventory"
 	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/proxy"
 )
 
 // Target turns an inventory host into what the executor dials.
@@ -45,6 +47,9 @@ type Fleet struct {
 	// over SSH but whose engine cannot be used ("engine down", "no
 	// docker", "docker denied"); the others are unreachable.
 	Faults map[string]string
+	// Routes holds, by host, the project's routes on the host's proxy, by
+	// service, once ReadRoutes read them.
+	Routes map[string]map[string]plan.LiveRoute
 }
 
 // Read connects to every host at once (bounded by the executor) and reads
@@ -124,7 +129,7 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 func (f *Fleet) Live(project string) plan.Live {
 	live := plan.Live{Hosts: map[string]*plan.LiveHost{}, Unreachable: f.Unreachable, Faults: f.Faults}
 	for name, st := range f.States {
-		lh := &plan.LiveHost{MemAvailable: st.Facts.MemAvailable, CPUs: st.Facts.CPUs, Images: map[string]string{}, Recorded: f.Recorded[name]}
+		lh := &plan.LiveHost{MemAvailable: st.Facts.MemAvailable, CPUs: st.Facts.CPUs, Images: map[string]string{}, Recorded: f.Recorded[name], Routes: f.Routes[name]}
 		for ref, id := range st.Images {
 			lh.Images[ref] = id
 			// fleet.yaml may name an image without a tag or a registry.
@@ -170,8 +175,11 @@ func liveContainer(project string, c executor.Container) plan.LiveContainer {
 		}
 		lc.Volumes = append(lc.Volumes, plan.Mount{Source: src, Target: m.Target, ReadOnly: m.ReadOnly, Named: !strings.HasPrefix(src, "/")})
 	}
-	for n := range c.Networks {
+	for n, ip := range c.Networks {
 		lc.Networks = append(lc.Networks, strings.TrimPrefix(n, project+"_"))
+		if ip != "" && c.Running {
+			lc.Addresses = append(lc.Addresses, ip)
+		}
 	}
 	return lc
 }
@@ -191,4 +199,43 @@ func (f *Fleet) Close() {
 	for _, c := range f.Conns {
 		c.Close()
 	}
+}
+
+// ReadRoutes reads the project's routes on the proxy of every host that
+// runs one of its containers, for a project with proxied services: a
+// host without a proxy has none, and every proxied instance there is out
+// of its route. A host whose proxy does not answer is left unread, and
+// nothing is said about its routes.
+func (f *Fleet) ReadRoutes(ctx context.Context, project string) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	f.Routes = map[string]map[string]plan.LiveRoute{}
+	for host, st := range f.States {
+		conn := f.Conns[host]
+		if len(st.Containers) == 0 || conn == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			routes := map[string]plan.LiveRoute{}
+			admin, err := proxy.Open(ctx, host, conn.Engine(), conn.DialContext)
+			if err != nil {
+				return
+			}
+			if admin != nil {
+				have, err := admin.Routes(ctx, project)
+				if err != nil {
+					return
+				}
+				for svc, r := range have {
+					routes[svc] = plan.LiveRoute{Host: r.Host, Path: r.Path, Upstreams: r.Upstreams}
+				}
+			}
+			mu.Lock()
+			f.Routes[host] = routes
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
 }

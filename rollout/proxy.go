@@ -34,18 +34,25 @@ func (a *Applier) routeOf(s *plan.Service) proxy.Route {
 	}
 }
 
-// ensureProxy makes sure that host runs the proxy and keeps its admin
-// API for the run.
-func (a *Applier) ensureProxy(ctx context.Context, host string) error {
+// ensureProxy keeps the admin API of host's proxy for the run: made
+// first when the run puts containers in routes there (make), or else the
+// one that runs, if any (a host left only with removals needs no proxy
+// made, nor its image pulled).
+func (a *Applier) ensureProxy(ctx context.Context, host string, make bool) error {
 	a.proxyMu.Lock()
-	_, ok := a.proxies[host]
+	admin, ok := a.proxies[host]
 	a.proxyMu.Unlock()
-	if ok {
+	if ok && (admin != nil || !make) {
 		return nil
 	}
 	h := a.host(host)
 	image := a.Project.ProxyImage
-	admin, err := proxy.Ensure(ctx, host, h.Engine(), h.DialContext, image, a.registryAuth(image))
+	var err error
+	if make {
+		admin, err = proxy.Ensure(ctx, host, h.Engine(), h.DialContext, image, a.registryAuth(image))
+	} else {
+		admin, err = proxy.Open(ctx, host, h.Engine(), h.DialContext)
+	}
 	if err != nil {
 		return err
 	}
@@ -58,10 +65,12 @@ func (a *Applier) ensureProxy(ctx context.Context, host string) error {
 	return nil
 }
 
+// proxyOn returns the admin API of host's proxy, nil when no proxy runs
+// there (and none was needed).
 func (a *Applier) proxyOn(host string) (*proxy.Admin, error) {
 	a.proxyMu.Lock()
 	defer a.proxyMu.Unlock()
-	if admin := a.proxies[host]; admin != nil {
+	if admin, ok := a.proxies[host]; ok {
 		return admin, nil
 	}
 	return nil, fmt.Errorf("the proxy on %s was not made ready", host)
@@ -96,13 +105,16 @@ func (a *Applier) serve(ctx context.Context, s *plan.Service, host, id, old stri
 	if err != nil {
 		return "", err
 	}
+	if admin == nil {
+		return "", fmt.Errorf("no proxy runs on %s", host)
+	}
 	eng := a.host(host).Engine()
 	addr, err := upstream(ctx, eng, s, id)
 	if err != nil {
 		return "", err
 	}
 	if addr == "" {
-		return "", fmt.Errorf("container %s is not running, so it cannot be put in its route", executor.ShortID(id))
+		return "", fmt.Errorf("container %s is not running, or has no address, so it cannot be put in its route", executor.ShortID(id))
 	}
 	var oldAddr string
 	if old != "" {
@@ -127,7 +139,7 @@ func (a *Applier) unserve(ctx context.Context, s *plan.Service, host, id string)
 		return nil
 	}
 	admin, err := a.proxyOn(host)
-	if err != nil {
+	if err != nil || admin == nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), routeTimeout)
@@ -150,14 +162,22 @@ func (a *Applier) drain(ctx context.Context, s *plan.Service, host, addr string)
 		return nil
 	}
 	admin, err := a.proxyOn(host)
-	if err != nil {
+	if err != nil || admin == nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), routeTimeout+s.Proxy.DrainTimeout)
 	defer cancel()
+	began := time.Now()
 	left, err := admin.Drain(ctx, addr, s.Proxy.DrainTimeout)
 	if err != nil {
-		return err
+		// Out of the route already: what is in flight cannot be seen,
+		// so it is given all of drain_timeout.
+		a.event(Event{Service: s.Name, Host: host, What: fmt.Sprintf("cannot see the requests in flight to %s: giving them drain_timeout %s", addr, s.Proxy.DrainTimeout), Err: err})
+		select {
+		case <-ctx.Done():
+		case <-time.After(s.Proxy.DrainTimeout - time.Since(began)):
+		}
+		return nil
 	}
 	if left > 0 {
 		a.event(Event{Service: s.Name, Host: host, What: fmt.Sprintf("%d requests to %s still in flight after drain_timeout %s: stopping it anyway", left, addr, s.Proxy.DrainTimeout)})
@@ -177,18 +197,30 @@ func (a *Applier) revertProxied(ctx context.Context, s *plan.Service, c *change)
 		if c.newID == "" {
 			return nil
 		}
-		if err := a.unserve(ctx, s, c.act.Host, c.newID); err != nil {
-			return err
-		}
-		return eng.Remove(ctx, c.newID, true)
+		return errors.Join(a.unserve(ctx, s, c.act.Host, c.newID), eng.Remove(ctx, c.newID, true))
 	}
-	if err := eng.Start(ctx, c.oldID); err != nil {
+	// As it is now: still running if its stop was cut short, and then
+	// its restarts so far do not count against it.
+	restarts := 0
+	if was, err := eng.Inspect(ctx, c.oldID); err == nil && was.Running {
+		restarts = was.RestartCount
+	}
+	start := eng.Start
+	if !c.stopped {
+		// A stop cut short may still be carried out late.
+		start = func(ctx context.Context, id string) error { return startAgain(ctx, eng, id) }
+	}
+	if err := start(ctx, c.oldID); err != nil {
 		return err
 	}
+	// It answers on its port before it serves again. Its own revision's
+	// health check may not be the new one's, so it is checked with a
+	// connection, not with fleet.yaml's check.
 	check := *s
 	check.Update.Monitor = 0
-	if err := waitHealthy(ctx, h, c.oldID, &check, func(string) {}, 0); err != nil {
-		return fmt.Errorf("its previous container does not pass its health check again: %w", err)
+	check.Healthcheck = &plan.Healthcheck{TCP: s.Proxy.Port, Interval: 200 * time.Millisecond, Timeout: plan.DefaultTimeout, Retries: 1}
+	if err := waitHealthy(ctx, h, c.oldID, &check, func(string) {}, restarts); err != nil {
+		return fmt.Errorf("its previous container does not answer on port %d again: %w", s.Proxy.Port, err)
 	}
 	newAddr, err := a.serve(ctx, s, c.act.Host, c.oldID, c.newID)
 	if err != nil {

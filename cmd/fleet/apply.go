@@ -178,7 +178,7 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 	r.metrics.applied(res)
 	if r.metrics != nil {
 		// What runs now, for the metrics: one more round trip per host.
-		if fleet, err := rollout.Read(ctx, s.ex, s.scope, s.project.Name); err == nil {
+		if fleet, err := s.readFleet(ctx); err == nil {
 			s.fleet = fleet
 			r.metrics.count(s)
 		}
@@ -213,7 +213,7 @@ var leftBehind atomic.Pointer[func() []string]
 // one if nothing moved; otherwise a saved plan is refused, and a fresh one
 // is made, which must change no host outside the lock.
 func (s *session) replan(ctx context.Context, p *plan.Plan, saved bool, reschedule bool) (*plan.Plan, error) {
-	fleet, err := rollout.Read(ctx, s.ex, s.scope, s.project.Name)
+	fleet, err := s.readFleet(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -92,13 +92,31 @@ func (g *globals) read(ctx context.Context, s *session) error {
 	// The connections outlive an interruption of the work, so that the
 	// work can be undone over them; close ends them.
 	s.ex = executor.New(context.WithoutCancel(ctx), g.executorOptions(s.inv))
-	fleet, err := rollout.Read(ctx, s.ex, s.scope, s.project.Name)
+	fleet, err := s.readFleet(ctx)
 	if err != nil {
 		s.ex.Close()
 		return err
 	}
 	s.fleet = fleet
 	return nil
+}
+
+// readFleet reads every host's state for the project over the session's
+// connections; and, for a project with proxied services, its routes on
+// the hosts' proxies, one more exchange with each host that has one: an
+// instance out of its route is drift.
+func (s *session) readFleet(ctx context.Context) (*rollout.Fleet, error) {
+	fleet, err := rollout.Read(ctx, s.ex, s.scope, s.project.Name)
+	if err != nil {
+		return nil, err
+	}
+	for _, svc := range s.project.Services {
+		if svc.Proxy != nil {
+			fleet.ReadRoutes(ctx, s.project.Name)
+			break
+		}
+	}
+	return fleet, nil
 }
 
 // executorOptions are the flags' settings for the connections to the

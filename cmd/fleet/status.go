@@ -12,12 +12,10 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/fleetdeploy/fleet/plan"
-	"github.com/fleetdeploy/fleet/proxy"
 )
 
 type statusCmd struct {
@@ -48,7 +46,23 @@ func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
 	}
 	defer s.close()
 	list := []instanceStatus{}
-	routes := s.routes(ctx)
+	// Routes are shown for a project with proxied services, and with
+	// --project, where fleet.yaml does not say, when the hosts' proxies
+	// have some of its routes.
+	proxied := c.Project != ""
+	for _, svc := range s.project.Services {
+		proxied = proxied || svc.Proxy != nil
+	}
+	if proxied && s.fleet.Routes == nil {
+		s.fleet.ReadRoutes(ctx, s.project.Name)
+	}
+	routes := s.fleet.Routes
+	if c.Project != "" {
+		proxied = false
+		for _, r := range routes {
+			proxied = proxied || len(r) > 0
+		}
+	}
 	for host, st := range s.fleet.States {
 		for _, ct := range st.Containers {
 			svc := ct.Labels[plan.LabelService]
@@ -71,7 +85,7 @@ func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
 			if proxied {
 				in := false
 				for _, ip := range ct.Networks {
-					for _, u := range ups {
+					for _, u := range ups.Upstreams {
 						if h, _, _ := net.SplitHostPort(u); ip != "" && h == ip {
 							in = true
 						}
@@ -107,7 +121,11 @@ func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
 			fmt.Fprintf(out.stdout, "No instance of %s on the hosts that answered (%d of %d).\n", what, len(s.fleet.States), len(s.scope))
 		} else {
 			tw := tabwriter.NewWriter(out.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "SERVICE\tHOST\tSLOT\tREV\tIMAGE\tSTATE\tHEALTH\tUPTIME\tROUTE")
+			header := "SERVICE\tHOST\tSLOT\tREV\tIMAGE\tSTATE\tHEALTH\tUPTIME"
+			if proxied {
+				header += "\tROUTE"
+			}
+			fmt.Fprintln(tw, header)
 			for _, is := range list {
 				uptime := "-"
 				if !is.Started.IsZero() {
@@ -121,7 +139,11 @@ func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
 				default:
 					route = "out"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", is.Service, is.Host, is.Slot, is.Revision, is.Image, is.State, dash(is.Health), uptime, route)
+				line := fmt.Sprintf("%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s", is.Service, is.Host, is.Slot, is.Revision, is.Image, is.State, dash(is.Health), uptime)
+				if proxied {
+					line += "\t" + route
+				}
+				fmt.Fprintln(tw, line)
 			}
 			tw.Flush()
 		}
@@ -149,36 +171,4 @@ func (c *statusCmd) open(ctx context.Context, g *globals) (*session, error) {
 		services = []string{c.Service}
 	}
 	return g.open(ctx, services, false)
-}
-
-// routes reads the project's routes on the proxy of every host that runs
-// one of its instances: by host, then service. A host whose proxy cannot
-// be read has none; its instances show no route.
-func (s *session) routes(ctx context.Context) map[string]map[string][]string {
-	var mu sync.Mutex
-	out := map[string]map[string][]string{}
-	var wg sync.WaitGroup
-	for host, st := range s.fleet.States {
-		conn := s.fleet.Conns[host]
-		if len(st.Containers) == 0 || conn == nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			admin, err := proxy.Open(ctx, host, conn.Engine(), conn.DialContext)
-			if admin == nil || err != nil {
-				return
-			}
-			r, err := admin.Routes(ctx, s.project.Name)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			out[host] = r
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return out
 }
