@@ -240,6 +240,7 @@ func TestProxyRolloutsDropNoRequest(t *testing.T) {
 		return proxiedProject("px", image, site, version, extra, "healthy_deadline: 3s")
 	}
 	p := newProject(t, project("1", ""))
+	p.expect(2, []string{"the proxy is made (or started) first on h1, h2, h3, h4, h5"}, "plan", "--detailed-exitcode")
 	p.expect(0, []string{"5 changed"}, "apply", "--yes")
 	throughProxy(ctx, t, site, "1")
 	// fleet status says that every instance is in its route.

@@ -42,7 +42,20 @@ type LiveHost struct {
 	// for a project with proxied services; empty when no proxy runs
 	// there, nil when they were not read.
 	Routes map[string]LiveRoute
+	// Proxy says whether the host runs the proxy, once read.
+	Proxy ProxyState
 }
+
+// ProxyState is whether a host runs the proxy: "" when not read.
+type ProxyState string
+
+const (
+	ProxyAbsent  ProxyState = "absent"
+	ProxyRunning ProxyState = "running"
+)
+
+// ProxyContainer is the proxy's container on every host.
+const ProxyContainer = "fleet-proxy"
 
 // LiveRoute is a service's route on a host's proxy.
 type LiveRoute struct {
@@ -387,6 +400,12 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 		}
 		return a.Slot < b.Slot
 	})
+	if s.Proxy != nil {
+		if hosts := lackProxy(in.Live, sp); len(hosts) > 0 {
+			sp.Notes = append(sp.Notes, fmt.Sprintf("the proxy is made (or started) first on %s: a container %s (%s) on the host's network, serving port %d",
+				strings.Join(hosts, ", "), ProxyContainer, in.Project.ProxyImage, ProxyPort))
+		}
+	}
 	if s.Pull == "never" {
 		if hosts := lackImage(in.Live, sp); len(hosts) > 0 {
 			sp.Warnings = append(sp.Warnings, fmt.Sprintf("image %s is not on %s and pull is never: load it there (docker load) or set pull: missing",
@@ -394,6 +413,20 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 		}
 	}
 	return sp
+}
+
+// lackProxy names the hosts where no proxy runs and sp puts a container
+// in its route.
+func lackProxy(live Live, sp *ServicePlan) []string {
+	var hosts []string
+	for _, a := range sp.Actions {
+		lh := live.Hosts[a.Host]
+		if a.Kind == Unchanged || a.Kind == Remove || lh == nil || lh.Proxy != ProxyAbsent || slices.Contains(hosts, a.Host) {
+			continue
+		}
+		hosts = append(hosts, a.Host)
+	}
+	return hosts
 }
 
 // lackImage names the hosts that are to get a new container of sp but do

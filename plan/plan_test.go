@@ -467,3 +467,19 @@ func TestProxiedInstanceOutOfItsRoute(t *testing.T) {
 		}
 	}
 }
+
+// A plan says on which hosts the proxy is made before the first step.
+func TestPlanSaysWhereTheProxyIsMade(t *testing.T) {
+	f := newFixture(t, strings.Replace(planProject, `    ports: ["8080:8080"]`, `    proxy: {host: shop.example.com, port: 8080}`, 1))
+	f.live.Hosts["h1"].Proxy = ProxyRunning
+	f.live.Hosts["h2"].Proxy = ProxyAbsent // h3's was not read
+	for _, sp := range f.plan(false).Services {
+		want := []string{"the proxy is made (or started) first on h2: a container fleet-proxy (caddy:2) on the host's network, serving port 80"}
+		if sp.Name == "db" {
+			want = nil
+		}
+		if !slices.Equal(sp.Notes, want) {
+			t.Errorf("%s: notes %q, want %q", sp.Name, sp.Notes, want)
+		}
+	}
+}

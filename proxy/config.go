@@ -4,8 +4,11 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fleetdeploy/fleet/plan"
 )
 
 // config is the proxy's configuration as Caddy's JSON has it, kept as
@@ -48,12 +51,12 @@ func (c *config) object(path ...string) (map[string]any, error) {
 	return m, nil
 }
 
-// server is the HTTP server that holds fleet's routes: plain HTTP on port
-// 80, Caddy's automatic HTTPS off.
+// server is the HTTP server that holds fleet's routes: plain HTTP on the
+// proxy's port, Caddy's automatic HTTPS off.
 func (c *config) server() map[string]any {
 	s, _ := c.object("apps", "http", "servers", ServerName)
 	if _, ok := s["listen"]; !ok {
-		s["listen"] = []any{":80"}
+		s["listen"] = []any{":" + strconv.Itoa(plan.ProxyPort)}
 	}
 	s["automatic_https"] = map[string]any{"disable": true}
 	return s

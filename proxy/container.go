@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/fleetdeploy/fleet/executor"
+	"github.com/fleetdeploy/fleet/plan"
 )
 
 const (
 	// ContainerName is the proxy's container on every host.
-	ContainerName = "fleet-proxy"
+	ContainerName = plan.ProxyContainer
 	// Volume holds the proxy's state (certificates, its last
 	// configuration) and its admin socket.
 	Volume = "fleet-proxy"

@@ -48,8 +48,10 @@ type Fleet struct {
 	// docker", "docker denied"); the others are unreachable.
 	Faults map[string]string
 	// Routes holds, by host, the project's routes on the host's proxy, by
-	// service, once ReadRoutes read them.
-	Routes map[string]map[string]plan.LiveRoute
+	// service, and Proxies whether the host runs one, once ReadRoutes read
+	// them.
+	Routes  map[string]map[string]plan.LiveRoute
+	Proxies map[string]plan.ProxyState
 }
 
 // Read connects to every host at once (bounded by the executor) and reads
@@ -129,7 +131,7 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 func (f *Fleet) Live(project string) plan.Live {
 	live := plan.Live{Hosts: map[string]*plan.LiveHost{}, Unreachable: f.Unreachable, Faults: f.Faults}
 	for name, st := range f.States {
-		lh := &plan.LiveHost{MemAvailable: st.Facts.MemAvailable, CPUs: st.Facts.CPUs, Images: map[string]string{}, Recorded: f.Recorded[name], Routes: f.Routes[name]}
+		lh := &plan.LiveHost{MemAvailable: st.Facts.MemAvailable, CPUs: st.Facts.CPUs, Images: map[string]string{}, Recorded: f.Recorded[name], Routes: f.Routes[name], Proxy: f.Proxies[name]}
 		for ref, id := range st.Images {
 			lh.Images[ref] = id
 			// fleet.yaml may name an image without a tag or a registry.
@@ -201,18 +203,19 @@ func (f *Fleet) Close() {
 	}
 }
 
-// ReadRoutes reads the project's routes on the proxy of every host that
-// runs one of its containers, for a project with proxied services: a
-// host without a proxy has none, and every proxied instance there is out
-// of its route. A host whose proxy does not answer is left unread, and
-// nothing is said about its routes.
+// ReadRoutes reads, for a project with proxied services, whether each
+// host runs the proxy and the project's routes there: a host without a
+// proxy has none, and every proxied instance there is out of its route.
+// A host whose proxy does not answer is left unread, and nothing is said
+// about its routes.
 func (f *Fleet) ReadRoutes(ctx context.Context, project string) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	f.Routes = map[string]map[string]plan.LiveRoute{}
-	for host, st := range f.States {
+	f.Proxies = map[string]plan.ProxyState{}
+	for host := range f.States {
 		conn := f.Conns[host]
-		if len(st.Containers) == 0 || conn == nil {
+		if conn == nil {
 			continue
 		}
 		wg.Add(1)
@@ -223,7 +226,9 @@ func (f *Fleet) ReadRoutes(ctx context.Context, project string) {
 			if err != nil {
 				return
 			}
+			state := plan.ProxyAbsent
 			if admin != nil {
+				state = plan.ProxyRunning
 				have, err := admin.Routes(ctx, project)
 				if err != nil {
 					return
@@ -234,6 +239,7 @@ func (f *Fleet) ReadRoutes(ctx context.Context, project string) {
 			}
 			mu.Lock()
 			f.Routes[host] = routes
+			f.Proxies[host] = state
 			mu.Unlock()
 		}()
 	}
