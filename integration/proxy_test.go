@@ -342,6 +342,11 @@ services:
 	}
 	throughProxyOn(ctx, t, h, site, "1")
 	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
+
+	// Another proxy_image is not rolled out over a running proxy: the
+	// plan says so, and how.
+	p.write(strings.Replace(project(1), "proxy_image: "+image, "proxy_image: caddy:2", 1))
+	p.expect(0, []string{"the proxy on h1 (" + image + ") runs another image than proxy_image caddy:2", "docker rm -f fleet-proxy"}, "plan")
 }
 
 // TestProxyKilledAtAnyMomentDropsNoRequest kills apply with SIGKILL at

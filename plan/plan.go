@@ -42,8 +42,10 @@ type LiveHost struct {
 	// for a project with proxied services; empty when no proxy runs
 	// there, nil when they were not read.
 	Routes map[string]LiveRoute
-	// Proxy says whether the host runs the proxy, once read.
-	Proxy ProxyState
+	// Proxy says whether the host runs the proxy, once read, and
+	// ProxyImage what the running one was made from.
+	Proxy      ProxyState
+	ProxyImage string
 }
 
 // ProxyState is whether a host runs the proxy: "" when not read.
@@ -405,6 +407,10 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 			sp.Notes = append(sp.Notes, fmt.Sprintf("the proxy is made (or started) first on %s: a container %s (%s) on the host's network, serving port %d",
 				strings.Join(hosts, ", "), ProxyContainer, in.Project.ProxyImage, ProxyPort))
 		}
+		if olds := otherProxies(in, sp); len(olds) > 0 {
+			sp.Notes = append(sp.Notes, fmt.Sprintf("the proxy on %s runs another image than proxy_image %s, and fleet does not upgrade a running proxy yet: to change it, remove it on the host (docker rm -f %s; its routes are made again by fleet apply, and requests fail meanwhile)",
+				strings.Join(olds, ", "), in.Project.ProxyImage, ProxyContainer))
+		}
 	}
 	if s.Pull == "never" {
 		if hosts := lackImage(in.Live, sp); len(hosts) > 0 {
@@ -425,6 +431,22 @@ func lackProxy(live Live, sp *ServicePlan) []string {
 			continue
 		}
 		hosts = append(hosts, a.Host)
+	}
+	return hosts
+}
+
+// otherProxies names, with their images, the hosts of sp whose proxy runs
+// another image than proxy_image.
+func otherProxies(in Input, sp *ServicePlan) []string {
+	var hosts []string
+	seen := map[string]bool{}
+	for _, a := range sp.Actions {
+		lh := in.Live.Hosts[a.Host]
+		if seen[a.Host] || lh == nil || lh.Proxy != ProxyRunning || lh.ProxyImage == in.Project.ProxyImage {
+			continue
+		}
+		seen[a.Host] = true
+		hosts = append(hosts, fmt.Sprintf("%s (%s)", a.Host, lh.ProxyImage))
 	}
 	return hosts
 }

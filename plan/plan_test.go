@@ -468,13 +468,15 @@ func TestProxiedInstanceOutOfItsRoute(t *testing.T) {
 	}
 }
 
-// A plan says on which hosts the proxy is made before the first step.
+// A plan says on which hosts the proxy is made before the first step, and
+// where it runs another image than proxy_image.
 func TestPlanSaysWhereTheProxyIsMade(t *testing.T) {
 	f := newFixture(t, strings.Replace(planProject, `    ports: ["8080:8080"]`, `    proxy: {host: shop.example.com, port: 8080}`, 1))
-	f.live.Hosts["h1"].Proxy = ProxyRunning
+	f.live.Hosts["h1"].Proxy, f.live.Hosts["h1"].ProxyImage = ProxyRunning, "caddy:2.10"
 	f.live.Hosts["h2"].Proxy = ProxyAbsent // h3's was not read
 	for _, sp := range f.plan(false).Services {
-		want := []string{"the proxy is made (or started) first on h2: a container fleet-proxy (caddy:2) on the host's network, serving port 80"}
+		want := []string{"the proxy is made (or started) first on h2: a container fleet-proxy (caddy:2) on the host's network, serving port 80",
+			"the proxy on h1 (caddy:2.10) runs another image than proxy_image caddy:2, and fleet does not upgrade a running proxy yet: to change it, remove it on the host (docker rm -f fleet-proxy; its routes are made again by fleet apply, and requests fail meanwhile)"}
 		if sp.Name == "db" {
 			want = nil
 		}

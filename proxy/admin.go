@@ -29,6 +29,9 @@ import (
 
 // Admin is the admin API of one host's proxy.
 type Admin struct {
+	// Image is what the proxy's container was made from.
+	Image string
+
 	host   string
 	socket string
 	client *http.Client

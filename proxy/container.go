@@ -73,6 +73,7 @@ func Ensure(ctx context.Context, host string, eng Engine, dial Dialer, image str
 		return nil, fmt.Errorf("proxy on %s: %w", host, err)
 	}
 	a := NewAdmin(host, dial, path.Join(dir, adminSocket))
+	a.Image = c.Image
 	// Caddy makes its socket a moment after it starts.
 	var last error
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
@@ -119,7 +120,9 @@ func Open(ctx context.Context, host string, eng interface {
 	if err != nil {
 		return nil, fmt.Errorf("proxy on %s: %w", host, err)
 	}
-	return NewAdmin(host, dial, path.Join(dir, adminSocket)), nil
+	a := NewAdmin(host, dial, path.Join(dir, adminSocket))
+	a.Image = c.Image
+	return a, nil
 }
 
 func create(ctx context.Context, host string, eng Engine, image string, auth *executor.RegistryAuth) (*executor.Container, error) {

@@ -50,8 +50,9 @@ type Fleet struct {
 	// Routes holds, by host, the project's routes on the host's proxy, by
 	// service, and Proxies whether the host runs one, once ReadRoutes read
 	// them.
-	Routes  map[string]map[string]plan.LiveRoute
-	Proxies map[string]plan.ProxyState
+	Routes      map[string]map[string]plan.LiveRoute
+	Proxies     map[string]plan.ProxyState
+	ProxyImages map[string]string
 }
 
 // Read connects to every host at once (bounded by the executor) and reads
@@ -131,7 +132,7 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 func (f *Fleet) Live(project string) plan.Live {
 	live := plan.Live{Hosts: map[string]*plan.LiveHost{}, Unreachable: f.Unreachable, Faults: f.Faults}
 	for name, st := range f.States {
-		lh := &plan.LiveHost{MemAvailable: st.Facts.MemAvailable, CPUs: st.Facts.CPUs, Images: map[string]string{}, Recorded: f.Recorded[name], Routes: f.Routes[name], Proxy: f.Proxies[name]}
+		lh := &plan.LiveHost{MemAvailable: st.Facts.MemAvailable, CPUs: st.Facts.CPUs, Images: map[string]string{}, Recorded: f.Recorded[name], Routes: f.Routes[name], Proxy: f.Proxies[name], ProxyImage: f.ProxyImages[name]}
 		for ref, id := range st.Images {
 			lh.Images[ref] = id
 			// fleet.yaml may name an image without a tag or a registry.
@@ -213,6 +214,7 @@ func (f *Fleet) ReadRoutes(ctx context.Context, project string) {
 	var wg sync.WaitGroup
 	f.Routes = map[string]map[string]plan.LiveRoute{}
 	f.Proxies = map[string]plan.ProxyState{}
+	f.ProxyImages = map[string]string{}
 	for host := range f.States {
 		conn := f.Conns[host]
 		if conn == nil {
@@ -226,9 +228,9 @@ func (f *Fleet) ReadRoutes(ctx context.Context, project string) {
 			if err != nil {
 				return
 			}
-			state := plan.ProxyAbsent
+			state, image := plan.ProxyAbsent, ""
 			if admin != nil {
-				state = plan.ProxyRunning
+				state, image = plan.ProxyRunning, admin.Image
 				have, err := admin.Routes(ctx, project)
 				if err != nil {
 					return
@@ -240,6 +242,7 @@ func (f *Fleet) ReadRoutes(ctx context.Context, project string) {
 			mu.Lock()
 			f.Routes[host] = routes
 			f.Proxies[host] = state
+			f.ProxyImages[host] = image
 			mu.Unlock()
 		}()
 	}
