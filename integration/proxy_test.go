@@ -72,6 +72,9 @@ type load struct {
 	wg        sync.WaitGroup
 }
 
+// clientPace is the least time between two requests of one client.
+const clientPace = 40 * time.Millisecond
+
 func startLoad(t *testing.T, site string, clients int, hosts ...*testfleet.Host) *load {
 	t.Helper()
 	if len(hosts) == 0 {
@@ -84,11 +87,16 @@ func startLoad(t *testing.T, site string, clients int, hosts ...*testfleet.Host)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			// Each client asks at most every clientPace: as many clients
+			// at once, at about half the rate they could reach, so that
+			// the test's own load takes one core, not the machine.
+			pace := time.NewTicker(clientPace)
+			defer pace.Stop()
 			for n := i; ; n++ {
 				select {
 				case <-l.stop:
 					return
-				default:
+				case <-pace.C:
 				}
 				h := hosts[n%len(hosts)]
 				// Whether the connection was kept alive tells a reload's
