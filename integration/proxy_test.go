@@ -290,7 +290,7 @@ func TestProxyRolloutsDropNoRequest(t *testing.T) {
 // and scaling down to one takes the other out of the route first, with no
 // request failing. Then the proxy is removed by hand: plan calls the
 // instance out of its route drift, and reconcile makes the proxy and puts
-// it back.
+// it back; the instance stopped by hand is started and put back too.
 func TestProxyServesEveryInstanceOfAHost(t *testing.T) {
 	ctx := context.Background()
 	image := withProxy(t)
@@ -350,6 +350,13 @@ services:
 	}
 	throughProxyOn(ctx, t, h, site, "1")
 	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
+
+	// Stopped by hand: started, checked and put back in its route.
+	if _, err := h.Run(ctx, "sh", "-c", "docker stop $(docker ps -q --filter label=fleet.project=px2)"); err != nil {
+		t.Fatal(err)
+	}
+	p.expect(0, []string{"1 changed"}, "reconcile")
+	throughProxyOn(ctx, t, h, site, "1")
 
 	// Another proxy_image is not rolled out over a running proxy: the
 	// plan says so, and how.

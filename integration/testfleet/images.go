@@ -112,21 +112,27 @@ func (f *Fleet) BuildExample(ctx context.Context, version string, healthEvery ti
 		}
 		dockerfile = interval.ReplaceAll(dockerfile, []byte("${1}"+healthEvery.String()))
 	}
-	if err := os.WriteFile(filepath.Join(build, "Dockerfile"), dockerfile, 0o644); err != nil {
-		return "", err
-	}
 	ref := ExampleImage + ":" + version
-	if _, err := f.laptopDocker(ctx, "build", "--quiet", "--tag", ref, build); err != nil {
-		return "", err
+	return ref, f.buildImage(ctx, build, dockerfile, ref)
+}
+
+// buildImage builds the image ref from dir and dockerfile on the laptop's
+// engine, and saves it for LoadImage.
+func (f *Fleet) buildImage(ctx context.Context, dir string, dockerfile []byte, ref string) error {
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), dockerfile, 0o644); err != nil {
+		return err
+	}
+	if _, err := f.laptopDocker(ctx, "build", "--quiet", "--tag", ref, dir); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(f.imagesDir(), 0o700); err != nil {
-		return "", err
+		return err
 	}
 	if _, err := f.laptopDocker(ctx, "save", "--output", f.imageTar(ref), ref); err != nil {
-		return "", err
+		return err
 	}
 	f.logf("built %s", ref)
-	return ref, nil
+	return nil
 }
 
 func (f *Fleet) imagesDir() string { return filepath.Join(f.Dir, "images") }

@@ -69,20 +69,7 @@ func (f *Fleet) BuildProxy(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(proxyDockerfile), 0o644); err != nil {
-		return "", err
-	}
-	if _, err := f.laptopDocker(ctx, "build", "--quiet", "--tag", ProxyImage, dir); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(f.imagesDir(), 0o700); err != nil {
-		return "", err
-	}
-	if _, err := f.laptopDocker(ctx, "save", "--output", f.imageTar(ProxyImage), ProxyImage); err != nil {
-		return "", err
-	}
-	f.logf("built %s", ProxyImage)
-	return ProxyImage, nil
+	return ProxyImage, f.buildImage(ctx, dir, []byte(proxyDockerfile), ProxyImage)
 }
 
 // buildOnce builds Caddy from src into bin unless it is there. Two test
