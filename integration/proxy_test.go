@@ -2,10 +2,13 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,12 +79,18 @@ type load struct {
 const clientPace = 40 * time.Millisecond
 
 func startLoad(t *testing.T, site string, clients int, hosts ...*testfleet.Host) *load {
+	return startLoadOver(t, "http", nil, site, clients, hosts...)
+}
+
+// startLoadOver is startLoad over HTTPS when scheme is https, trusting
+// the CAs in roots.
+func startLoadOver(t *testing.T, scheme string, roots *x509.CertPool, site string, clients int, hosts ...*testfleet.Host) *load {
 	t.Helper()
 	if len(hosts) == 0 {
 		hosts = fleet.Hosts
 	}
 	l := &load{stop: make(chan struct{}), firstSeen: map[string]map[string]time.Time{}}
-	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients, TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: site}}
 	client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
 	for i := range clients {
 		l.wg.Add(1)
@@ -103,7 +112,7 @@ func startLoad(t *testing.T, site string, clients int, hosts ...*testfleet.Host)
 				// closing of idle connections from a refused one.
 				reused := false
 				trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
-				req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, "http://"+h.Addr+"/version", nil)
+				req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, scheme+"://"+h.Addr+"/version", nil)
 				req.Host = site
 				began := time.Now()
 				resp, err := client.Do(req)
@@ -283,6 +292,108 @@ func TestProxyRolloutsDropNoRequest(t *testing.T) {
 	l.until(10000)
 	l.check(t, "a never-healthy release rolled back")
 	throughProxy(ctx, t, site, "1")
+}
+
+// TestProxyServesHTTPS serves the example with tls: internal on two hosts:
+// the proxy's own CA issues the site's certificate, HTTPS answers with it,
+// plain HTTP redirects there, and a rolling update under HTTPS load fails
+// no request. Back to plain HTTP, the route changes in place: the plan
+// says why, the containers stay, and HTTP answers again.
+func TestProxyServesHTTPS(t *testing.T) {
+	ctx := context.Background()
+	image := withProxy(t)
+	cleanupProject(t, "pxs")
+	const site = "pxs.fleet.test"
+	hosts := fleet.Hosts[:2]
+	project := func(version, tls string) string {
+		return strings.Replace(proxiedProject("pxs", image, site, version, "", ""),
+			"drain_timeout: 10s}", "drain_timeout: 10s, tls: "+tls+"}\n    hosts: [h1, h2]", 1)
+	}
+	p := newProject(t, project("1", "internal"))
+	p.expect(2, []string{"serving ports 80 and 443"}, "plan", "--detailed-exitcode")
+	p.expect(0, []string{"2 changed"}, "apply", "--yes")
+
+	// The site's certificate chains to the root of the proxy's CA, kept
+	// in its volume on each host: each host's proxy has a CA of its own.
+	roots := x509.NewCertPool()
+	for _, h := range hosts {
+		pem, err := h.Run(ctx, "sh", "-c", `cat "$(docker volume inspect -f '{{.Mountpoint}}' fleet-proxy)/caddy/pki/authorities/local/root.crt"`)
+		if err != nil || !roots.AppendCertsFromPEM(pem) {
+			t.Fatalf("%s: the root of the proxy's CA: %v %s", h.Name, err, pem)
+		}
+	}
+	client := &http.Client{
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: site}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       5 * time.Second,
+	}
+	// answers waits, for at most 20 s (the first certificate is issued
+	// once the route is there), until h answers url as want says.
+	answers := func(h *testfleet.Host, url string, want func(*http.Response, string) bool) {
+		t.Helper()
+		var last string
+		for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.Replace(url, site, h.Addr, 1), nil)
+			req.Host = site
+			resp, err := client.Do(req)
+			if err != nil {
+				last = err.Error()
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want(resp, strings.TrimSpace(string(body))) {
+				return
+			}
+			last = fmt.Sprintf("%s %q, Location %q", resp.Status, body, resp.Header.Get("Location"))
+		}
+		t.Errorf("%s: %s answers %s", h.Name, url, last)
+	}
+	version := func(v string) func(*http.Response, string) bool {
+		return func(r *http.Response, body string) bool { return r.StatusCode == http.StatusOK && body == v }
+	}
+	for _, h := range hosts {
+		answers(h, "https://"+site+"/version", version("1"))
+		answers(h, "http://"+site+"/version?x=1", func(r *http.Response, _ string) bool {
+			return r.StatusCode == http.StatusPermanentRedirect && r.Header.Get("Location") == "https://"+site+"/version?x=1"
+		})
+	}
+	if t.Failed() {
+		return
+	}
+
+	l := startLoadOver(t, "https", roots, site, 10, hosts...)
+	p.write(project("2", "internal"))
+	p.expect(0, []string{"2 changed"}, "apply", "--yes")
+	l.until(1000)
+	l.check(t, "a rolling update over HTTPS")
+	for _, h := range hosts {
+		answers(h, "https://"+site+"/version", version("2"))
+	}
+
+	ids := func() []string {
+		var all []string
+		for _, h := range hosts {
+			list, err := h.ContainersOf(ctx, "fleet.project=pxs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, list...)
+		}
+		slices.Sort(all)
+		return all
+	}
+	before := ids()
+	p.write(project("2", "false"))
+	p.expect(2, []string{"its route serves https://" + site + "/ (tls: internal), not http://" + site + "/"}, "plan", "--detailed-exitcode")
+	p.expect(0, []string{"2 changed"}, "apply", "--yes")
+	for _, h := range hosts {
+		answers(h, "http://"+site+"/version", version("2"))
+	}
+	if after := ids(); !slices.Equal(after, before) {
+		t.Errorf("taking TLS off replaced containers: %q before, %q after", before, after)
+	}
+	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
 }
 
 // TestProxyServesEveryInstanceOfAHost runs two instances of a service on

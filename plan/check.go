@@ -63,40 +63,62 @@ func (p *Project) check(inv *inventory.Inventory, errs *diag.List) {
 	p.checkRoutes(selected, errs)
 }
 
-// ProxyPort is the host port the proxy serves on.
-const ProxyPort = 80
+// ProxyPort is the host port the proxy serves HTTP on, and ProxyTLSPort
+// the one it serves HTTPS on where a route has TLS.
+const (
+	ProxyPort    = 80
+	ProxyTLSPort = 443
+)
 
 // checkRoutes finds two services that claim the same host name and path
-// through the proxy, and services that publish the proxy's own port on a
-// host where the proxy runs.
+// through the proxy, two that serve one host name with different TLS, and
+// services that publish the proxy's own ports on a host where it runs.
 func (p *Project) checkRoutes(selected map[string][]*inventory.Host, errs *diag.List) {
 	claimed := map[string]string{}
-	proxied := map[string]string{} // host → a proxied service there
+	tlsOf := map[string]*Service{} // host name → the first service serving it
+	// host → port → a proxied service that has the proxy bind it there
+	proxied := map[string]map[int]string{}
 	for _, s := range p.Services {
 		if s.Proxy == nil {
 			continue
 		}
 		// Host names match whatever their case.
-		site := strings.ToLower(s.Proxy.Host) + strings.TrimSuffix(s.Proxy.Path, "/")
+		name := strings.ToLower(s.Proxy.Host)
+		site := name + strings.TrimSuffix(s.Proxy.Path, "/")
 		if other, ok := claimed[site]; ok {
 			e := errs.Add(s.pos["proxy"], "service %s is served at %s%s, as service %s is", s.Name, s.Proxy.Host, s.Proxy.Path, other)
 			e.Hint = "give one of them another proxy.host or proxy.path"
 			continue
 		}
 		claimed[site] = s.Name
+		if other, ok := tlsOf[name]; ok && other.Proxy.TLS != s.Proxy.TLS {
+			e := errs.Add(s.pos["proxy"], "service %s serves %s with %s, service %s with %s: one host name has one certificate", s.Name, s.Proxy.Host, s.Proxy.TLS.describe(), other.Name, other.Proxy.TLS.describe())
+			e.Hint = "give both the same proxy.tls"
+		} else if !ok {
+			tlsOf[name] = s
+		}
+		ports := []int{ProxyPort}
+		if s.Proxy.TLS != TLSOff {
+			ports = append(ports, ProxyTLSPort)
+		}
 		for _, h := range selected[s.Name] {
-			if _, ok := proxied[h.Name]; !ok {
-				proxied[h.Name] = s.Name
+			if proxied[h.Name] == nil {
+				proxied[h.Name] = map[int]string{}
+			}
+			for _, port := range ports {
+				if _, ok := proxied[h.Name][port]; !ok {
+					proxied[h.Name][port] = s.Name
+				}
 			}
 		}
 	}
 	for _, s := range p.Services {
 		for _, port := range s.Ports {
-			if port.Host != ProxyPort || port.Proto != "tcp" {
+			if port.Proto != "tcp" {
 				continue
 			}
 			for _, h := range selected[s.Name] {
-				if other, ok := proxied[h.Name]; ok && other != s.Name {
+				if other, ok := proxied[h.Name][port.Host]; ok && other != s.Name {
 					e := errs.Add(s.pos["ports"], "service %s publishes port %d on %s, where the proxy serves service %s on it", s.Name, port.Host, h.Name, other)
 					e.Hint = "serve it through the proxy too (proxy: {host: ..., port: ...}), or publish another port"
 					break
@@ -104,6 +126,16 @@ func (p *Project) checkRoutes(selected map[string][]*inventory.Host, errs *diag.
 			}
 		}
 	}
+}
+
+func (t TLS) describe() string {
+	switch t {
+	case TLSPublic:
+		return "tls: true"
+	case TLSInternal:
+		return "tls: internal"
+	}
+	return "no TLS"
 }
 
 // checkPortClashes finds two services that may both publish the same host

@@ -799,15 +799,20 @@ func decodeProxy(d *yamlfile.Doc, v *yaml.Node, what string) *Proxy {
 		"tls": func(v *yaml.Node) {
 			switch v.Value {
 			case "false":
-			case "true", "internal":
-				notYet(d, v, what+".tls", "TLS through the proxy", "serve plain HTTP (tls: false) for now, behind your own TLS terminator")
+			case "true":
+				px.TLS = TLSPublic
+			case "internal":
+				px.TLS = TLSInternal
 			default:
-				d.Errorf(v, "%s.tls: want false, true or internal", what)
+				d.Errorf(v, "%s.tls: want false, true (a certificate from Let's Encrypt) or internal (from the proxy's own CA)", what)
 			}
 		},
 	})
 	if ok && (!hostSet || !portSet) {
 		d.Errorf(v, "%s: want host and port", what).Hint = "e.g. proxy: {host: shop.example.com, port: 8080}"
+	}
+	if px.TLS == TLSPublic && strings.HasPrefix(px.Host, "*") {
+		d.Errorf(v, "%s: %s with tls: true needs a wildcard certificate, which a public CA gives only through a DNS challenge that fleet does not set up", what, px.Host).Hint = "use tls: internal, or one proxy.host per name"
 	}
 	return px
 }

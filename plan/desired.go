@@ -167,9 +167,32 @@ type Proxy struct {
 	Host string
 	Path string
 	Port int
+	TLS  TLS
 	// DrainTimeout bounds how long an old instance, out of the route, may
 	// finish the requests it has in flight before it is stopped.
 	DrainTimeout time.Duration
+}
+
+// TLS is how the proxy serves a route.
+type TLS string
+
+const (
+	// TLSOff serves plain HTTP (tls: false).
+	TLSOff TLS = ""
+	// TLSPublic serves HTTPS with a certificate from a public ACME CA,
+	// Let's Encrypt first (tls: true); HTTP redirects to it.
+	TLSPublic TLS = "true"
+	// TLSInternal serves HTTPS with a certificate from the proxy's own
+	// CA (tls: internal); HTTP redirects to it.
+	TLSInternal TLS = "internal"
+)
+
+// Scheme is the URL scheme the route is served with.
+func (t TLS) Scheme() string {
+	if t == TLSOff {
+		return "http"
+	}
+	return "https"
 }
 
 // DefaultProxyImage is proxy_image when fleet.yaml leaves it out.

@@ -62,6 +62,7 @@ const ProxyContainer = "fleet-proxy"
 // LiveRoute is a service's route on a host's proxy.
 type LiveRoute struct {
 	Host, Path string // the path as a prefix without its last /: "" for /
+	TLS        TLS
 	Upstreams  []string
 }
 
@@ -404,8 +405,12 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 	})
 	if s.Proxy != nil {
 		if hosts := lackProxy(in.Live, sp); len(hosts) > 0 {
-			sp.Notes = append(sp.Notes, fmt.Sprintf("the proxy is made (or started) first on %s: a container %s (%s) on the host's network, serving port %d",
-				strings.Join(hosts, ", "), ProxyContainer, in.Project.ProxyImage, ProxyPort))
+			ports := fmt.Sprintf("port %d", ProxyPort)
+			if s.Proxy.TLS != TLSOff {
+				ports = fmt.Sprintf("ports %d and %d", ProxyPort, ProxyTLSPort)
+			}
+			sp.Notes = append(sp.Notes, fmt.Sprintf("the proxy is made (or started) first on %s: a container %s (%s) on the host's network, serving %s",
+				strings.Join(hosts, ", "), ProxyContainer, in.Project.ProxyImage, ports))
 		}
 		if olds := otherProxies(in, sp); len(olds) > 0 {
 			sp.Notes = append(sp.Notes, fmt.Sprintf("the proxy on %s runs another image than proxy_image %s, and fleet does not upgrade a running proxy yet: to change it, remove it on the host (docker rm -f %s; its routes are made again by fleet apply, and requests fail meanwhile)",
@@ -636,14 +641,23 @@ func routeDrift(lh *LiveHost, s *Service, c *LiveContainer) string {
 	switch path := strings.TrimSuffix(s.Proxy.Path, "/"); {
 	case !in:
 		return "not in its route on the host's proxy"
-	case r.Host != s.Proxy.Host || r.Path != path:
+	case r.Host != s.Proxy.Host || r.Path != path || r.TLS != s.Proxy.TLS:
 		was := r.Path
 		if was == "" {
 			was = "/"
 		}
-		return fmt.Sprintf("its route serves %s%s, not %s%s", r.Host, was, s.Proxy.Host, s.Proxy.Path)
+		return fmt.Sprintf("its route serves %s, not %s", siteText(r.Host, was, r.TLS), siteText(s.Proxy.Host, s.Proxy.Path, s.Proxy.TLS))
 	}
 	return ""
+}
+
+// siteText is what a route serves, as a URL: https://shop.example.com/api.
+func siteText(host, path string, t TLS) string {
+	text := t.Scheme() + "://" + host + path
+	if t == TLSInternal {
+		text += " (tls: internal)"
+	}
+	return text
 }
 
 // handChanges compares a container with the template it was made from,

@@ -461,8 +461,18 @@ func TestProxiedInstanceOutOfItsRoute(t *testing.T) {
 	f.live.Hosts["h1"].Routes["web"] = LiveRoute{Host: "shop.example.com", Path: "/old", Upstreams: []string{"172.17.0.2:8080"}}
 	for _, sp := range f.plan(false).Services {
 		for _, a := range sp.Actions {
-			if a.Host == "h1" && sp.Name == "web" && (a.Kind != Update || !slices.Equal(a.Reasons, []string{"its route serves shop.example.com/old, not shop.example.com/"})) {
+			if a.Host == "h1" && sp.Name == "web" && (a.Kind != Update || !slices.Equal(a.Reasons, []string{"its route serves http://shop.example.com/old, not http://shop.example.com/"})) {
 				t.Errorf("a route on another path: %s %q", a.Kind, a.Reasons)
+			}
+		}
+	}
+
+	// A route served with the proxy's own CA where fleet.yaml asks plain HTTP.
+	f.live.Hosts["h1"].Routes["web"] = LiveRoute{Host: "shop.example.com", TLS: TLSInternal, Upstreams: []string{"172.17.0.2:8080"}}
+	for _, sp := range f.plan(false).Services {
+		for _, a := range sp.Actions {
+			if a.Host == "h1" && sp.Name == "web" && (a.Kind != Update || !slices.Equal(a.Reasons, []string{"its route serves https://shop.example.com/ (tls: internal), not http://shop.example.com/"})) {
+				t.Errorf("a route with TLS: %s %q", a.Kind, a.Reasons)
 			}
 		}
 	}

@@ -9,7 +9,8 @@
 // addresses of the service's healthy containers on that host. A rollout
 // adds a new container to the route once it is healthy, takes the old one
 // out, and waits for the old one's requests in flight to end before it
-// stops it (see [Admin.Drain]).
+// stops it (see [Admin.Drain]). A route with TLS (proxy.tls) is served on
+// a second server, for HTTPS, and the plain one redirects to it.
 package proxy
 
 import (
@@ -25,6 +26,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fleetdeploy/fleet/plan"
 )
 
 // Admin is the admin API of one host's proxy.
@@ -137,6 +140,7 @@ type Route struct {
 	ID   string // fleet.<project>.<service>
 	Host string
 	Path string // a prefix: / or /api
+	TLS  plan.TLS
 	// DrainTimeout bounds how long a removed upstream may finish its
 	// requests; the proxy's grace period on a reload is at least this.
 	DrainTimeout time.Duration
@@ -145,12 +149,15 @@ type Route struct {
 // RouteID names the route of a project's service.
 func RouteID(project, service string) string { return "fleet." + project + "." + service }
 
-// ServerName is the HTTP server, in the proxy's configuration, that holds
-// fleet's routes.
-const ServerName = "fleet"
+// ServerName and TLSServerName are the HTTP servers, in the proxy's
+// configuration, that hold fleet's routes: plain HTTP, and HTTPS.
+const (
+	ServerName    = "fleet"
+	TLSServerName = "fleet-tls"
+)
 
-// update changes the configuration: fn edits the HTTP server that holds
-// fleet's routes, which it finds made if there was none, and says whether
+// update changes the configuration: fn edits the HTTP servers that hold
+// fleet's routes, which it finds made if there were none, and says whether
 // it changed anything. The change is made only if nothing else changed
 // the configuration since it was read (If-Match), so that two projects
 // deploying on one host at once do not undo each other's routes; on a
@@ -203,7 +210,7 @@ func (a *Admin) update(ctx context.Context, fn func(cfg *config) (bool, error)) 
 // changes nothing is not sent.
 func (a *Admin) Swap(ctx context.Context, r Route, add, remove string) error {
 	return a.update(ctx, func(cfg *config) (bool, error) {
-		rt := cfg.route(r.ID)
+		rt, tls := cfg.routeAndTLS(r.ID)
 		var now []string
 		if rt != nil {
 			now = rt.upstreams()
@@ -215,7 +222,7 @@ func (a *Admin) Swap(ctx context.Context, r Route, add, remove string) error {
 		switch {
 		case rt == nil && len(next) == 0:
 			return false, nil
-		case rt.same(r) && slices.Equal(slices.Sorted(slices.Values(now)), slices.Sorted(slices.Values(next))):
+		case rt.same(r) && tls == r.TLS && slices.Equal(slices.Sorted(slices.Values(now)), slices.Sorted(slices.Values(next))):
 			return false, nil
 		}
 		cfg.setRoute(r, next)
@@ -226,6 +233,7 @@ func (a *Admin) Swap(ctx context.Context, r Route, add, remove string) error {
 // RouteState is a route as the proxy has it.
 type RouteState struct {
 	Host, Path string // the path as a prefix, "" for /
+	TLS        plan.TLS
 	Upstreams  []string
 }
 
@@ -241,10 +249,13 @@ func (a *Admin) Routes(ctx context.Context, project string) (map[string]RouteSta
 	}
 	prefix := RouteID(project, "")
 	out := map[string]RouteState{}
-	for _, r := range cfg.routes() {
-		if id, ok := r["@id"].(string); ok && strings.HasPrefix(id, prefix) {
-			host, path := r.site()
-			out[strings.TrimPrefix(id, prefix)] = RouteState{Host: host, Path: path, Upstreams: r.upstreams()}
+	for _, name := range []string{ServerName, TLSServerName} {
+		for _, r := range cfg.routes(name) {
+			if id, ok := r["@id"].(string); ok && strings.HasPrefix(id, prefix) {
+				host, path := r.site()
+				_, tls := cfg.routeAndTLS(id)
+				out[strings.TrimPrefix(id, prefix)] = RouteState{Host: host, Path: path, TLS: tls, Upstreams: r.upstreams()}
+			}
 		}
 	}
 	return out, nil

@@ -33,6 +33,15 @@ func readConfig(raw map[string]any) (*config, error) {
 
 func (c *config) raw() map[string]any { return c.root }
 
+// lookup returns the object at path, or nil where it is missing.
+func (c *config) lookup(path ...string) map[string]any {
+	m := c.root
+	for _, k := range path {
+		m, _ = m[k].(map[string]any)
+	}
+	return m
+}
+
 // object returns the object at path, made if missing.
 func (c *config) object(path ...string) (map[string]any, error) {
 	m := c.root
@@ -51,21 +60,33 @@ func (c *config) object(path ...string) (map[string]any, error) {
 	return m, nil
 }
 
-// server is the HTTP server that holds fleet's routes: plain HTTP on the
-// proxy's port, Caddy's automatic HTTPS off.
-func (c *config) server() map[string]any {
-	s, _ := c.object("apps", "http", "servers", ServerName)
+// server is one of the HTTP servers that hold fleet's routes, made if
+// missing: ServerName serves plain HTTP on plan.ProxyPort with Caddy's
+// automatic HTTPS off (fleet writes the redirects of TLS routes itself),
+// TLSServerName serves HTTPS on plan.ProxyTLSPort with certificates that
+// Caddy gets for the host names of its routes.
+func (c *config) server(name string) map[string]any {
+	s, _ := c.object("apps", "http", "servers", name)
 	if _, ok := s["listen"]; !ok {
-		s["listen"] = []any{":" + strconv.Itoa(plan.ProxyPort)}
+		port := plan.ProxyPort
+		if name == TLSServerName {
+			port = plan.ProxyTLSPort
+		}
+		s["listen"] = []any{":" + strconv.Itoa(port)}
 	}
-	s["automatic_https"] = map[string]any{"disable": true}
+	if name == TLSServerName {
+		s["automatic_https"] = map[string]any{"disable_redirects": true}
+	} else {
+		s["automatic_https"] = map[string]any{"disable": true}
+	}
 	return s
 }
 
 type route map[string]any
 
-func (c *config) routes() []route {
-	list, _ := c.server()["routes"].([]any)
+// routes are the routes of the server called name, which is not made.
+func (c *config) routes(name string) []route {
+	list, _ := c.lookup("apps", "http", "servers", name)["routes"].([]any)
 	var out []route
 	for _, r := range list {
 		if m, ok := r.(map[string]any); ok {
@@ -75,14 +96,30 @@ func (c *config) routes() []route {
 	return out
 }
 
-// route returns the route with the given @id, or nil.
+// route returns the route with the given @id, in either server, or nil.
 func (c *config) route(id string) route {
-	for _, r := range c.routes() {
-		if r["@id"] == id {
-			return r
+	r, _ := c.routeAndTLS(id)
+	return r
+}
+
+// routeAndTLS returns the route with the given @id and how it is served.
+func (c *config) routeAndTLS(id string) (route, plan.TLS) {
+	for _, name := range []string{ServerName, TLSServerName} {
+		for _, r := range c.routes(name) {
+			if r["@id"] != id {
+				continue
+			}
+			if name == ServerName {
+				return r, plan.TLSOff
+			}
+			host, _ := r.site()
+			if c.policy(host) != nil {
+				return r, plan.TLSInternal
+			}
+			return r, plan.TLSPublic
 		}
 	}
-	return nil
+	return nil, plan.TLSOff
 }
 
 // upstreams are the dial addresses of the route's reverse_proxy handler.
@@ -107,19 +144,59 @@ func (r route) upstreams() []string {
 }
 
 // setRoute makes r's route send to upstreams, or removes it when there
-// are none. Routes are kept most specific first, as Caddy tries them in
-// order: exact host names before wildcards, then the longest path.
+// are none. A route with TLS is served by TLSServerName, and the plain
+// server redirects its requests there; with tls: internal, the proxy's
+// own CA issues the host's certificate. Routes are kept most specific
+// first, as Caddy tries them in order: exact host names before wildcards,
+// then the longest path.
 func (c *config) setRoute(r Route, upstreams []string) {
-	s := c.server()
-	var kept []route
-	for _, old := range c.routes() {
-		if old["@id"] != r.ID {
-			kept = append(kept, old)
-		}
+	for _, name := range []string{ServerName, TLSServerName} {
+		c.editRoutes(name, func(rs []route) []route {
+			return slices.DeleteFunc(rs, func(old route) bool { return old["@id"] == r.ID || old["@id"] == redirectID(r.ID) })
+		})
 	}
 	if len(upstreams) > 0 {
-		kept = append(kept, newRoute(r, upstreams))
+		home := ServerName
+		if r.TLS != plan.TLSOff {
+			home = TLSServerName
+			c.editRoutes(ServerName, func(rs []route) []route { return append(rs, newRedirect(r)) })
+		}
+		c.editRoutes(home, func(rs []route) []route { return append(rs, newRoute(r, upstreams)) })
+		switch r.TLS {
+		case plan.TLSInternal:
+			c.setPolicy(r.Host, true)
+		case plan.TLSPublic:
+			c.setPolicy(r.Host, false)
+		}
 	}
+	// A host name that no route serves with TLS any more needs no policy,
+	// and with no such route at all, nothing listens on the HTTPS port.
+	served := map[string]bool{}
+	for _, rt := range c.routes(TLSServerName) {
+		host, _ := rt.site()
+		served[host] = true
+	}
+	for _, host := range c.policyHosts() {
+		if !served[host] {
+			c.setPolicy(host, false)
+		}
+	}
+	if len(served) == 0 {
+		servers, _ := c.object("apps", "http", "servers")
+		delete(servers, TLSServerName)
+	}
+	if r.DrainTimeout > 0 {
+		http, _ := c.object("apps", "http")
+		if grace, ok := durationOf(http["grace_period"]); !ok || grace < r.DrainTimeout {
+			http["grace_period"] = r.DrainTimeout.String()
+		}
+	}
+}
+
+// editRoutes replaces the routes of the server called name by what edit
+// makes of them, kept in the order Caddy should try them.
+func (c *config) editRoutes(name string, edit func([]route) []route) {
+	kept := edit(c.routes(name))
 	slices.SortStableFunc(kept, func(a, b route) int {
 		ha, pa := a.site()
 		hb, pb := b.site()
@@ -131,12 +208,80 @@ func (c *config) setRoute(r Route, upstreams []string) {
 	for i, k := range kept {
 		list[i] = map[string]any(k)
 	}
-	s["routes"] = list
-	if r.DrainTimeout > 0 {
-		http, _ := c.object("apps", "http")
-		if grace, ok := durationOf(http["grace_period"]); !ok || grace < r.DrainTimeout {
-			http["grace_period"] = r.DrainTimeout.String()
+	c.server(name)["routes"] = list
+}
+
+// policyPrefix begins the @id of the automation policies fleet writes:
+// one per host name served with tls: internal.
+const policyPrefix = "fleet.tls."
+
+// policy is the automation policy fleet wrote for host, or nil.
+func (c *config) policy(host string) map[string]any {
+	list, _ := c.lookup("apps", "tls", "automation")["policies"].([]any)
+	for _, p := range list {
+		if m, ok := p.(map[string]any); ok && m["@id"] == policyPrefix+host {
+			return m
 		}
+	}
+	return nil
+}
+
+// policyHosts are the host names of the policies fleet wrote.
+func (c *config) policyHosts() []string {
+	list, _ := c.lookup("apps", "tls", "automation")["policies"].([]any)
+	var hosts []string
+	for _, p := range list {
+		m, _ := p.(map[string]any)
+		if id, ok := m["@id"].(string); ok && strings.HasPrefix(id, policyPrefix) {
+			hosts = append(hosts, strings.TrimPrefix(id, policyPrefix))
+		}
+	}
+	return hosts
+}
+
+// setPolicy has host's certificate issued by the proxy's own CA (internal)
+// or, without the policy, by Caddy's default issuers: Let's Encrypt, then
+// ZeroSSL. The proxy runs in a container: its CA's root is not installed
+// in the host's trust store.
+func (c *config) setPolicy(host string, internal bool) {
+	if (c.policy(host) != nil) == internal {
+		return
+	}
+	auto, _ := c.object("apps", "tls", "automation")
+	list, _ := auto["policies"].([]any)
+	list = slices.DeleteFunc(list, func(p any) bool {
+		m, _ := p.(map[string]any)
+		return m["@id"] == policyPrefix+host
+	})
+	if internal {
+		list = append(list, map[string]any{
+			"@id":      policyPrefix + host,
+			"subjects": []any{host},
+			"issuers":  []any{map[string]any{"module": "internal"}},
+		})
+		ca, _ := c.object("apps", "pki", "certificate_authorities", "local")
+		if _, ok := ca["install_trust"]; !ok {
+			ca["install_trust"] = false
+		}
+	}
+	auto["policies"] = list
+}
+
+// redirectID is the @id of the route that sends a TLS route's plain
+// HTTP requests to HTTPS: not under the project's prefix, so that it is
+// never taken for a service's route.
+func redirectID(id string) string { return "redirect." + id }
+
+func newRedirect(r Route) route {
+	return route{
+		"@id":   redirectID(r.ID),
+		"match": []any{match(r)},
+		"handle": []any{map[string]any{
+			"handler":     "static_response",
+			"status_code": 308,
+			"headers":     map[string]any{"Location": []any{"https://{http.request.host}{http.request.uri}"}},
+		}},
+		"terminal": true,
 	}
 }
 
@@ -176,19 +321,23 @@ func (r route) site() (host, path string) {
 	return host, path
 }
 
-func newRoute(r Route, upstreams []string) route {
-	match := map[string]any{"host": []any{r.Host}}
+func match(r Route) map[string]any {
+	m := map[string]any{"host": []any{r.Host}}
 	if p := strings.TrimSuffix(r.Path, "/"); p != "" {
 		// /api serves /api and everything under /api/, not /apix.
-		match["path"] = []any{p, p + "/*"}
+		m["path"] = []any{p, p + "/*"}
 	}
+	return m
+}
+
+func newRoute(r Route, upstreams []string) route {
 	ups := make([]any, len(upstreams))
 	for i, u := range upstreams {
 		ups[i] = map[string]any{"dial": u}
 	}
 	return route{
 		"@id":   r.ID,
-		"match": []any{match},
+		"match": []any{match(r)},
 		"handle": []any{map[string]any{
 			"handler":   "reverse_proxy",
 			"upstreams": ups,

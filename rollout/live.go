@@ -236,7 +236,7 @@ func (f *Fleet) ReadRoutes(ctx context.Context, project string) {
 					return
 				}
 				for svc, r := range have {
-					routes[svc] = plan.LiveRoute{Host: r.Host, Path: r.Path, Upstreams: r.Upstreams}
+					routes[svc] = plan.LiveRoute{Host: r.Host, Path: r.Path, TLS: r.TLS, Upstreams: r.Upstreams}
 				}
 			}
 			mu.Lock()

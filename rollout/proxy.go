@@ -30,6 +30,7 @@ func (a *Applier) routeOf(s *plan.Service) proxy.Route {
 		ID:           proxy.RouteID(a.Project.Name, s.Name),
 		Host:         s.Proxy.Host,
 		Path:         s.Proxy.Path,
+		TLS:          s.Proxy.TLS,
 		DrainTimeout: s.Proxy.DrainTimeout,
 	}
 }
