@@ -305,6 +305,12 @@ func (e *Engine) Start(ctx context.Context, id string) error {
 	return err
 }
 
+// Rename gives a container another name, running or not.
+func (e *Engine) Rename(ctx context.Context, id, name string) error {
+	_, err := e.call(ctx, "renaming container "+ShortID(id), request{method: "POST", path: "/containers/" + url.PathEscape(id) + "/rename?name=" + url.QueryEscape(name)})
+	return err
+}
+
 // Stop stops a container, giving it grace to exit before it is killed
 // (zero: the container's own stop timeout). Stopping a stopped container
 // is not an error.

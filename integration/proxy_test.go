@@ -44,7 +44,7 @@ func withProxy(t *testing.T) string {
 				out, _ := h.Run(context.Background(), "sh", "-c", "docker logs fleet-proxy 2>&1 | grep -v \"No such container\" | grep -v '\"level\":\"info\"' | tail -20")
 				t.Logf("%s: the proxy's warnings and errors:\n%s", h.Name, out)
 			}
-			_, err := h.Run(context.Background(), "sh", "-c", "docker rm -f fleet-proxy >/dev/null 2>&1; docker volume rm -f fleet-proxy >/dev/null")
+			_, err := h.Run(context.Background(), "sh", "-c", "docker rm -f fleet-proxy fleet-proxy-next >/dev/null 2>&1; docker volume rm -f fleet-proxy >/dev/null")
 			return err
 		})
 	})
@@ -245,9 +245,10 @@ services:
 
 // TestProxyRolloutsDropNoRequest serves the example through every host's
 // proxy under steady load (50 clients): a rolling update over the five
-// hosts, a rollback, and a never-healthy release rolled back automatically
-// each fail no request, and requests 3 s long in flight when their
-// instance is replaced complete, answered by the old instance.
+// hosts, a rollback, a never-healthy release rolled back automatically,
+// and an upgrade of the proxy itself each fail no request, and requests
+// 3 s long in flight when their instance is replaced complete, answered by
+// the old instance.
 func TestProxyRolloutsDropNoRequest(t *testing.T) {
 	ctx := context.Background()
 	image := withProxy(t)
@@ -292,6 +293,28 @@ func TestProxyRolloutsDropNoRequest(t *testing.T) {
 	l.until(10000)
 	l.check(t, "a never-healthy release rolled back")
 	throughProxy(ctx, t, site, "1")
+
+	// The proxy itself, upgraded under the same load, alone in its plan:
+	// the new one starts beside the old one, which finishes its requests
+	// and goes. (The same Caddy under another name: what is proved is
+	// the handover.)
+	next := image + "-next"
+	eachHost(t, func(h *testfleet.Host) error { _, err := h.Run(ctx, "docker", "tag", image, next); return err })
+	p.write(strings.Replace(project("1", ""), "proxy_image: "+image, "proxy_image: "+next, 1))
+	p.expect(2, []string{"h1           " + image + " → " + next + ": proxy_image changed", "Plan: the proxy to upgrade on 5 hosts, 5 unchanged."}, "plan", "--detailed-exitcode")
+	l = startLoad(t, site, 50)
+	p.expect(0, []string{"proxy upgraded on h1, h2, h3, h4, h5"}, "apply", "--yes")
+	l.until(10000)
+	l.check(t, "a proxy upgrade")
+	throughProxy(ctx, t, site, "1")
+	eachHost(t, func(h *testfleet.Host) error {
+		out, err := h.Run(ctx, "docker", "ps", "-a", "--filter", "label=fleet.proxy", "--format", "{{.Names}} {{.Image}} {{.State}}")
+		if want := "fleet-proxy " + next + " running"; err == nil && strings.TrimSpace(string(out)) != want {
+			err = fmt.Errorf("proxy containers %q, want %q alone", out, want)
+		}
+		return err
+	})
+	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
 }
 
 // TestProxyServesHTTPS serves the example with tls: internal on two hosts:

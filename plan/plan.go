@@ -136,6 +136,8 @@ type Plan struct {
 	Services []*ServicePlan `json:"services"`
 	// Unreachable lists the hosts that could not be read, with why.
 	Unreachable []HostProblem `json:"unreachable"`
+	// ProxyUpgrades are carried out before any service.
+	ProxyUpgrades []ProxyUpgrade `json:"proxy_upgrades"`
 	// Fingerprints hash each host's live state; a saved plan is applied
 	// only while they still match.
 	Fingerprints map[string]string `json:"fingerprints"`
@@ -247,12 +249,14 @@ type Summary struct {
 	Remove    int `json:"remove"`
 	Start     int `json:"start"`
 	Unchanged int `json:"unchanged"`
+	// ProxyUpgrade counts hosts, not instances.
+	ProxyUpgrade int `json:"proxy_upgrade"`
 }
 
 // Changes reports whether the plan does anything.
 func (p *Plan) Changes() bool {
 	s := p.Summary
-	return s.Create+s.Update+s.Replace+s.Remove+s.Start > 0
+	return s.Create+s.Update+s.Replace+s.Remove+s.Start+s.ProxyUpgrade > 0
 }
 
 // Compute makes the plan. It reads nothing but its input.
@@ -296,7 +300,38 @@ func Compute(in Input) *Plan {
 			}
 		}
 	}
+	p.ProxyUpgrades = proxyUpgrades(in, p)
+	p.Summary.ProxyUpgrade = len(p.ProxyUpgrades)
 	return p
+}
+
+// ProxyUpgrade is a host whose proxy runs another image than proxy_image:
+// apply hands it over to a new proxy first, failing no request.
+type ProxyUpgrade struct {
+	Host string `json:"host"`
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// proxyUpgrades are the hosts where the project's proxied services keep
+// or get an instance and the proxy runs another image than proxy_image.
+func proxyUpgrades(in Input, p *Plan) []ProxyUpgrade {
+	out := []ProxyUpgrade{}
+	for _, sp := range p.Services {
+		if s := in.Project.Service(sp.Name); s == nil || s.Proxy == nil {
+			continue
+		}
+		for _, a := range sp.Actions {
+			lh := in.Live.Hosts[a.Host]
+			if a.Kind == Remove || lh == nil || lh.Proxy != ProxyRunning || lh.ProxyImage == in.Project.ProxyImage ||
+				slices.ContainsFunc(out, func(u ProxyUpgrade) bool { return u.Host == a.Host }) {
+				continue
+			}
+			out = append(out, ProxyUpgrade{Host: a.Host, From: lh.ProxyImage, To: in.Project.ProxyImage})
+		}
+	}
+	slices.SortFunc(out, func(a, b ProxyUpgrade) int { return strings.Compare(a.Host, b.Host) })
+	return out
 }
 
 func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
@@ -412,10 +447,6 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 			sp.Notes = append(sp.Notes, fmt.Sprintf("the proxy is made (or started) first on %s: a container %s (%s) on the host's network, serving %s",
 				strings.Join(hosts, ", "), ProxyContainer, in.Project.ProxyImage, ports))
 		}
-		if olds := otherProxies(in, sp); len(olds) > 0 {
-			sp.Notes = append(sp.Notes, fmt.Sprintf("the proxy on %s runs another image than proxy_image %s, and fleet does not upgrade a running proxy yet: to change it, remove it on the host (docker rm -f %s; its routes are made again by fleet apply, and requests fail meanwhile)",
-				strings.Join(olds, ", "), in.Project.ProxyImage, ProxyContainer))
-		}
 	}
 	if s.Pull == "never" {
 		if hosts := lackImage(in.Live, sp); len(hosts) > 0 {
@@ -436,22 +467,6 @@ func lackProxy(live Live, sp *ServicePlan) []string {
 			continue
 		}
 		hosts = append(hosts, a.Host)
-	}
-	return hosts
-}
-
-// otherProxies names, with their images, the hosts of sp whose proxy runs
-// another image than proxy_image.
-func otherProxies(in Input, sp *ServicePlan) []string {
-	var hosts []string
-	seen := map[string]bool{}
-	for _, a := range sp.Actions {
-		lh := in.Live.Hosts[a.Host]
-		if seen[a.Host] || lh == nil || lh.Proxy != ProxyRunning || lh.ProxyImage == in.Project.ProxyImage {
-			continue
-		}
-		seen[a.Host] = true
-		hosts = append(hosts, fmt.Sprintf("%s (%s)", a.Host, lh.ProxyImage))
 	}
 	return hosts
 }

@@ -484,14 +484,26 @@ func TestPlanSaysWhereTheProxyIsMade(t *testing.T) {
 	f := newFixture(t, strings.Replace(planProject, `    ports: ["8080:8080"]`, `    proxy: {host: shop.example.com, port: 8080}`, 1))
 	f.live.Hosts["h1"].Proxy, f.live.Hosts["h1"].ProxyImage = ProxyRunning, "caddy:2.10"
 	f.live.Hosts["h2"].Proxy = ProxyAbsent // h3's was not read
-	for _, sp := range f.plan(false).Services {
-		want := []string{"the proxy is made (or started) first on h2: a container fleet-proxy (caddy:2) on the host's network, serving port 80",
-			"the proxy on h1 (caddy:2.10) runs another image than proxy_image caddy:2, and fleet does not upgrade a running proxy yet: to change it, remove it on the host (docker rm -f fleet-proxy; its routes are made again by fleet apply, and requests fail meanwhile)"}
+	p := f.plan(false)
+	for _, sp := range p.Services {
+		want := []string{"the proxy is made (or started) first on h2: a container fleet-proxy (caddy:2) on the host's network, serving port 80"}
 		if sp.Name == "db" {
 			want = nil
 		}
 		if !slices.Equal(sp.Notes, want) {
 			t.Errorf("%s: notes %q, want %q", sp.Name, sp.Notes, want)
+		}
+	}
+	// h1's proxy is upgraded first: a change of its own, even with every
+	// instance as desired.
+	if want := []ProxyUpgrade{{Host: "h1", From: "caddy:2.10", To: "caddy:2"}}; !slices.Equal(p.ProxyUpgrades, want) || !p.Changes() {
+		t.Errorf("proxy upgrades %v (changes: %v), want %v", p.ProxyUpgrades, p.Changes(), want)
+	}
+	var b strings.Builder
+	p.Render(&b, Style{}, false)
+	for _, want := range []string{"~   h1           caddy:2.10 → caddy:2: proxy_image changed", "the proxy to upgrade on 1 host"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the plan does not say %q:\n%s", want, b.String())
 		}
 	}
 }

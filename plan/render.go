@@ -40,6 +40,13 @@ func (st Style) marker(k Kind) string {
 // hosts and a summary line.
 func (p *Plan) Render(w io.Writer, st Style, verbose bool) error {
 	var b strings.Builder
+	if len(p.ProxyUpgrades) > 0 {
+		b.WriteString(st.paint("1", "proxy") + "\n")
+		for _, u := range p.ProxyUpgrades {
+			fmt.Fprintf(&b, "  %s %-12s %s → %s: proxy_image changed; the new proxy starts beside the old one, which then finishes its requests and stops\n", st.marker(Update), u.Host, u.From, u.To)
+		}
+		b.WriteString("\n")
+	}
 	for _, sp := range p.Services {
 		var lines []string
 		for _, a := range sp.Actions {
@@ -122,6 +129,9 @@ func (p *Plan) SummaryLine() string {
 	add(s.Replace, "replace")
 	add(s.Start, "start")
 	add(s.Remove, "remove")
+	if s.ProxyUpgrade > 0 {
+		parts = append(parts, fmt.Sprintf("the proxy to upgrade on %s", plural(s.ProxyUpgrade, "host")))
+	}
 	line := "Plan: " + strings.Join(parts, ", ") + fmt.Sprintf(", %d unchanged.", s.Unchanged)
 	if len(p.Unreachable) > 0 {
 		line += fmt.Sprintf(" %s.", p.Problems(0))

@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -228,6 +229,30 @@ func (a *Admin) Swap(ctx context.Context, r Route, add, remove string) error {
 		cfg.setRoute(r, next)
 		return true, nil
 	})
+}
+
+// copyFrom gives this proxy the configuration that from has, unless it
+// has it already, and returns the grace period in it: how long from may
+// take to finish its requests once it is told to stop.
+func (a *Admin) copyFrom(ctx context.Context, from *Admin) (time.Duration, error) {
+	var want map[string]any
+	if _, err := from.call(ctx, http.MethodGet, "/config/", nil, "", &want); err != nil {
+		return 0, fmt.Errorf("reading the old proxy's configuration: %w", err)
+	}
+	grace := time.Duration(0)
+	if apps, ok := want["apps"].(map[string]any); ok {
+		if h, ok := apps["http"].(map[string]any); ok {
+			grace, _ = durationOf(h["grace_period"])
+		}
+	}
+	err := a.update(ctx, func(cfg *config) (bool, error) {
+		if reflect.DeepEqual(cfg.raw(), want) {
+			return false, nil
+		}
+		cfg.root = want
+		return true, nil
+	})
+	return grace, err
 }
 
 // RouteState is a route as the proxy has it.

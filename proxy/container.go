@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"path"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fleetdeploy/fleet/executor"
@@ -44,61 +47,179 @@ type Engine interface {
 	ImageInspect(ctx context.Context, ref string) (*executor.Image, error)
 	Pull(ctx context.Context, ref string, auth *executor.RegistryAuth) error
 	Exec(ctx context.Context, id string, argv []string, stdout, stderr io.Writer) (int, error)
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	Rename(ctx context.Context, id, name string) error
 }
 
 // Ensure makes sure that the host runs the proxy and returns its admin
-// API. A proxy already there is used as it is, whatever its image; a
-// stopped one is started. A new one runs image, pulled first when the
-// host lacks it (with auth, which may be nil), on the host's network so
-// that it reaches every container's address and binds the host's ports
-// itself.
+// API. A proxy already there is used as it is, whatever its image (see
+// Upgrade); a stopped one is started. A new one runs image, pulled first
+// when the host lacks it (with auth, which may be nil), on the host's
+// network so that it reaches every container's address and binds the
+// host's ports itself.
 func Ensure(ctx context.Context, host string, eng Engine, dial Dialer, image string, auth *executor.RegistryAuth) (*Admin, error) {
 	c, err := eng.Inspect(ctx, ContainerName)
 	if errors.Is(err, executor.ErrNotFound) {
-		c, err = create(ctx, host, eng, image, auth)
+		if c, err = adoptNext(ctx, host, eng); c == nil && err == nil {
+			c, err = create(ctx, host, eng, image, auth, ContainerName)
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if c.Labels[Label] == "" {
-		return nil, fmt.Errorf("host %s has a container called %s that fleet did not make: rename or remove it (docker rm -f %s) so that fleet can run its proxy", host, ContainerName, ContainerName)
+		return nil, notOurs(host, ContainerName)
 	}
 	if !c.Running {
 		if err := eng.Start(ctx, c.ID); err != nil {
 			return nil, fmt.Errorf("starting the proxy on %s: %w", host, err)
 		}
 	}
-	dir, err := dataSource(c)
+	a, err := adminOf(host, dial, c)
 	if err != nil {
-		return nil, fmt.Errorf("proxy on %s: %w", host, err)
+		return nil, err
 	}
-	a := NewAdmin(host, dial, path.Join(dir, adminSocket))
-	a.Image = c.Image
-	// Caddy makes its socket a moment after it starts.
-	var last error
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		if last = a.Ping(ctx); last == nil {
-			break
-		}
-		if time.Since(c.StartedAt) > 30*time.Second && c.Running {
-			return nil, fmt.Errorf("proxy on %s does not answer on its admin socket %s: %w; sshd opens it as the login user, who must be root (or may use the socket) with AllowStreamLocalForwarding allowed; see also docker logs %s", host, a.socket, last, ContainerName)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		if now, err := eng.Inspect(ctx, c.ID); err == nil {
-			if !now.Running {
-				return nil, fmt.Errorf("proxy on %s exited with code %d: see docker logs %s", host, now.ExitCode, ContainerName)
-			}
-			c = now
-		}
+	if err := waitReady(ctx, host, eng, c, a); err != nil {
+		return nil, err
 	}
 	if err := checkVersion(ctx, host, eng, c.ID); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// nextName is the container of a new proxy while it takes over from the
+// old one (see Upgrade).
+const nextName = ContainerName + "-next"
+
+// Upgrade hands the host's proxy over to a new one that runs image, and
+// fails no request doing it: the new Caddy starts beside the old one on
+// the host's network, resumes the configuration the old one saved, and
+// binds the same ports (Caddy listens with SO_REUSEPORT on Linux, so both
+// accept connections for a moment). Once it answers with the old one's
+// configuration (a change made since it started, by another project, is
+// copied over), the old one is stopped gracefully: it stops accepting and
+// finishes the requests it has in flight, within its grace period. The
+// new one then takes the proxy's name. A handover cut short is taken up
+// by the next Upgrade, or by Ensure when the old one is already gone.
+func Upgrade(ctx context.Context, host string, eng Engine, dial Dialer, image string, auth *executor.RegistryAuth) (*Admin, error) {
+	old, err := eng.Inspect(ctx, ContainerName)
+	if errors.Is(err, executor.ErrNotFound) {
+		return Ensure(ctx, host, eng, dial, image, auth)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if old.Labels[Label] == "" {
+		return nil, notOurs(host, ContainerName)
+	}
+	if old.Image == image {
+		return Ensure(ctx, host, eng, dial, image, auth)
+	}
+	if !old.Running {
+		// It serves nothing: replaced at once.
+		if err := eng.Remove(ctx, old.ID, true); err != nil {
+			return nil, fmt.Errorf("removing the stopped proxy on %s: %w", host, err)
+		}
+		return Ensure(ctx, host, eng, dial, image, auth)
+	}
+	from, err := adminOf(host, dial, old)
+	if err != nil {
+		return nil, err
+	}
+	next, err := eng.Inspect(ctx, nextName)
+	switch {
+	case err == nil && next.Labels[Label] != "" && next.Running && next.Image == image:
+		// Left by a handover cut short: it serves beside the old one.
+	case err == nil:
+		if err := eng.Remove(ctx, next.ID, true); err != nil {
+			return nil, fmt.Errorf("removing %s, left on %s by an upgrade cut short: %w", nextName, host, err)
+		}
+		next = nil
+	case errors.Is(err, executor.ErrNotFound):
+		next = nil
+	default:
+		return nil, err
+	}
+	if next == nil {
+		if next, err = create(ctx, host, eng, image, auth, nextName); err != nil {
+			return nil, err
+		}
+	}
+	a, err := adminOf(host, dial, next)
+	if err == nil {
+		err = waitReady(ctx, host, eng, next, a)
+	}
+	if err == nil {
+		err = checkVersion(ctx, host, eng, next.ID)
+	}
+	var grace time.Duration
+	if err == nil {
+		grace, err = a.copyFrom(ctx, from)
+	}
+	if err != nil {
+		// The old one serves on, alone again.
+		eng.Remove(context.WithoutCancel(ctx), next.ID, true)
+		return nil, fmt.Errorf("upgrading the proxy on %s to %s: %w", host, image, err)
+	}
+	// Caddy ends its requests in flight within its grace period, and is
+	// killed only after it.
+	if err := eng.Stop(ctx, old.ID, max(old.StopGrace, grace+5*time.Second)); err != nil {
+		return nil, fmt.Errorf("stopping the old proxy on %s (the new one serves beside it): %w", host, err)
+	}
+	if err := eng.Remove(ctx, old.ID, false); err != nil {
+		return nil, fmt.Errorf("removing the old proxy on %s (the new one serves): %w", host, err)
+	}
+	if err := eng.Rename(ctx, next.ID, ContainerName); err != nil {
+		return nil, fmt.Errorf("naming the new proxy on %s %s: %w", host, ContainerName, err)
+	}
+	return a, nil
+}
+
+// adoptNext takes up a handover that was cut short once the old proxy was
+// gone: the new one, still called nextName, takes the proxy's name. It
+// returns nil when there is none.
+func adoptNext(ctx context.Context, host string, eng Engine) (*executor.Container, error) {
+	c, err := eng.Inspect(ctx, nextName)
+	if errors.Is(err, executor.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil || c.Labels[Label] == "" {
+		return nil, err
+	}
+	if err := eng.Rename(ctx, c.ID, ContainerName); err != nil {
+		return nil, fmt.Errorf("naming the proxy on %s %s: %w", host, ContainerName, err)
+	}
+	return eng.Inspect(ctx, c.ID)
+}
+
+func notOurs(host, name string) error {
+	return fmt.Errorf("host %s has a container called %s that fleet did not make: rename or remove it (docker rm -f %s) so that fleet can run its proxy", host, name, name)
+}
+
+// waitReady waits until the proxy in c answers on its admin socket: Caddy
+// makes the socket a moment after it starts.
+func waitReady(ctx context.Context, host string, eng Engine, c *executor.Container, a *Admin) error {
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		last := a.Ping(ctx)
+		if last == nil {
+			return nil
+		}
+		if time.Since(c.StartedAt) > 30*time.Second && c.Running {
+			return fmt.Errorf("proxy on %s does not answer on its admin socket %s: %w; sshd opens it as the login user, who must be root (or may use the socket) with AllowStreamLocalForwarding allowed; see also docker logs %s", host, a.socket, last, c.Name)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		if now, err := eng.Inspect(ctx, c.ID); err == nil {
+			if !now.Running {
+				return fmt.Errorf("proxy on %s exited with code %d: see docker logs %s", host, now.ExitCode, c.Name)
+			}
+			c = now
+		}
+	}
 }
 
 // Open returns the admin API of the proxy that runs on the host, or nil
@@ -108,6 +229,10 @@ func Open(ctx context.Context, host string, eng interface {
 }, dial Dialer) (*Admin, error) {
 	c, err := eng.Inspect(ctx, ContainerName)
 	if errors.Is(err, executor.ErrNotFound) {
+		// An upgrade cut short once the old one was gone.
+		c, err = eng.Inspect(ctx, nextName)
+	}
+	if errors.Is(err, executor.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -116,16 +241,26 @@ func Open(ctx context.Context, host string, eng interface {
 	if c.Labels[Label] == "" || !c.Running {
 		return nil, nil
 	}
+	return adminOf(host, dial, c)
+}
+
+// adminOf is the admin API of the proxy in c: its socket is where the
+// container's CADDY_ADMIN says, in its volume.
+func adminOf(host string, dial Dialer, c *executor.Container) (*Admin, error) {
 	dir, err := dataSource(c)
 	if err != nil {
 		return nil, fmt.Errorf("proxy on %s: %w", host, err)
 	}
-	a := NewAdmin(host, dial, path.Join(dir, adminSocket))
+	socket := adminSocket
+	if rel, ok := strings.CutPrefix(c.Env["CADDY_ADMIN"], "unix/"+dataDir+"/"); ok && rel != "" && !strings.Contains(rel, "..") {
+		socket = rel
+	}
+	a := NewAdmin(host, dial, path.Join(dir, socket))
 	a.Image = c.Image
 	return a, nil
 }
 
-func create(ctx context.Context, host string, eng Engine, image string, auth *executor.RegistryAuth) (*executor.Container, error) {
+func create(ctx context.Context, host string, eng Engine, image string, auth *executor.RegistryAuth, name string) (*executor.Container, error) {
 	if _, err := eng.ImageInspect(ctx, image); errors.Is(err, executor.ErrNotFound) {
 		if err := eng.Pull(ctx, image, auth); err != nil {
 			return nil, fmt.Errorf("pulling the proxy's image on %s: %w", host, err)
@@ -137,15 +272,19 @@ func create(ctx context.Context, host string, eng Engine, image string, auth *ex
 	if err := eng.EnsureVolume(ctx, Volume, labels); err != nil {
 		return nil, err
 	}
+	// A socket of its own: during an upgrade two proxies share the volume.
+	var tag [4]byte
+	rand.Read(tag[:])
+	socket := path.Join(dataDir, "admin-"+hex.EncodeToString(tag[:])+".sock")
 	id, err := eng.Create(ctx, executor.ContainerSpec{
-		Name:   ContainerName,
+		Name:   name,
 		Image:  image,
 		Labels: labels,
 		Env: map[string]string{
 			// The admin API on a socket in the volume, reached through
 			// SSH; Caddy's state (certificates, the configuration it
 			// resumes after a restart) in the volume too.
-			"CADDY_ADMIN":     "unix/" + path.Join(dataDir, adminSocket),
+			"CADDY_ADMIN":     "unix/" + socket,
 			"XDG_DATA_HOME":   dataDir,
 			"XDG_CONFIG_HOME": path.Join(dataDir, "config"),
 		},
@@ -158,7 +297,7 @@ func create(ctx context.Context, host string, eng Engine, image string, auth *ex
 	})
 	if isConflict(err) {
 		// Another run made it first.
-		return eng.Inspect(ctx, ContainerName)
+		return eng.Inspect(ctx, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("creating the proxy on %s: %w", host, err)

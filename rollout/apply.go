@@ -161,7 +161,11 @@ func (o Outcome) State() string {
 // Result is the outcome of every service the plan touched.
 type Result struct {
 	Outcomes []Outcome
-	Duration time.Duration
+	// ProxyUpgraded are the hosts whose proxy was upgraded, and ProxyErr
+	// why the upgrade stopped, before any service was attempted.
+	ProxyUpgraded []string
+	ProxyErr      error
+	Duration      time.Duration
 }
 
 // RolledBack reports whether a service was put back on its previous
@@ -175,9 +179,12 @@ func (r *Result) RolledBack() bool {
 	return false
 }
 
-// Err joins the services' errors.
+// Err joins the proxy's and the services' errors.
 func (r *Result) Err() error {
 	var errs []error
+	if r.ProxyErr != nil {
+		errs = append(errs, r.ProxyErr)
+	}
 	for _, o := range r.Outcomes {
 		if o.Err != nil {
 			errs = append(errs, fmt.Errorf("service %s: %w", o.Service, o.Err))
@@ -278,6 +285,10 @@ func (a *Applier) Apply(ctx context.Context, p *plan.Plan) (*Result, error) {
 	}
 	res := &Result{}
 	stopped := ""
+	if err := a.upgradeProxies(ctx, p.ProxyUpgrades, res); err != nil {
+		res.ProxyErr = err
+		stopped = "the proxy"
+	}
 	for _, s := range order {
 		sp := byName[s.Name]
 		if sp == nil {
@@ -294,7 +305,7 @@ func (a *Applier) Apply(ctx context.Context, p *plan.Plan) (*Result, error) {
 		res.Outcomes = append(res.Outcomes, o)
 		if o.Err != nil {
 			// Nothing starts on top of a broken dependency.
-			stopped = s.Name
+			stopped = "service " + s.Name
 		}
 	}
 	a.cleanup.Wait()
@@ -314,7 +325,7 @@ func notAttempted(service string, sp *plan.ServicePlan, after string) Outcome {
 		}
 	}
 	if o.NotAttempted > 0 {
-		o.Err = fmt.Errorf("not attempted: service %s ended first in error", after)
+		o.Err = fmt.Errorf("not attempted: %s ended first in error", after)
 	}
 	return o
 }

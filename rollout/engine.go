@@ -28,6 +28,9 @@ type Engine interface {
 	// Stop gives the container grace to exit before it is killed.
 	Stop(ctx context.Context, id string, grace time.Duration) error
 	Remove(ctx context.Context, id string, force bool) error
+	// Rename gives a container another name, running or not; a name in
+	// use is a conflict.
+	Rename(ctx context.Context, id, name string) error
 	Inspect(ctx context.Context, id string) (*executor.Container, error)
 	// Update changes limits and restart policy in place; a zero limit
 	// leaves the current one as it is.

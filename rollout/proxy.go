@@ -66,6 +66,32 @@ func (a *Applier) ensureProxy(ctx context.Context, host string, make bool) error
 	return nil
 }
 
+// upgradeProxies hands each host's proxy over to one that runs
+// proxy_image, a host at a time: the first that fails stops the run
+// before any service is changed, its old proxy still serving.
+func (a *Applier) upgradeProxies(ctx context.Context, ups []plan.ProxyUpgrade, res *Result) error {
+	for _, u := range ups {
+		h := a.host(u.Host)
+		if h == nil {
+			return fmt.Errorf("upgrading the proxy on %s: the host is not connected", u.Host)
+		}
+		a.event(Event{Service: "proxy", Host: u.Host, What: fmt.Sprintf("upgrading: %s → %s, the new one beside the old", u.From, u.To)})
+		admin, err := proxy.Upgrade(ctx, u.Host, h.Engine(), h.DialContext, u.To, a.registryAuth(u.To))
+		if err != nil {
+			return err
+		}
+		a.proxyMu.Lock()
+		if a.proxies == nil {
+			a.proxies = map[string]*proxy.Admin{}
+		}
+		a.proxies[u.Host] = admin
+		a.proxyMu.Unlock()
+		res.ProxyUpgraded = append(res.ProxyUpgraded, u.Host)
+		a.event(Event{Service: "proxy", Host: u.Host, What: "upgraded: the new one serves, the old one is gone"})
+	}
+	return nil
+}
+
 // proxyOn returns the admin API of host's proxy, nil when no proxy runs
 // there (and none was needed).
 func (a *Applier) proxyOn(host string) (*proxy.Admin, error) {

@@ -243,6 +243,12 @@ func (s *session) replan(ctx context.Context, p *plan.Plan, saved bool, reschedu
 func changedConns(s *session, p *plan.Plan) []*executor.Conn {
 	seen := map[string]bool{}
 	var conns []*executor.Conn
+	for _, u := range p.ProxyUpgrades {
+		if !seen[u.Host] && s.fleet.Conns[u.Host] != nil {
+			seen[u.Host] = true
+			conns = append(conns, s.fleet.Conns[u.Host])
+		}
+	}
 	for _, sp := range p.Services {
 		for _, a := range sp.Actions {
 			if a.Kind != plan.Unchanged && !seen[a.Host] && s.fleet.Conns[a.Host] != nil {
@@ -412,6 +418,13 @@ func confirm(out *output) error {
 
 func summarize(g *globals, out *output, res *rollout.Result) {
 	if g.JSON {
+		if len(res.ProxyUpgraded) > 0 || res.ProxyErr != nil {
+			m := map[string]any{"event": "proxy", "upgraded": append([]string{}, res.ProxyUpgraded...)}
+			if res.ProxyErr != nil {
+				m["error"] = res.ProxyErr.Error()
+			}
+			json.NewEncoder(out.stdout).Encode(m)
+		}
 		for _, o := range res.Outcomes {
 			m := map[string]any{"event": "service", "service": o.Service, "state": o.State(), "changed": o.Changed, "unchanged": o.Unchanged,
 				"failed": o.Failed, "undone": o.Undone, "not_attempted": o.NotAttempted,
@@ -426,6 +439,12 @@ func summarize(g *globals, out *output, res *rollout.Result) {
 	}
 	var w io.Writer = out.stdout
 	fmt.Fprintln(w)
+	if len(res.ProxyUpgraded) > 0 {
+		fmt.Fprintf(w, "proxy upgraded on %s\n", strings.Join(res.ProxyUpgraded, ", "))
+	}
+	if res.ProxyErr != nil {
+		fmt.Fprintf(w, "proxy FAILED: %v\n", res.ProxyErr)
+	}
 	for _, o := range res.Outcomes {
 		state := strings.ToUpper(o.State())
 		if o.Err == nil {

@@ -91,6 +91,30 @@ func TestEngine(t *testing.T, eng rollout.Engine, image string) {
 		t.Error("a second container of the same name was created")
 	}
 
+	// Renamed and back, by id; the old name then names nothing, and a
+	// name in use is refused.
+	if err := eng.Rename(ctx, id, ContractContainer+"-renamed"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := eng.Inspect(ctx, ContractContainer+"-renamed"); err != nil || c.ID != id {
+		t.Errorf("inspecting the container by its new name: %v", err)
+	}
+	_, err = eng.Inspect(ctx, ContractContainer)
+	notFound("inspecting a container by the name it had", err)
+	other, err := eng.Create(ctx, spec)
+	if err != nil {
+		t.Fatalf("creating a container with a name set free by a rename: %v", err)
+	}
+	if err := eng.Rename(ctx, id, ContractContainer); err == nil {
+		t.Error("a container was renamed to a name in use")
+	}
+	if err := eng.Remove(ctx, other, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Rename(ctx, id, ContractContainer); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := eng.Start(ctx, id); err != nil {
 		t.Fatal(err)
 	}

@@ -555,6 +555,20 @@ func (h *fakeHost) Remove(ctx context.Context, id string, force bool) error {
 	})
 }
 
+func (h *fakeHost) Rename(ctx context.Context, id, name string) error {
+	return h.call(ctx, "rename", id, func() error {
+		c := h.lookup(id)
+		if c == nil {
+			return notFound("container: " + id)
+		}
+		if other := h.lookup(name); other != nil && other != c {
+			return &executor.EngineError{Status: http.StatusConflict, Message: "the container name " + name + " is already in use"}
+		}
+		c.Name = name
+		return nil
+	})
+}
+
 func (h *fakeHost) Inspect(ctx context.Context, id string) (*executor.Container, error) {
 	var out executor.Container
 	err := h.call(ctx, "inspect", id, func() error {
