@@ -424,7 +424,8 @@ func TestProxyServesHTTPS(t *testing.T) {
 // and scaling down to one takes the other out of the route first, with no
 // request failing. Then the proxy is removed by hand: plan calls the
 // instance out of its route drift, and reconcile makes the proxy and puts
-// it back; the instance stopped by hand is started and put back too.
+// it back; the instance stopped by hand is started and put back too. An
+// upgrade to a proxy_image the host cannot pull fails and changes nothing.
 func TestProxyServesEveryInstanceOfAHost(t *testing.T) {
 	ctx := context.Background()
 	image := withProxy(t)
@@ -492,10 +493,17 @@ services:
 	p.expect(0, []string{"1 changed"}, "reconcile")
 	throughProxyOn(ctx, t, h, site, "1")
 
-	// Another proxy_image is not rolled out over a running proxy: the
-	// plan says so, and how.
-	p.write(strings.Replace(project(1), "proxy_image: "+image, "proxy_image: caddy:2", 1))
-	p.expect(0, []string{"the proxy on h1 (" + image + ") runs another image than proxy_image caddy:2", "docker rm -f fleet-proxy"}, "plan")
+	// A proxy_image that the host cannot get: the upgrade fails before
+	// anything else changes, and the old proxy serves on, alone.
+	const absent = "127.0.0.1:9/fleet-test/absent:1" // refused at once
+	p.write(strings.Replace(project(1), "proxy_image: "+image, "proxy_image: "+absent, 1))
+	p.expect(2, []string{"h1           " + image + " → " + absent + ": proxy_image changed"}, "plan", "--detailed-exitcode")
+	p.expect(1, []string{"proxy FAILED", "pulling the proxy's image on h1"}, "apply", "--yes")
+	throughProxyOn(ctx, t, h, site, "1")
+	out, err := h.Run(ctx, "docker", "ps", "-a", "--filter", "label=fleet.proxy", "--format", "{{.Names}} {{.Image}} {{.State}}")
+	if want := "fleet-proxy " + image + " running"; err != nil || strings.TrimSpace(string(out)) != want {
+		t.Errorf("after a failed upgrade, proxy containers %q (%v), want %q alone", out, err, want)
+	}
 }
 
 // TestProxyKilledAtAnyMomentDropsNoRequest kills apply with SIGKILL at
