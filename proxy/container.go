@@ -129,7 +129,9 @@ func Upgrade(ctx context.Context, host string, eng Engine, dial Dialer, image st
 	}
 	next, err := eng.Inspect(ctx, nextName)
 	switch {
-	case err == nil && next.Labels[Label] != "" && next.Running && next.Image == image:
+	case err == nil && next.Labels[Label] == "":
+		return nil, notOurs(host, nextName)
+	case err == nil && next.Running && next.Image == image:
 		// Left by a handover cut short: it serves beside the old one.
 	case err == nil:
 		if err := eng.Remove(ctx, next.ID, true); err != nil {
