@@ -14,7 +14,13 @@
 //     ssh per host, two at a time, docker stop/rm/run and curl until 200);
 //     Ansible doing the same with serial: 2 and a uri check until 200.
 //
-//     go run ./integration/bench [-rounds 5] [-hosts 10] [-only plan|rolling]
+//   - traffic: the same steady load (50 clients, 1,250 requests a second)
+//     sent to each contender's service during its rolling updates: fleet
+//     through the hosts' proxies, fleet stop-first on a published port,
+//     and Ansible; failed requests and latency. It builds the test hosts'
+//     Caddy as the integration tests do (once per machine).
+//
+//     go run ./integration/bench [-rounds 5] [-hosts 10] [-only plan|rolling|traffic]
 //
 // It needs root, and Debian's ansible and python3-docker, which it
 // installs when missing.
@@ -25,9 +31,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -39,7 +49,7 @@ import (
 func main() {
 	rounds := flag.Int("rounds", 5, "rounds of each measurement")
 	hosts := flag.Int("hosts", 10, "test hosts")
-	only := flag.String("only", "", "run one part only: plan or rolling")
+	only := flag.String("only", "", "run one part only: plan, rolling or traffic")
 	flag.Parse()
 	if err := run(*rounds, *hosts, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -93,17 +103,22 @@ func run(rounds, hosts int, only string) error {
 	}
 
 	fmt.Printf("\n%d hosts, %d rounds, alternating; medians\n\n", hosts, rounds)
-	if only != "rolling" {
+	if only == "" || only == "plan" {
 		if err := b.reading(rounds); err != nil {
 			return err
 		}
 	}
-	if only != "plan" {
+	if only == "" || only == "rolling" {
 		// The floor's container is there before the first timed round.
 		if err := b.floorRolling("1"); err != nil {
 			return err
 		}
-		return b.rolling(rounds)
+		if err := b.rolling(rounds); err != nil {
+			return err
+		}
+	}
+	if only == "" || only == "traffic" {
+		return b.traffic(ctx, rounds)
 	}
 	return nil
 }
@@ -166,6 +181,148 @@ func (b *bench) rolling(rounds int) error {
 		fmt.Printf("%-44s %8.2fs %9.2f× %11.2f×\n", r.name, median(r.d).Seconds(), ratio(r.d, floor), ratio(r.d, ans))
 	}
 	return nil
+}
+
+// traffic sends the same steady load to each contender's service during
+// its rolling updates: fleet through the hosts' proxies (start-first,
+// drained), fleet stop-first on a published port, and Ansible (serial 2,
+// on a published port). It counts every request that did not get a 200,
+// and the latency of those that did.
+func (b *bench) traffic(ctx context.Context, rounds int) error {
+	image, err := b.fleet.BuildProxy(ctx)
+	if err == nil {
+		err = b.fleet.LoadImage(ctx, image)
+	}
+	if err != nil {
+		return err
+	}
+	for _, v := range []string{"1", "2"} {
+		yaml := fmt.Sprintf(`project: benchpx
+proxy_image: %s
+services:
+  web:
+    image: fleet-example/hello:%s
+    pull: never
+    proxy: {host: %s, port: 8080, drain_timeout: 10s}
+    healthcheck: {http: /up, port: 8080, interval: 500ms}
+    update: {parallelism: 2, monitor: 0s}
+`, image, v, trafficSite)
+		if err := os.WriteFile(filepath.Join(b.dir, "fleet-px-v"+v+".yaml"), []byte(yaml), 0o600); err != nil {
+			return err
+		}
+	}
+	if _, err := b.fleetCmd("px-v1", "apply", "--yes"); err != nil {
+		return err
+	}
+	contenders := []struct {
+		name   string
+		port   string
+		update func(version string) error
+	}{
+		{"fleet apply, proxied (start-first, drained)", "80", func(v string) error { _, err := b.fleetCmd("px-v"+v, "apply", "--yes"); return err }},
+		{"fleet apply, stop-first, port 8080", "8080", func(v string) error { _, err := b.fleetCmd("v"+v, "apply", "--yes"); return err }},
+		{"ansible-playbook serial: 2, port 8081", "8081", func(v string) error { _, _, err := b.ansible("rolling.yml", "-e", "version="+v); return err }},
+	}
+	// Each starts on version 1 (the rolling part may have left 2).
+	for _, c := range contenders {
+		if err := c.update("1"); err != nil {
+			return err
+		}
+	}
+	loads := make([]*load, len(contenders))
+	for i := range loads {
+		loads[i] = &load{}
+	}
+	for i := 0; i < rounds; i++ {
+		v := []string{"2", "1"}[i%2]
+		for j, c := range contenders {
+			stop := loads[j].run(b.fleet.Hosts, c.port)
+			err := c.update(v)
+			stop()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	fmt.Println()
+	fmt.Printf("%-44s %9s %7s %9s %9s %9s\n", fmt.Sprintf("under load (%d clients), %d rollouts each", trafficClients, rounds), "requests", "failed", "p50", "p99", "max")
+	for j, c := range contenders {
+		l := loads[j]
+		slices.Sort(l.took)
+		q := func(f float64) string {
+			if len(l.took) == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.1fms", float64(l.took[min(len(l.took)-1, int(f*float64(len(l.took))))].Microseconds())/1000)
+		}
+		fmt.Printf("%-44s %9d %7d %9s %9s %9s\n", c.name, len(l.took)+l.failed, l.failed, q(0.5), q(0.99), q(1))
+		for _, e := range l.errs {
+			fmt.Printf("    e.g. %s\n", e)
+		}
+	}
+	return nil
+}
+
+const (
+	trafficSite    = "bench.test"
+	trafficClients = 50
+)
+
+// load is steady traffic: trafficClients clients, each asking at most
+// every 40 ms, over kept-alive connections, the hosts in turn.
+type load struct {
+	mu     sync.Mutex
+	took   []time.Duration // of the requests answered 200
+	failed int
+	errs   []string
+}
+
+// run starts the load on port of every host and returns what ends it.
+func (l *load) run(hosts []*testfleet.Host, port string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: trafficClients}}
+	for i := range trafficClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pace := time.NewTicker(40 * time.Millisecond)
+			defer pace.Stop()
+			for n := i; ; n++ {
+				select {
+				case <-done:
+					return
+				case <-pace.C:
+				}
+				req, _ := http.NewRequest(http.MethodGet, "http://"+net.JoinHostPort(hosts[n%len(hosts)].Addr, port)+"/version", nil)
+				req.Host = trafficSite
+				began := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("%s", resp.Status)
+					}
+				}
+				l.mu.Lock()
+				if err != nil {
+					l.failed++
+					if len(l.errs) < 3 {
+						l.errs = append(l.errs, err.Error())
+					}
+				} else {
+					l.took = append(l.took, time.Since(began))
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+		client.CloseIdleConnections()
+	}
 }
 
 // floorRolling is the least a tool that drives the docker CLI over SSH
