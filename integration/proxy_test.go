@@ -319,8 +319,8 @@ func TestProxyRolloutsDropNoRequest(t *testing.T) {
 
 // TestProxyServesHTTPS serves the example with tls: internal on two hosts:
 // the proxy's own CA issues the site's certificate, HTTPS answers with it,
-// plain HTTP redirects there, and a rolling update under HTTPS load fails
-// no request. Back to plain HTTP, the route changes in place: the plan
+// plain HTTP redirects there, and a rolling update and an upgrade of the
+// proxy under HTTPS load fail no request. Back to plain HTTP, the route changes in place: the plan
 // says why, the containers stay, and HTTP answers again.
 func TestProxyServesHTTPS(t *testing.T) {
 	ctx := context.Background()
@@ -390,6 +390,24 @@ func TestProxyServesHTTPS(t *testing.T) {
 	p.expect(0, []string{"2 changed"}, "apply", "--yes")
 	l.until(1000)
 	l.check(t, "a rolling update over HTTPS")
+	for _, h := range hosts {
+		answers(h, "https://"+site+"/version", version("2"))
+	}
+
+	// The proxy upgraded under HTTPS load: the new one binds 443 (TCP and
+	// UDP) beside the old one, and serves the certificate the old one
+	// kept in the volume, from the same CA.
+	next := image + "-tls"
+	for _, h := range hosts {
+		if _, err := h.Run(ctx, "docker", "tag", image, next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l = startLoadOver(t, "https", roots, site, 10, hosts...)
+	p.write(strings.Replace(project("2", "internal"), "proxy_image: "+image, "proxy_image: "+next, 1))
+	p.expect(0, []string{"proxy upgraded on h1, h2"}, "apply", "--yes")
+	l.until(500)
+	l.check(t, "a proxy upgrade under HTTPS load")
 	for _, h := range hosts {
 		answers(h, "https://"+site+"/version", version("2"))
 	}
