@@ -568,6 +568,33 @@ func TestProxyKilledAtAnyMomentDropsNoRequest(t *testing.T) {
 			throughProxy(ctx, t, site, v)
 		})
 	}
+
+	// Killed in the middle of a proxy upgrade, with both proxies serving:
+	// the next apply takes the handover up where it was left.
+	t.Run("both proxies serve", func(t *testing.T) {
+		next := image + "-k"
+		eachHost(t, func(h *testfleet.Host) error { _, err := h.Run(ctx, "docker", "tag", image, next); return err })
+		p.write(strings.Replace(project(strconv.Itoa(version)), "proxy_image: "+image, "proxy_image: "+next, 1))
+		l := startLoad(t, site, 10)
+		killed := killAt(t, p, `"what":"both serve`)
+		// h1 is upgraded again, or only renamed when its old proxy had
+		// been told to stop before the kill.
+		p.expect(0, []string{"taking over the deploy lock", "proxy upgraded on "}, "apply", "--yes")
+		l.until(1000)
+		l.check(t, "killed during a proxy upgrade, and the next apply")
+		if t.Failed() {
+			t.Logf("the killed apply said:\n%s", killed)
+		}
+		eachHost(t, func(h *testfleet.Host) error {
+			out, err := h.Run(ctx, "docker", "ps", "-a", "--filter", "label=fleet.proxy", "--format", "{{.Names}} {{.Image}} {{.State}}")
+			if want := "fleet-proxy " + next + " running"; err == nil && strings.TrimSpace(string(out)) != want {
+				err = fmt.Errorf("proxy containers %q, want %q alone", out, want)
+			}
+			return err
+		})
+		p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
+		throughProxy(ctx, t, site, strconv.Itoa(version))
+	})
 }
 
 // longRequests are requests 3 s long, started on every host every 300 ms

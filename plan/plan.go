@@ -54,6 +54,9 @@ type ProxyState string
 const (
 	ProxyAbsent  ProxyState = "absent"
 	ProxyRunning ProxyState = "running"
+	// ProxyCutShort is a proxy that serves under its temporary name after
+	// an upgrade was cut short: apply finishes the upgrade.
+	ProxyCutShort ProxyState = "cut short"
 )
 
 // ProxyContainer is the proxy's container on every host.
@@ -323,7 +326,7 @@ func proxyUpgrades(in Input, p *Plan) []ProxyUpgrade {
 		}
 		for _, a := range sp.Actions {
 			lh := in.Live.Hosts[a.Host]
-			if a.Kind == Remove || lh == nil || lh.Proxy != ProxyRunning || lh.ProxyImage == in.Project.ProxyImage ||
+			if a.Kind == Remove || lh == nil || !(lh.Proxy == ProxyCutShort || lh.Proxy == ProxyRunning && lh.ProxyImage != in.Project.ProxyImage) ||
 				slices.ContainsFunc(out, func(u ProxyUpgrade) bool { return u.Host == a.Host }) {
 				continue
 			}

@@ -499,9 +499,16 @@ func TestPlanSaysWhereTheProxyIsMade(t *testing.T) {
 	if want := []ProxyUpgrade{{Host: "h1", From: "caddy:2.10", To: "caddy:2"}}; !slices.Equal(p.ProxyUpgrades, want) || !p.Changes() {
 		t.Errorf("proxy upgrades %v (changes: %v), want %v", p.ProxyUpgrades, p.Changes(), want)
 	}
+	// h3's proxy serves under its temporary name, an upgrade cut short:
+	// it is finished, whatever its image.
+	f.live.Hosts["h3"].Proxy, f.live.Hosts["h3"].ProxyImage = ProxyCutShort, "caddy:2"
+	p = f.plan(false)
+	if want := []ProxyUpgrade{{Host: "h1", From: "caddy:2.10", To: "caddy:2"}, {Host: "h3", From: "caddy:2", To: "caddy:2"}}; !slices.Equal(p.ProxyUpgrades, want) {
+		t.Errorf("proxy upgrades %v, want %v", p.ProxyUpgrades, want)
+	}
 	var b strings.Builder
 	p.Render(&b, Style{}, false)
-	for _, want := range []string{"~   h1           caddy:2.10 → caddy:2: proxy_image changed", "the proxy to upgrade on 1 host"} {
+	for _, want := range []string{"~   h1           caddy:2.10 → caddy:2: proxy_image changed", "~   h3           caddy:2: an upgrade cut short is finished", "the proxy to upgrade on 2 hosts"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("the plan does not say %q:\n%s", want, b.String())
 		}

@@ -43,6 +43,10 @@ func (p *Plan) Render(w io.Writer, st Style, verbose bool) error {
 	if len(p.ProxyUpgrades) > 0 {
 		b.WriteString(st.paint("1", "proxy") + "\n")
 		for _, u := range p.ProxyUpgrades {
+			if u.From == u.To {
+				fmt.Fprintf(&b, "  %s %-12s %s: an upgrade cut short is finished\n", st.marker(Update), u.Host, u.To)
+				continue
+			}
 			fmt.Fprintf(&b, "  %s %-12s %s → %s: proxy_image changed; the new proxy starts beside the old one, which then finishes its requests and stops\n", st.marker(Update), u.Host, u.From, u.To)
 		}
 		b.WriteString("\n")

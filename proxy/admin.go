@@ -35,6 +35,9 @@ import (
 type Admin struct {
 	// Image is what the proxy's container was made from.
 	Image string
+	// CutShort says that the proxy is the new one of an upgrade cut short
+	// (still called fleet-proxy-next): Upgrade finishes it.
+	CutShort bool
 
 	host   string
 	socket string

@@ -58,11 +58,12 @@ type Engine interface {
 // network so that it reaches every container's address and binds the
 // host's ports itself.
 func Ensure(ctx context.Context, host string, eng Engine, dial Dialer, image string, auth *executor.RegistryAuth) (*Admin, error) {
+	if err := settle(ctx, host, eng); err != nil {
+		return nil, err
+	}
 	c, err := eng.Inspect(ctx, ContainerName)
 	if errors.Is(err, executor.ErrNotFound) {
-		if c, err = adoptNext(ctx, host, eng); c == nil && err == nil {
-			c, err = create(ctx, host, eng, image, auth, ContainerName)
-		}
+		c, err = create(ctx, host, eng, image, auth, ContainerName)
 	}
 	if err != nil {
 		return nil, err
@@ -101,8 +102,15 @@ const nextName = ContainerName + "-next"
 // copied over), the old one is stopped gracefully: it stops accepting and
 // finishes the requests it has in flight, within its grace period. The
 // new one then takes the proxy's name. A handover cut short is taken up
-// by the next Upgrade, or by Ensure when the old one is already gone.
-func Upgrade(ctx context.Context, host string, eng Engine, dial Dialer, image string, auth *executor.RegistryAuth) (*Admin, error) {
+// by the next Upgrade or Ensure (see settle).
+// said, if not nil, is told each step as it is reached.
+func Upgrade(ctx context.Context, host string, eng Engine, dial Dialer, image string, auth *executor.RegistryAuth, said func(step string)) (*Admin, error) {
+	if said == nil {
+		said = func(string) {}
+	}
+	if err := settle(ctx, host, eng); err != nil {
+		return nil, err
+	}
 	old, err := eng.Inspect(ctx, ContainerName)
 	if errors.Is(err, executor.ErrNotFound) {
 		return Ensure(ctx, host, eng, dial, image, auth)
@@ -164,6 +172,7 @@ func Upgrade(ctx context.Context, host string, eng Engine, dial Dialer, image st
 		eng.Remove(context.WithoutCancel(ctx), next.ID, true)
 		return nil, fmt.Errorf("upgrading the proxy on %s to %s: %w", host, image, err)
 	}
+	said("both serve: the old one stops next")
 	// Caddy ends its requests in flight within its grace period, and is
 	// killed only after it.
 	if err := eng.Stop(ctx, old.ID, max(old.StopGrace, grace+5*time.Second)); err != nil {
@@ -178,21 +187,38 @@ func Upgrade(ctx context.Context, host string, eng Engine, dial Dialer, image st
 	return a, nil
 }
 
-// adoptNext takes up a handover that was cut short once the old proxy was
-// gone: the new one, still called nextName, takes the proxy's name. It
-// returns nil when there is none.
-func adoptNext(ctx context.Context, host string, eng Engine) (*executor.Container, error) {
-	c, err := eng.Inspect(ctx, nextName)
+// settle finishes a handover cut short once the old proxy had been told
+// to stop, or was gone: the new one takes the name, and the old one goes
+// rather than start again. With both running, Upgrade takes it up.
+func settle(ctx context.Context, host string, eng Engine) error {
+	next, err := eng.Inspect(ctx, nextName)
 	if errors.Is(err, executor.ErrNotFound) {
-		return nil, nil
+		return nil
 	}
-	if err != nil || c.Labels[Label] == "" {
-		return nil, err
+	if err != nil {
+		return err
 	}
-	if err := eng.Rename(ctx, c.ID, ContainerName); err != nil {
-		return nil, fmt.Errorf("naming the proxy on %s %s: %w", host, ContainerName, err)
+	if next.Labels[Label] == "" {
+		return notOurs(host, nextName)
 	}
-	return eng.Inspect(ctx, c.ID)
+	old, err := eng.Inspect(ctx, ContainerName)
+	switch {
+	case errors.Is(err, executor.ErrNotFound):
+	case err != nil:
+		return err
+	case old.Labels[Label] == "":
+		return notOurs(host, ContainerName)
+	case old.Running:
+		return nil
+	default:
+		if err := eng.Remove(ctx, old.ID, true); err != nil {
+			return fmt.Errorf("removing the old proxy on %s, stopped by an upgrade cut short: %w", host, err)
+		}
+	}
+	if err := eng.Rename(ctx, next.ID, ContainerName); err != nil {
+		return fmt.Errorf("naming the proxy on %s %s: %w", host, ContainerName, err)
+	}
+	return nil
 }
 
 func notOurs(host, name string) error {
@@ -230,18 +256,20 @@ func Open(ctx context.Context, host string, eng interface {
 	Inspect(ctx context.Context, id string) (*executor.Container, error)
 }, dial Dialer) (*Admin, error) {
 	c, err := eng.Inspect(ctx, ContainerName)
-	if errors.Is(err, executor.ErrNotFound) {
-		// An upgrade cut short once the old one was gone.
-		c, err = eng.Inspect(ctx, nextName)
-	}
-	if errors.Is(err, executor.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, executor.ErrNotFound) {
 		return nil, err
 	}
-	if c.Labels[Label] == "" || !c.Running {
-		return nil, nil
+	if c == nil || c.Labels[Label] == "" || !c.Running {
+		// An upgrade cut short once the old one had stopped or gone:
+		// the new one serves.
+		next, err := eng.Inspect(ctx, nextName)
+		if err != nil && !errors.Is(err, executor.ErrNotFound) {
+			return nil, err
+		}
+		if next == nil || next.Labels[Label] == "" || !next.Running {
+			return nil, nil
+		}
+		c = next
 	}
 	return adminOf(host, dial, c)
 }
@@ -259,6 +287,7 @@ func adminOf(host string, dial Dialer, c *executor.Container) (*Admin, error) {
 	}
 	a := NewAdmin(host, dial, path.Join(dir, socket))
 	a.Image = c.Image
+	a.CutShort = c.Name == nextName || c.Name == "/"+nextName
 	return a, nil
 }
 

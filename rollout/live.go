@@ -231,6 +231,9 @@ func (f *Fleet) ReadRoutes(ctx context.Context, project string) {
 			state, image := plan.ProxyAbsent, ""
 			if admin != nil {
 				state, image = plan.ProxyRunning, admin.Image
+				if admin.CutShort {
+					state = plan.ProxyCutShort
+				}
 				have, err := admin.Routes(ctx, project)
 				if err != nil {
 					return

@@ -76,7 +76,9 @@ func (a *Applier) upgradeProxies(ctx context.Context, ups []plan.ProxyUpgrade, r
 			return fmt.Errorf("upgrading the proxy on %s: the host is not connected", u.Host)
 		}
 		a.event(Event{Service: "proxy", Host: u.Host, What: fmt.Sprintf("upgrading: %s → %s, the new one beside the old", u.From, u.To)})
-		admin, err := proxy.Upgrade(ctx, u.Host, h.Engine(), h.DialContext, u.To, a.registryAuth(u.To))
+		admin, err := proxy.Upgrade(ctx, u.Host, h.Engine(), h.DialContext, u.To, a.registryAuth(u.To), func(step string) {
+			a.event(Event{Service: "proxy", Host: u.Host, What: step, Progress: true})
+		})
 		if err != nil {
 			return err
 		}
