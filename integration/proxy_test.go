@@ -224,6 +224,15 @@ func servesThrough(ctx context.Context, h *testfleet.Host, site, version string)
 	}
 }
 
+// proxyAlone checks that h runs one proxy container, fleet-proxy, on image.
+func proxyAlone(ctx context.Context, h *testfleet.Host, image string) error {
+	out, err := h.Run(ctx, "docker", "ps", "-a", "--filter", "label=fleet.proxy", "--format", "{{.Names}} {{.Image}} {{.State}}")
+	if want := "fleet-proxy " + image + " running"; err == nil && strings.TrimSpace(string(out)) != want {
+		err = fmt.Errorf("%s: proxy containers %q, want %q alone", h.Name, out, want)
+	}
+	return err
+}
+
 // proxiedProject is project name's fleet.yaml: the example at version,
 // with env, on the five hosts behind their proxies at site, two at a time.
 func proxiedProject(name, image, site, version, env, update string) string {
@@ -307,13 +316,7 @@ func TestProxyRolloutsDropNoRequest(t *testing.T) {
 	l.until(10000)
 	l.check(t, "a proxy upgrade")
 	throughProxy(ctx, t, site, "1")
-	eachHost(t, func(h *testfleet.Host) error {
-		out, err := h.Run(ctx, "docker", "ps", "-a", "--filter", "label=fleet.proxy", "--format", "{{.Names}} {{.Image}} {{.State}}")
-		if want := "fleet-proxy " + next + " running"; err == nil && strings.TrimSpace(string(out)) != want {
-			err = fmt.Errorf("proxy containers %q, want %q alone", out, want)
-		}
-		return err
-	})
+	eachHost(t, func(h *testfleet.Host) error { return proxyAlone(ctx, h, next) })
 	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
 }
 
@@ -518,9 +521,8 @@ services:
 	p.expect(2, []string{"h1           " + image + " → " + absent + ": proxy_image changed"}, "plan", "--detailed-exitcode")
 	p.expect(1, []string{"proxy FAILED", "pulling the proxy's image on h1"}, "apply", "--yes")
 	throughProxyOn(ctx, t, h, site, "1")
-	out, err := h.Run(ctx, "docker", "ps", "-a", "--filter", "label=fleet.proxy", "--format", "{{.Names}} {{.Image}} {{.State}}")
-	if want := "fleet-proxy " + image + " running"; err != nil || strings.TrimSpace(string(out)) != want {
-		t.Errorf("after a failed upgrade, proxy containers %q (%v), want %q alone", out, err, want)
+	if err := proxyAlone(ctx, h, image); err != nil {
+		t.Errorf("after a failed upgrade: %v", err)
 	}
 }
 
@@ -585,13 +587,7 @@ func TestProxyKilledAtAnyMomentDropsNoRequest(t *testing.T) {
 		if t.Failed() {
 			t.Logf("the killed apply said:\n%s", killed)
 		}
-		eachHost(t, func(h *testfleet.Host) error {
-			out, err := h.Run(ctx, "docker", "ps", "-a", "--filter", "label=fleet.proxy", "--format", "{{.Names}} {{.Image}} {{.State}}")
-			if want := "fleet-proxy " + next + " running"; err == nil && strings.TrimSpace(string(out)) != want {
-				err = fmt.Errorf("proxy containers %q, want %q alone", out, want)
-			}
-			return err
-		})
+		eachHost(t, func(h *testfleet.Host) error { return proxyAlone(ctx, h, next) })
 		p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
 		throughProxy(ctx, t, site, strconv.Itoa(version))
 	})
