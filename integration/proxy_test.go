@@ -323,8 +323,9 @@ func TestProxyRolloutsDropNoRequest(t *testing.T) {
 // TestProxyServesHTTPS serves the example with tls: internal on two hosts:
 // the proxy's own CA issues the site's certificate, HTTPS answers with it,
 // plain HTTP redirects there, and a rolling update and an upgrade of the
-// proxy under HTTPS load fail no request. Back to plain HTTP, the route changes in place: the plan
-// says why, the containers stay, and HTTP answers again.
+// proxy under HTTPS load fail no request. Back to plain HTTP, the route
+// alone changes, in place: the plan says why, the containers stay, and
+// HTTP answers again.
 func TestProxyServesHTTPS(t *testing.T) {
 	ctx := context.Background()
 	image := withProxy(t)
@@ -428,8 +429,9 @@ func TestProxyServesHTTPS(t *testing.T) {
 		return all
 	}
 	before := ids()
-	p.write(project("2", "false"))
-	p.expect(2, []string{"its route serves https://" + site + "/ (tls: internal), not http://" + site + "/"}, "plan", "--detailed-exitcode")
+	// The route alone changes: proxy_image stays the upgraded one.
+	p.write(strings.Replace(project("2", "false"), "proxy_image: "+image, "proxy_image: "+next, 1))
+	p.expect(2, []string{"its route serves https://" + site + "/ (tls: internal), not http://" + site + "/", "Plan: 2 to update in place, 0 unchanged."}, "plan", "--detailed-exitcode")
 	p.expect(0, []string{"2 changed"}, "apply", "--yes")
 	for _, h := range hosts {
 		answers(h, "http://"+site+"/version", version("2"))
