@@ -365,6 +365,56 @@ func (e *Engine) Inspect(ctx context.Context, id string) (*Container, error) {
 	return &c, nil
 }
 
+// List reads every container, running or not, that carries all of
+// labels: the list and then each one's document, pipelined in one
+// exchange. A container removed between the two is left out.
+func (e *Engine) List(ctx context.Context, labels map[string]string) ([]Container, error) {
+	const op = "listing containers"
+	var want []string
+	for k, v := range labels {
+		want = append(want, k+"="+v)
+	}
+	sort.Strings(want)
+	filters, _ := json.Marshal(map[string][]string{"label": want})
+	var list []struct {
+		ID string `json:"Id"`
+	}
+	if err := e.callJSON(ctx, op, request{method: "GET", path: "/containers/json?all=1&filters=" + url.QueryEscape(string(filters))}, &list); err != nil {
+		return nil, err
+	}
+	out := []Container{}
+	if len(list) == 0 {
+		return out, nil
+	}
+	reqs := make([]request, len(list))
+	for i, c := range list {
+		reqs[i] = inspectRequest(c.ID)
+	}
+	ac, err := e.get(ctx)
+	if err != nil {
+		return nil, e.c.fail(op, err)
+	}
+	docs, err := e.pipeline(ctx, ac, reqs)
+	if err != nil {
+		return nil, e.c.fail(op, err)
+	}
+	e.put(ac)
+	for _, d := range docs {
+		if d.status == http.StatusNotFound {
+			continue
+		}
+		if err := d.err(); err != nil {
+			return nil, e.c.fail(op, err)
+		}
+		c, err := parseContainer(d.body)
+		if err != nil {
+			return nil, e.c.fail(op, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
 // isNotModified reports an engine answer 304: the container was already in
 // the state asked for.
 func isNotModified(err error) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -231,6 +232,52 @@ func proxyAlone(ctx context.Context, h *testfleet.Host, image string) error {
 		err = fmt.Errorf("%s: proxy containers %q, want %q alone", h.Name, out, want)
 	}
 	return err
+}
+
+// routedExactly checks that route id on h's proxy sends requests to
+// exactly the running containers of project, and returns their addresses.
+func routedExactly(ctx context.Context, t *testing.T, h *testfleet.Host, project, id string) []string {
+	t.Helper()
+	out, err := h.Run(ctx, "sh", "-c", `ids=$(docker ps -q --filter label=fleet.project=`+project+`) && docker inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}:8080 {{end}}' $ids`)
+	if err != nil {
+		t.Fatalf("%s: %v", h.Name, err)
+	}
+	running := slices.Sorted(slices.Values(strings.Fields(string(out))))
+	// The admin API listens on a socket in the proxy's volume, named by
+	// its CADDY_ADMIN.
+	out, err = h.Run(ctx, "sh", "-c", `d=$(docker volume inspect fleet-proxy --format '{{.Mountpoint}}') &&
+a=$(docker inspect fleet-proxy --format '{{range .Config.Env}}{{println .}}{{end}}' | sed -n 's|^CADDY_ADMIN=unix//data/||p') &&
+curl -sSf --unix-socket "$d/$a" http://proxy/id/`+id)
+	if err != nil {
+		t.Fatalf("%s: reading route %s: %v: %s", h.Name, id, err, out)
+	}
+	var route any
+	if err := json.Unmarshal(out, &route); err != nil {
+		t.Fatalf("%s: route %s: %v: %s", h.Name, id, err, out)
+	}
+	var upstreams []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if dial, ok := v["dial"].(string); ok {
+				upstreams = append(upstreams, dial)
+			}
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(route)
+	slices.Sort(upstreams)
+	if !slices.Equal(upstreams, running) {
+		t.Errorf("%s: route %s sends to %v; the running containers of %s are at %v", h.Name, id, upstreams, project, running)
+	}
+	return running
 }
 
 // proxiedProject is project name's fleet.yaml: the example at version,
@@ -509,12 +556,23 @@ services:
 	throughProxyOn(ctx, t, h, site, "1")
 	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
 
-	// Stopped by hand: started, checked and put back in its route.
+	// Stopped by hand, and its address taken by another container
+	// meanwhile (on the same network, answering on the same port):
+	// started again at another address, checked, and put back in its
+	// route, where the address it had is no upstream any more.
+	was := routedExactly(ctx, t, h, "px2", "fleet.px2.web")
 	if _, err := h.Run(ctx, "sh", "-c", "docker stop $(docker ps -q --filter label=fleet.project=px2)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Run(context.Background(), "docker", "rm", "-f", "px2-squatter") })
+	if _, err := h.Run(ctx, "sh", "-c", "docker run -d --name px2-squatter fleet-example/hello:1"); err != nil {
 		t.Fatal(err)
 	}
 	p.expect(0, []string{"1 changed"}, "reconcile")
 	throughProxyOn(ctx, t, h, site, "1")
+	if now := routedExactly(ctx, t, h, "px2", "fleet.px2.web"); slices.Equal(now, was) {
+		t.Errorf("the instance started again at its old address %v: the test cannot tell whether it is still an upstream", was)
+	}
 
 	// A proxy_image that the host cannot get: the upgrade fails before
 	// anything else changes, and the old proxy serves on, alone.

@@ -201,25 +201,28 @@ func (a *Admin) update(ctx context.Context, fn func(cfg *config) (bool, error)) 
 }
 
 // Swap puts add in the route and takes remove out of it, in one change:
-// either may be "". A route left with no upstream is removed: the proxy
+// either may be "". Upstreams for which stale (if not nil) is true go out
+// in the same change. A route left with no upstream is removed: the proxy
 // then answers 404 for its host rather than 502, and no route names a
 // container that is gone.
 //
 // Every change reloads Caddy's configuration, and a reload under load is
-// not free: Caddy starts a server on a new socket and shuts the old one
-// down, which closes the kept-alive connections of every client, and Go's
-// server drops a request that it reads from a fresh connection while it
-// shuts down. Two reloads in a row catch the clients reconnecting after
+// not free: Caddy starts new servers that accept on the same sockets and
+// shuts the old ones down, which closes the kept-alive connections of
+// every client, and Go's server drops a request that it reads from a
+// fresh connection while it shuts down. Two reloads in a row catch the clients reconnecting after
 // the first; one change per instance replaced does not. A change that
 // changes nothing is not sent.
-func (a *Admin) Swap(ctx context.Context, r Route, add, remove string) error {
+func (a *Admin) Swap(ctx context.Context, r Route, add, remove string, stale func(upstream string) bool) error {
 	return a.update(ctx, func(cfg *config) (bool, error) {
 		rt, tls := cfg.routeAndTLS(r.ID)
 		var now []string
 		if rt != nil {
 			now = rt.upstreams()
 		}
-		next := slices.DeleteFunc(slices.Clone(now), func(u string) bool { return u == remove || u == add })
+		next := slices.DeleteFunc(slices.Clone(now), func(u string) bool {
+			return u == remove || u == add || (stale != nil && stale(u))
+		})
 		if add != "" {
 			next = append(next, add)
 		}

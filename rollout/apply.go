@@ -72,6 +72,9 @@ type Applier struct {
 	// run, by host.
 	proxyMu sync.Mutex
 	proxies map[string]*proxy.Admin
+	// routeMu serializes the route changes of this run on each host, by
+	// host (see routes).
+	routeMu map[string]*sync.Mutex
 }
 
 type instanceKey struct {

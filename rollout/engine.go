@@ -32,6 +32,9 @@ type Engine interface {
 	// use is a conflict.
 	Rename(ctx context.Context, id, name string) error
 	Inspect(ctx context.Context, id string) (*executor.Container, error)
+	// List reads every container, running or not, that carries all of
+	// labels.
+	List(ctx context.Context, labels map[string]string) ([]executor.Container, error)
 	// Update changes limits and restart policy in place; a zero limit
 	// leaves the current one as it is.
 	Update(ctx context.Context, id string, cpus float64, memory int64, restart string) error

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/fleetdeploy/fleet/executor"
@@ -153,7 +154,7 @@ func (a *Applier) serve(ctx context.Context, s *plan.Service, host, id, old stri
 	}
 	rctx, cancel := context.WithTimeout(ctx, routeTimeout)
 	defer cancel()
-	if err := admin.Swap(rctx, a.routeOf(s), addr, oldAddr); err != nil {
+	if err := a.route(rctx, s, host, addr, oldAddr); err != nil {
 		return "", err
 	}
 	return oldAddr, nil
@@ -174,13 +175,56 @@ func (a *Applier) unserve(ctx context.Context, s *plan.Service, host, id string)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), routeTimeout)
 	defer cancel()
 	addr, err := upstream(ctx, a.host(host).Engine(), s, id)
-	if err != nil || addr == "" {
+	if err != nil {
 		return err
 	}
-	if err := admin.Swap(ctx, a.routeOf(s), "", addr); err != nil {
+	// A container that no longer runs is no upstream any more: the
+	// change then only takes out what no container answers at.
+	if err := a.route(ctx, s, host, "", addr); err != nil {
 		return err
 	}
 	return a.drain(ctx, s, host, addr)
+}
+
+// route changes the service's route on host in one change: add goes in,
+// remove goes out, and so does every upstream that no running container
+// of the service on the host has as its address. Such an upstream is left
+// behind when a container stops or restarts outside a run (by hand, or
+// after a crash): the engine may then give it, or another container,
+// another address, and the proxy would send requests to nothing.
+//
+// The route changes of a run on one host are made one at a time: the
+// containers listed before a change are then all that can be in the
+// route, as any other one is put there by a change of its own.
+func (a *Applier) route(ctx context.Context, s *plan.Service, host, add, remove string) error {
+	admin, err := a.proxyOn(host)
+	if err != nil {
+		return err
+	}
+	a.proxyMu.Lock()
+	mu := a.routeMu[host]
+	if mu == nil {
+		mu = &sync.Mutex{}
+		if a.routeMu == nil {
+			a.routeMu = map[string]*sync.Mutex{}
+		}
+		a.routeMu[host] = mu
+	}
+	a.proxyMu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	mine, err := a.host(host).Engine().List(ctx, map[string]string{
+		executor.LabelProject: a.Project.Name, plan.LabelService: s.Name})
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, c := range mine {
+		if ip := containerIP(&c); c.Running && ip != "" {
+			live[net.JoinHostPort(ip, strconv.Itoa(s.Proxy.Port))] = true
+		}
+	}
+	return admin.Swap(ctx, a.routeOf(s), add, remove, func(u string) bool { return !live[u] })
 }
 
 // drain waits, for at most proxy.drain_timeout, until the proxy has no

@@ -90,6 +90,12 @@ func TestEngine(t *testing.T, eng rollout.Engine, image string) {
 	if _, err := eng.Create(ctx, spec); err == nil {
 		t.Error("a second container of the same name was created")
 	}
+	if l, err := eng.List(ctx, map[string]string{executor.LabelProject: "fleet-contract", plan.LabelService: "web"}); err != nil || len(l) != 1 || l[0].ID != id || l[0].Running {
+		t.Errorf("listing the containers of the project's service: %+v, %v; want the one created, not running", l, err)
+	}
+	if l, err := eng.List(ctx, map[string]string{executor.LabelProject: "fleet-contract", plan.LabelService: "other"}); err != nil || len(l) != 0 {
+		t.Errorf("listing the containers of another service: %+v, %v; want none", l, err)
+	}
 
 	// Renamed and back, by id; the old name then names nothing, and a
 	// name in use is refused.
@@ -162,6 +168,9 @@ func TestEngine(t *testing.T, eng rollout.Engine, image string) {
 
 	_, err = eng.Inspect(ctx, id)
 	notFound("inspecting a removed container", err)
+	if l, err := eng.List(ctx, map[string]string{executor.LabelProject: "fleet-contract"}); err != nil || len(l) != 0 {
+		t.Errorf("listing the project's containers once removed: %+v, %v; want none", l, err)
+	}
 	notFound("starting a removed container", eng.Start(ctx, id))
 	notFound("stopping a removed container", eng.Stop(ctx, id, time.Second))
 	notFound("updating a removed container", eng.Update(ctx, id, 0.5, 0, ""))

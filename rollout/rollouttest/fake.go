@@ -586,6 +586,27 @@ func (h *fakeHost) Inspect(ctx context.Context, id string) (*executor.Container,
 	return &out, nil
 }
 
+func (h *fakeHost) List(ctx context.Context, labels map[string]string) ([]executor.Container, error) {
+	out := []executor.Container{}
+	err := h.call(ctx, "list", "", func() error {
+		for _, c := range h.sorted() {
+			all := true
+			for k, v := range labels {
+				all = all && c.Labels[k] == v
+			}
+			if all {
+				h.look(c)
+				out = append(out, c.snapshot())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (h *fakeHost) Update(ctx context.Context, id string, cpus float64, memory int64, restart string) error {
 	return h.call(ctx, "update", id, func() error {
 		c := h.lookup(id)
