@@ -164,14 +164,15 @@ func startLoadOver(t *testing.T, scheme string, roots *x509.CertPool, site strin
 }
 
 // reloadDrop reports a request that failed as a reload of Caddy's
-// configuration can fail it, on any proxy: sent on a fresh connection,
-// which was closed, or reset, before any answer. Caddy binds a new socket
-// for the new configuration (SO_REUSEPORT) and shuts the old server down:
-// the connections still queued on the old socket are reset (unless the
-// host sets net.ipv4.tcp_migrate_req), and Go's server drops a request it
-// reads on a fresh connection once its shutdown began. Clients send such
-// a request again only on a kept-alive connection; browsers do the same.
-// README states the cost; routing without reloads would remove it.
+// configuration, or the old proxy's stop in an upgrade, can fail it: sent
+// on a fresh connection, which was closed, or reset, before any answer.
+// Caddy binds a new socket for the new configuration (SO_REUSEPORT) and
+// shuts the old server down: the connections still queued on the old
+// socket are reset (unless the host sets net.ipv4.tcp_migrate_req), and
+// Go's server drops a request it reads on a fresh connection once its
+// shutdown began. Clients send such a request again only on a kept-alive
+// connection; browsers do the same. README states the cost: a slot that
+// joins or leaves a route reloads, a rolling update does not.
 func reloadDrop(err error, reused bool) bool {
 	return !reused && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET))
 }
@@ -197,8 +198,23 @@ func (l *load) end() {
 	l.wg.Wait()
 }
 
-// check ends the load and fails the test for every failed request.
+// check ends the load and fails the test for every failed request: what
+// a rolling update, a rollback or a TLS change costs through the proxy,
+// which changes slot files, not Caddy's configuration.
 func (l *load) check(t *testing.T, during string) {
+	t.Helper()
+	l.checkWith(t, during, func(int64) int64 { return 0 })
+}
+
+// checkReloaded is check for a phase that reloads Caddy's configuration
+// (a slot that joins or leaves a route) or replaces the proxy: it lets
+// pass the few requests a reload drops (see reloadDrop).
+func (l *load) checkReloaded(t *testing.T, during string) {
+	t.Helper()
+	l.checkWith(t, during, dropsAllowed)
+}
+
+func (l *load) checkWith(t *testing.T, during string, allowed func(n int64) int64) {
 	t.Helper()
 	l.end()
 	ok, failed, dropped := l.ok.Load(), l.failed.Load(), l.dropped.Load()
@@ -207,8 +223,8 @@ func (l *load) check(t *testing.T, during string) {
 	if failed > 0 {
 		t.Errorf("%s: %d of %d requests failed through the proxy, e.g. %q", during, failed, all, l.errs)
 	}
-	if dropped > dropsAllowed(all) {
-		t.Errorf("%s: %d of %d requests were sent on a fresh connection that was closed unanswered, more than a reload explains (%d), e.g. %q", during, dropped, all, dropsAllowed(all), l.errs)
+	if dropped > allowed(all) {
+		t.Errorf("%s: %d of %d requests were sent on a fresh connection that was closed unanswered (%d allowed), e.g. %q", during, dropped, all, allowed(all), l.errs)
 	}
 	if ok == 0 {
 		t.Errorf("%s: no request was answered", during)
@@ -275,9 +291,13 @@ func routedExactly(ctx context.Context, t *testing.T, h *testfleet.Host, project
 	running := slices.Sorted(slices.Values(strings.Fields(string(out))))
 	// The admin API listens on a socket in the proxy's volume, named by
 	// its CADDY_ADMIN.
-	out, err = h.Run(ctx, "sh", "-c", `d=$(docker volume inspect fleet-proxy --format '{{.Mountpoint}}') &&
-a=$(docker inspect fleet-proxy --format '{{range .Config.Env}}{{println .}}{{end}}' | sed -n 's|^CADDY_ADMIN=unix//data/||p') &&
-curl -sSf --unix-socket "$d/$a" http://proxy/id/`+id)
+	out, err = h.Run(ctx, "docker", "volume", "inspect", "fleet-proxy", "--format", "{{.Mountpoint}}")
+	if err != nil {
+		t.Fatalf("%s: %v", h.Name, err)
+	}
+	volume := strings.TrimSpace(string(out))
+	out, err = h.Run(ctx, "sh", "-c", `a=$(docker inspect fleet-proxy --format '{{range .Config.Env}}{{println .}}{{end}}' | sed -n 's|^CADDY_ADMIN=unix//data/||p') &&
+curl -sSf --unix-socket "`+volume+`/$a" http://proxy/id/`+id)
 	if err != nil {
 		t.Fatalf("%s: reading route %s: %v: %s", h.Name, id, err, out)
 	}
@@ -303,6 +323,17 @@ curl -sSf --unix-socket "$d/$a" http://proxy/id/`+id)
 		}
 	}
 	walk(route)
+	// An upstream may be a slot: the file named in its placeholder holds
+	// the address.
+	for i, u := range upstreams {
+		if file, ok := strings.CutPrefix(u, "{file./data/"); ok {
+			out, err := h.Run(ctx, "cat", volume+"/"+strings.TrimSuffix(file, "}"))
+			if err != nil {
+				t.Fatalf("%s: reading slot %s: %v", h.Name, u, err)
+			}
+			upstreams[i] = strings.TrimSpace(string(out))
+		}
+	}
 	slices.Sort(upstreams)
 	if !slices.Equal(upstreams, running) {
 		t.Errorf("%s: route %s sends to %v; the running containers of %s are at %v", h.Name, id, upstreams, project, running)
@@ -391,7 +422,7 @@ func TestProxyRolloutsDropNoRequest(t *testing.T) {
 	l = startLoad(t, site, 50)
 	p.expect(0, []string{"proxy upgraded on h1, h2, h3, h4, h5"}, "apply", "--yes")
 	l.until(10000)
-	l.check(t, "a proxy upgrade")
+	l.checkReloaded(t, "a proxy upgrade")
 	throughProxy(ctx, t, site, "1")
 	eachHost(t, func(h *testfleet.Host) error { return proxyAlone(ctx, h, next) })
 	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
@@ -488,7 +519,7 @@ func TestProxyServesHTTPS(t *testing.T) {
 	p.write(strings.Replace(project("2", "internal"), "proxy_image: "+image, "proxy_image: "+next, 1))
 	p.expect(0, []string{"proxy upgraded on h1, h2"}, "apply", "--yes")
 	l.until(500)
-	l.check(t, "a proxy upgrade under HTTPS load")
+	l.checkReloaded(t, "a proxy upgrade under HTTPS load")
 	for _, h := range hosts {
 		answers(h, "https://"+site+"/version", version("2"))
 	}
@@ -572,7 +603,7 @@ services:
 	p.write(project(1))
 	p.expect(0, []string{"1 changed, 1 unchanged"}, "apply", "--yes")
 	l.until(2000)
-	l.check(t, "scaling down behind the proxy")
+	l.checkReloaded(t, "scaling down behind the proxy")
 
 	// The proxy removed by hand, state and all: the instance serves
 	// nothing, which plan calls drift and reconcile repairs.
@@ -594,9 +625,22 @@ services:
 	if _, err := h.Run(ctx, "sh", "-c", "docker stop $(docker ps -q --filter label=fleet.project=px2)"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.Run(context.Background(), "docker", "rm", "-f", "px2-squatter") })
-	if _, err := h.Run(ctx, "sh", "-c", "docker run -d --name px2-squatter fleet-example/hello:1"); err != nil {
-		t.Fatal(err)
+	// The engine gives out the lowest free address: containers are
+	// started until one has the instance's.
+	t.Cleanup(func() {
+		h.Run(context.Background(), "sh", "-c", "docker rm -f $(docker ps -aq --filter label=px2-squatter)")
+	})
+	for i := 0; ; i++ {
+		out, err := h.Run(ctx, "sh", "-c", "docker inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}:8080{{end}}' $(docker run -d --label px2-squatter fleet-example/hello:1)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(out)) == was[0] {
+			break
+		}
+		if i == 10 {
+			t.Fatalf("10 containers started, none at the instance's address %s", was[0])
+		}
 	}
 	p.expect(0, []string{"1 changed"}, "reconcile")
 	throughProxyOn(ctx, t, h, site, "1")
@@ -643,7 +687,7 @@ func TestProxyKilledAtAnyMomentDropsNoRequest(t *testing.T) {
 			killed := killAt(t, p, `"what":"`+moment)
 			p.expect(0, []string{"taking over the deploy lock"}, "apply", "--yes")
 			l.until(1000)
-			l.check(t, "killed at "+moment+", and the next apply")
+			l.checkReloaded(t, "killed at "+moment+", and the next apply")
 			if t.Failed() {
 				t.Logf("the killed apply said:\n%s", killed)
 			}
@@ -673,7 +717,7 @@ func TestProxyKilledAtAnyMomentDropsNoRequest(t *testing.T) {
 		// been told to stop before the kill.
 		p.expect(0, []string{"taking over the deploy lock", "proxy upgraded on "}, "apply", "--yes")
 		l.until(1000)
-		l.check(t, "killed during a proxy upgrade, and the next apply")
+		l.checkReloaded(t, "killed during a proxy upgrade, and the next apply")
 		if t.Failed() {
 			t.Logf("the killed apply said:\n%s", killed)
 		}
@@ -699,7 +743,6 @@ type longDone struct {
 	began   time.Time
 	ended   time.Time
 	err     error
-	reused  bool // sent on a kept-alive connection
 }
 
 func startLong(site string) *longRequests {
@@ -720,8 +763,7 @@ func startLong(site string) *longRequests {
 				go func() {
 					defer lr.wg.Done()
 					d := longDone{host: h.Name, began: time.Now()}
-					trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { d.reused = i.Reused }}
-					req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, "http://"+h.Addr+"/?delay=3s", nil)
+					req, _ := http.NewRequest(http.MethodGet, "http://"+h.Addr+"/?delay=3s", nil)
 					req.Host = site
 					resp, err := lr.client.Do(req)
 					if err == nil {
@@ -753,13 +795,8 @@ func (lr *longRequests) check(t *testing.T, l *load) {
 	t.Helper()
 	close(lr.stop)
 	lr.wg.Wait()
-	overlapped, dropped := 0, 0
+	overlapped := 0
 	for _, d := range lr.done {
-		if d.err != nil && reloadDrop(d.err, d.reused) {
-			t.Logf("a 3 s request to %s begun at %s, on a fresh connection, was closed unanswered: %v", d.host, d.began.Format("15:04:05.000"), d.err)
-			dropped++
-			continue
-		}
 		if d.err != nil {
 			t.Errorf("a 3 s request to %s begun at %s failed: %v", d.host, d.began.Format("15:04:05.000"), d.err)
 			continue
@@ -771,8 +808,5 @@ func (lr *longRequests) check(t *testing.T, l *load) {
 	t.Logf("%d requests 3 s long, %d of them answered by the old instance after the new one served", len(lr.done), overlapped)
 	if overlapped == 0 {
 		t.Error("no 3 s request was in flight on an instance when it was replaced")
-	}
-	if n := int64(len(lr.done)); int64(dropped) > dropsAllowed(n) {
-		t.Errorf("%d of %d requests 3 s long were sent on a fresh connection that was closed unanswered, more than a reload explains (%d)", dropped, n, dropsAllowed(n))
 	}
 }

@@ -5,11 +5,12 @@
 // the host's SSH connection, so no admin port is ever published.
 //
 // Each proxied service has one route in the proxy's configuration, with
-// the @id "fleet.<project>.<service>": its host name and path, and the
-// addresses of the service's healthy containers on that host. A rollout
-// adds a new container to the route once it is healthy, takes the old one
-// out, and waits for the old one's requests in flight to end before it
-// stops it (see [Admin.Drain]). A route with TLS (proxy.tls) is served on
+// the @id "fleet.<project>.<service>": its host name and path, and one
+// upstream per slot of the service on that host, whose address Caddy reads
+// from the slot's file for every request (see [Admin.Swap]). A rollout
+// writes a new container's address in its slot once it is healthy, and
+// waits for the old one's requests in flight to end before it stops it
+// (see [Admin.Drain]): no change of the configuration, so no reload. A route with TLS (proxy.tls) is served on
 // a second server, for HTTPS, and the plain one redirects to it.
 package proxy
 
@@ -20,8 +21,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"path"
 	"reflect"
 	"slices"
 	"strings"
@@ -40,8 +43,12 @@ type Admin struct {
 	CutShort bool
 
 	host   string
+	h      Host
+	dir    string // the proxy's volume, on the host
 	socket string
 	client *http.Client
+	// slotsMade says that the slot files' directory exists.
+	slotsMade bool
 
 	// mu makes this run's changes to the proxy one at a time, each at
 	// least reloadSpacing after the one before (see Swap).
@@ -57,16 +64,24 @@ const drainSettle = time.Second
 // then.
 const reloadSpacing = 300 * time.Millisecond
 
-// Dialer opens a connection from the host's side, as the SSH connection
-// carries it: "unix" to a socket path, "tcp" to an address.
-type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+// Host is a proxy's host as the SSH connection reaches it: connections
+// from its side ("unix" to a socket path, "tcp" to an address), and its
+// files, which the login user reads and writes (the slot files, see
+// [Admin.Swap]); WriteFile replaces a file atomically.
+type Host interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	WriteFile(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error
+	MkdirAll(ctx context.Context, path string) error
+}
 
-// NewAdmin returns the admin API listening on socket, on the host reached
-// by dial. host names the host in errors.
-func NewAdmin(host string, dial Dialer, socket string) *Admin {
-	return &Admin{host: host, socket: socket, client: &http.Client{
+// NewAdmin returns the admin API of the proxy whose volume is at dir on
+// h, listening on socket there. host names the host in errors.
+func NewAdmin(host string, h Host, dir, socket string) *Admin {
+	socket = path.Join(dir, socket)
+	return &Admin{host: host, h: h, dir: dir, socket: socket, client: &http.Client{
 		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx, "unix", socket) },
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return h.DialContext(ctx, "unix", socket) },
 			// Each request is one stream of the SSH connection; a change
 			// reloads Caddy's configuration, which a kept-alive stream
 			// would outlive.
@@ -200,41 +215,123 @@ func (a *Admin) update(ctx context.Context, fn func(cfg *config) (bool, error)) 
 	}
 }
 
-// Swap puts add in the route and takes remove out of it, in one change:
-// either may be "". Upstreams for which stale (if not nil) is true go out
-// in the same change. A route left with no upstream is removed: the proxy
-// then answers 404 for its host rather than 502, and no route names a
-// container that is gone.
+// Swap makes add (an address) serve the route's slot, in place of what
+// served it, or with add "" takes the slot out of the route if remove
+// serves it or if what serves it does not run (live says no). Each slot
+// has a file in the proxy's volume that holds the address serving it,
+// and Caddy reads the file for every request it sends to the slot: a
+// slot already in the route changes hands with one atomic write of the
+// file, and the configuration is not changed at all. Only a slot that
+// joins or leaves the route, or another host name, path or TLS, changes
+// the configuration.
 //
-// Every change reloads Caddy's configuration, and a reload under load is
-// not free: Caddy starts new servers that accept on the same sockets and
-// shuts the old ones down, which closes the kept-alive connections of
-// every client, and Go's server drops a request that it reads from a
-// fresh connection while it shuts down. Two reloads in a row catch the clients reconnecting after
-// the first; one change per instance replaced does not. A change that
-// changes nothing is not sent.
-func (a *Admin) Swap(ctx context.Context, r Route, add, remove string, stale func(upstream string) bool) error {
-	return a.update(ctx, func(cfg *config) (bool, error) {
+// In the same change, every other slot whose address live says does not
+// run leaves the route, as do upstreams written as addresses (by fleet
+// before slots) that are remove, add or not live; a nil live keeps them
+// all. A route left with no upstream is removed: the proxy then answers
+// 404 for its host rather than 502, and no route names a container that
+// is gone. Swap returns the address that served the slot before ("" for
+// none), whose requests in flight may need draining.
+//
+// A change of the configuration reloads Caddy, and a reload under load is
+// not free: Caddy binds new sockets for the new servers (SO_REUSEPORT)
+// and shuts the old ones down, which closes the kept-alive connections of
+// every client, resets the connections still queued on the old sockets,
+// and drops a request that Go's server reads from a fresh connection
+// while it shuts down. Slots keep reloads out of rolling updates and
+// rollbacks; a change that changes nothing is not sent.
+func (a *Admin) Swap(ctx context.Context, r Route, slot int, add, remove string, live func(addr string) bool) (was string, err error) {
+	if live == nil {
+		live = func(string) bool { return true }
+	}
+	mine := slotDial(r.ID, slot)
+	err = a.update(ctx, func(cfg *config) (bool, error) {
+		was = ""
 		rt, tls := cfg.routeAndTLS(r.ID)
 		var now []string
 		if rt != nil {
 			now = rt.upstreams()
 		}
-		next := slices.DeleteFunc(slices.Clone(now), func(u string) bool {
-			return u == remove || u == add || (stale != nil && stale(u))
-		})
+		var next []string
+		for _, u := range now {
+			n, isSlot := slotOf(r.ID, u)
+			if !isSlot {
+				if u == remove || u == add || !live(u) {
+					if u == remove {
+						was = remove
+					}
+					continue
+				}
+				next = append(next, u)
+				continue
+			}
+			at, err := a.slotAddr(ctx, r.ID, n)
+			if err != nil {
+				return false, err
+			}
+			if n == slot {
+				was = at
+				if add == "" && (at == remove || at == "" || !live(at)) {
+					continue
+				}
+			} else if at == "" || !live(at) {
+				continue
+			}
+			next = append(next, u)
+		}
 		if add != "" {
-			next = append(next, add)
+			if was != add {
+				if err := a.writeSlot(ctx, r.ID, slot, add); err != nil {
+					return false, err
+				}
+			}
+			if !slices.Contains(next, mine) {
+				next = append(next, mine)
+			}
 		}
 		switch {
 		case rt == nil && len(next) == 0:
 			return false, nil
-		case rt.same(r) && tls == r.TLS && slices.Equal(slices.Sorted(slices.Values(now)), slices.Sorted(slices.Values(next))):
+		case rt.same(r) && tls == r.TLS && slices.Equal(now, next):
 			return false, nil
 		}
 		cfg.setRoute(r, next)
 		return true, nil
 	})
+	return was, err
+}
+
+// slotPath is where the file of a route's slot is on the host.
+func (a *Admin) slotPath(id string, slot int) string {
+	return path.Join(a.dir, slotsDir, slotFile(id, slot))
+}
+
+// slotAddr reads the address that serves a route's slot: "" when its file
+// is missing, which Caddy takes for an upstream that refuses connections.
+func (a *Admin) slotAddr(ctx context.Context, id string, slot int) (string, error) {
+	b, err := a.h.ReadFile(ctx, a.slotPath(id, slot))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("proxy on %s: %w", a.host, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// writeSlot makes addr serve a route's slot, at once for every request
+// that the proxy sends there from then on.
+func (a *Admin) writeSlot(ctx context.Context, id string, slot int, addr string) error {
+	if !a.slotsMade {
+		if err := a.h.MkdirAll(ctx, path.Join(a.dir, slotsDir)); err != nil {
+			return fmt.Errorf("proxy on %s: %w", a.host, err)
+		}
+		a.slotsMade = true
+	}
+	if err := a.h.WriteFile(ctx, a.slotPath(id, slot), strings.NewReader(addr+"\n"), 0o644); err != nil {
+		return fmt.Errorf("proxy on %s: %w", a.host, err)
+	}
+	return nil
 }
 
 // copyFrom gives this proxy the configuration that from has, unless it
@@ -285,7 +382,18 @@ func (a *Admin) Routes(ctx context.Context, project string) (map[string]RouteSta
 			if id, ok := r["@id"].(string); ok && strings.HasPrefix(id, prefix) {
 				host, path := r.site()
 				_, tls := cfg.routeAndTLS(id)
-				out[strings.TrimPrefix(id, prefix)] = RouteState{Host: host, Path: path, TLS: tls, Upstreams: r.upstreams()}
+				var ups []string
+				for _, u := range r.upstreams() {
+					if n, ok := slotOf(id, u); ok {
+						if u, err = a.slotAddr(ctx, id, n); err != nil {
+							return nil, err
+						}
+					}
+					if u != "" {
+						ups = append(ups, u)
+					}
+				}
+				out[strings.TrimPrefix(id, prefix)] = RouteState{Host: host, Path: path, TLS: tls, Upstreams: ups}
 			}
 		}
 	}
@@ -315,10 +423,10 @@ func (a *Admin) InFlight(ctx context.Context, addr string) (int, error) {
 // of its route before, for at most timeout. It returns how many requests
 // were still in flight when the time ran out.
 //
-// No request in flight is believed before drainSettle has passed: the
-// server of the configuration before the change still hands on what it
-// read from its clients just before, and a request counts against its
-// upstream only once it is on its way there. A container stopped at a
+// No request in flight is believed before drainSettle has passed: a
+// request that read the slot's file (or, after a reload, that the old
+// server read from its client) just before the change still goes to the
+// old address, and it counts against it only once it is on its way there. A container stopped at a
 // zero read at once refused such a request (1 in about 25,000 under
 // load), and the old server does not try another upstream.
 func (a *Admin) Drain(ctx context.Context, addr string, timeout time.Duration) (left int, err error) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"cmp"
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -141,6 +142,31 @@ func (r route) upstreams() []string {
 		}
 	}
 	return out
+}
+
+// slotsDir holds the slot files in the proxy's volume (see Admin.Swap):
+// one per instance of a proxied service on the host, named after its
+// route and slot, holding the address of the container that serves it.
+const slotsDir = "upstreams"
+
+func slotFile(id string, slot int) string { return id + "." + strconv.Itoa(slot) }
+
+// slotDial is the dial address of a route's slot in the configuration: a
+// placeholder that Caddy replaces with the slot file's content for every
+// request it sends there.
+func slotDial(id string, slot int) string {
+	return "{file." + path.Join(dataDir, slotsDir, slotFile(id, slot)) + "}"
+}
+
+// slotOf reads a slot of route id back from a dial address.
+func slotOf(id, dial string) (int, bool) {
+	rest, ok := strings.CutPrefix(dial, "{file."+path.Join(dataDir, slotsDir, id)+".")
+	if !ok {
+		return 0, false
+	}
+	rest, ok = strings.CutSuffix(rest, "}")
+	n, err := strconv.Atoi(rest)
+	return n, ok && err == nil && n >= 0
 }
 
 // setRoute makes r's route send to upstreams, or removes it when there

@@ -57,7 +57,7 @@ type Engine interface {
 // when the host lacks it (with auth, which may be nil), on the host's
 // network so that it reaches every container's address and binds the
 // host's ports itself.
-func Ensure(ctx context.Context, host string, eng Engine, dial Dialer, image string, auth *executor.RegistryAuth) (*Admin, error) {
+func Ensure(ctx context.Context, host string, eng Engine, h Host, image string, auth *executor.RegistryAuth) (*Admin, error) {
 	if err := settle(ctx, host, eng); err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func Ensure(ctx context.Context, host string, eng Engine, dial Dialer, image str
 			return nil, fmt.Errorf("starting the proxy on %s: %w", host, err)
 		}
 	}
-	a, err := adminOf(host, dial, c)
+	a, err := adminOf(host, h, c)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ const nextName = ContainerName + "-next"
 // new one then takes the proxy's name. A handover cut short is taken up
 // by the next Upgrade or Ensure (see settle).
 // said, if not nil, is told each step as it is reached.
-func Upgrade(ctx context.Context, host string, eng Engine, dial Dialer, image string, auth *executor.RegistryAuth, said func(step string)) (*Admin, error) {
+func Upgrade(ctx context.Context, host string, eng Engine, h Host, image string, auth *executor.RegistryAuth, said func(step string)) (*Admin, error) {
 	if said == nil {
 		said = func(string) {}
 	}
@@ -113,7 +113,7 @@ func Upgrade(ctx context.Context, host string, eng Engine, dial Dialer, image st
 	}
 	old, err := eng.Inspect(ctx, ContainerName)
 	if errors.Is(err, executor.ErrNotFound) {
-		return Ensure(ctx, host, eng, dial, image, auth)
+		return Ensure(ctx, host, eng, h, image, auth)
 	}
 	if err != nil {
 		return nil, err
@@ -122,16 +122,16 @@ func Upgrade(ctx context.Context, host string, eng Engine, dial Dialer, image st
 		return nil, notOurs(host, ContainerName)
 	}
 	if old.Image == image {
-		return Ensure(ctx, host, eng, dial, image, auth)
+		return Ensure(ctx, host, eng, h, image, auth)
 	}
 	if !old.Running {
 		// It serves nothing: replaced at once.
 		if err := eng.Remove(ctx, old.ID, true); err != nil {
 			return nil, fmt.Errorf("removing the stopped proxy on %s: %w", host, err)
 		}
-		return Ensure(ctx, host, eng, dial, image, auth)
+		return Ensure(ctx, host, eng, h, image, auth)
 	}
-	from, err := adminOf(host, dial, old)
+	from, err := adminOf(host, h, old)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +156,7 @@ func Upgrade(ctx context.Context, host string, eng Engine, dial Dialer, image st
 			return nil, err
 		}
 	}
-	a, err := adminOf(host, dial, next)
+	a, err := adminOf(host, h, next)
 	if err == nil {
 		err = waitReady(ctx, host, eng, next, a)
 	}
@@ -254,7 +254,7 @@ func waitReady(ctx context.Context, host string, eng Engine, c *executor.Contain
 // when none runs there. It makes nothing.
 func Open(ctx context.Context, host string, eng interface {
 	Inspect(ctx context.Context, id string) (*executor.Container, error)
-}, dial Dialer) (*Admin, error) {
+}, h Host) (*Admin, error) {
 	c, err := eng.Inspect(ctx, ContainerName)
 	if err != nil && !errors.Is(err, executor.ErrNotFound) {
 		return nil, err
@@ -271,12 +271,12 @@ func Open(ctx context.Context, host string, eng interface {
 		}
 		c = next
 	}
-	return adminOf(host, dial, c)
+	return adminOf(host, h, c)
 }
 
 // adminOf is the admin API of the proxy in c: its socket is where the
 // container's CADDY_ADMIN says, in its volume.
-func adminOf(host string, dial Dialer, c *executor.Container) (*Admin, error) {
+func adminOf(host string, h Host, c *executor.Container) (*Admin, error) {
 	dir, err := dataSource(c)
 	if err != nil {
 		return nil, fmt.Errorf("proxy on %s: %w", host, err)
@@ -285,7 +285,7 @@ func adminOf(host string, dial Dialer, c *executor.Container) (*Admin, error) {
 	if rel, ok := strings.CutPrefix(c.Env["CADDY_ADMIN"], "unix/"+dataDir+"/"); ok && rel != "" && !strings.Contains(rel, "..") {
 		socket = rel
 	}
-	a := NewAdmin(host, dial, path.Join(dir, socket))
+	a := NewAdmin(host, h, dir, socket)
 	a.Image = c.Image
 	a.CutShort = c.Name == nextName || c.Name == "/"+nextName
 	return a, nil

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"io"
+	"io/fs"
 	"net"
 	"time"
 
@@ -52,6 +53,11 @@ type Engine interface {
 type Host interface {
 	Engine() Engine
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	// ReadFile, WriteFile (atomically) and MkdirAll reach the host's
+	// files as the login user: the proxy's slot files are among them.
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	WriteFile(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error
+	MkdirAll(ctx context.Context, path string) error
 	MarkUnchecked(ctx context.Context, project, id string, unchecked bool) error
 }
 

@@ -224,7 +224,7 @@ func (f *Fleet) ReadRoutes(ctx context.Context, project string) {
 		go func() {
 			defer wg.Done()
 			routes := map[string]plan.LiveRoute{}
-			admin, err := proxy.Open(ctx, host, conn.Engine(), conn.DialContext)
+			admin, err := proxy.Open(ctx, host, conn.Engine(), conn)
 			if err != nil {
 				return
 			}

@@ -51,9 +51,9 @@ func (a *Applier) ensureProxy(ctx context.Context, host string, make bool) error
 	image := a.Project.ProxyImage
 	var err error
 	if make {
-		admin, err = proxy.Ensure(ctx, host, h.Engine(), h.DialContext, image, a.registryAuth(image))
+		admin, err = proxy.Ensure(ctx, host, h.Engine(), h, image, a.registryAuth(image))
 	} else {
-		admin, err = proxy.Open(ctx, host, h.Engine(), h.DialContext)
+		admin, err = proxy.Open(ctx, host, h.Engine(), h)
 	}
 	if err != nil {
 		return err
@@ -77,7 +77,7 @@ func (a *Applier) upgradeProxies(ctx context.Context, ups []plan.ProxyUpgrade, r
 			return fmt.Errorf("upgrading the proxy on %s: the host is not connected", u.Host)
 		}
 		a.event(Event{Service: "proxy", Host: u.Host, What: fmt.Sprintf("upgrading: %s → %s, the new one beside the old", u.From, u.To)})
-		admin, err := proxy.Upgrade(ctx, u.Host, h.Engine(), h.DialContext, u.To, a.registryAuth(u.To), func(step string) {
+		admin, err := proxy.Upgrade(ctx, u.Host, h.Engine(), h, u.To, a.registryAuth(u.To), func(step string) {
 			a.event(Event{Service: "proxy", Host: u.Host, What: step, Progress: true})
 		})
 		if err != nil {
@@ -106,27 +106,32 @@ func (a *Applier) proxyOn(host string) (*proxy.Admin, error) {
 	return nil, fmt.Errorf("the proxy on %s was not made ready", host)
 }
 
-// upstream is the address the proxy reaches a running container at, or ""
-// for one that is not running.
-func upstream(ctx context.Context, eng Engine, s *plan.Service, id string) (string, error) {
+// upstream is the address the proxy reaches a container at ("" for one
+// that is not running) and the container's slot (-1 for one that is gone).
+func upstream(ctx context.Context, eng Engine, s *plan.Service, id string) (addr string, slot int, err error) {
 	c, err := eng.Inspect(ctx, id)
 	if errors.Is(err, executor.ErrNotFound) {
-		return "", nil
+		return "", -1, nil
 	}
 	if err != nil {
-		return "", err
+		return "", -1, err
+	}
+	slot, err = strconv.Atoi(c.Labels[plan.LabelSlot])
+	if err != nil || slot < 0 {
+		return "", -1, fmt.Errorf("container %s has no slot label %s", executor.ShortID(id), plan.LabelSlot)
 	}
 	ip := containerIP(c)
 	if !c.Running || ip == "" {
-		return "", nil
+		return "", slot, nil
 	}
-	return net.JoinHostPort(ip, strconv.Itoa(s.Proxy.Port)), nil
+	return net.JoinHostPort(ip, strconv.Itoa(s.Proxy.Port)), slot, nil
 }
 
-// serve puts a healthy container of a proxied service in its route and,
-// in the same change, takes the container it replaces (old, "" for none)
-// out of it; for any other service it does nothing. It returns the old
-// container's address in the route, for draining ("" when it had none).
+// serve makes a healthy container of a proxied service serve its slot in
+// the route, in place of the container there before (old, "" for none,
+// is named for routes written before slots, which name addresses); for
+// any other service it does nothing. It returns the address that served
+// the slot before, for draining ("" for none).
 func (a *Applier) serve(ctx context.Context, s *plan.Service, host, id, old string) (string, error) {
 	if s.Proxy == nil {
 		return "", nil
@@ -139,7 +144,7 @@ func (a *Applier) serve(ctx context.Context, s *plan.Service, host, id, old stri
 		return "", fmt.Errorf("no proxy runs on %s", host)
 	}
 	eng := a.host(host).Engine()
-	addr, err := upstream(ctx, eng, s, id)
+	addr, slot, err := upstream(ctx, eng, s, id)
 	if err != nil {
 		return "", err
 	}
@@ -148,16 +153,17 @@ func (a *Applier) serve(ctx context.Context, s *plan.Service, host, id, old stri
 	}
 	var oldAddr string
 	if old != "" {
-		if oldAddr, err = upstream(ctx, eng, s, old); err != nil {
+		if oldAddr, _, err = upstream(ctx, eng, s, old); err != nil {
 			return "", err
 		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, routeTimeout)
 	defer cancel()
-	if err := a.route(rctx, s, host, addr, oldAddr); err != nil {
+	was, err := a.route(rctx, s, host, slot, addr, oldAddr)
+	if err != nil || was == addr {
 		return "", err
 	}
-	return oldAddr, nil
+	return was, nil
 }
 
 // unserve takes a container of a proxied service out of its route and
@@ -174,32 +180,34 @@ func (a *Applier) unserve(ctx context.Context, s *plan.Service, host, id string)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), routeTimeout)
 	defer cancel()
-	addr, err := upstream(ctx, a.host(host).Engine(), s, id)
+	addr, slot, err := upstream(ctx, a.host(host).Engine(), s, id)
 	if err != nil {
 		return err
 	}
-	// A container that no longer runs is no upstream any more: the
-	// change then only takes out what no container answers at.
-	if err := a.route(ctx, s, host, "", addr); err != nil {
+	// A container that no longer runs serves nothing: the change then
+	// only takes out what no container answers at.
+	if _, err := a.route(ctx, s, host, slot, "", addr); err != nil {
 		return err
 	}
 	return a.drain(ctx, s, host, addr)
 }
 
-// route changes the service's route on host in one change: add goes in,
-// remove goes out, and so does every upstream that no running container
-// of the service on the host has as its address. Such an upstream is left
-// behind when a container stops or restarts outside a run (by hand, or
-// after a crash): the engine may then give it, or another container,
-// another address, and the proxy would send requests to nothing.
+// route changes the service's route on host (see proxy.Admin.Swap): add
+// serves slot, or with add "" the slot leaves the route if remove serves
+// it; in the same change, every slot or upstream whose address no
+// running container of the service on the host has leaves the route.
+// Such an address is left behind when a container stops or starts again
+// outside a run (by hand, or after a crash): the engine may then give it,
+// or another container, another address, and the proxy would send
+// requests to nothing, or to the wrong container.
 //
 // The route changes of a run on one host are made one at a time: the
-// containers listed before a change are then all that can be in the
+// containers listed before a change are then all that can serve in the
 // route, as any other one is put there by a change of its own.
-func (a *Applier) route(ctx context.Context, s *plan.Service, host, add, remove string) error {
+func (a *Applier) route(ctx context.Context, s *plan.Service, host string, slot int, add, remove string) (string, error) {
 	admin, err := a.proxyOn(host)
 	if err != nil {
-		return err
+		return "", err
 	}
 	a.proxyMu.Lock()
 	mu := a.routeMu[host]
@@ -216,7 +224,7 @@ func (a *Applier) route(ctx context.Context, s *plan.Service, host, add, remove 
 	mine, err := a.host(host).Engine().List(ctx, map[string]string{
 		executor.LabelProject: a.Project.Name, plan.LabelService: s.Name})
 	if err != nil {
-		return err
+		return "", err
 	}
 	live := map[string]bool{}
 	for _, c := range mine {
@@ -224,7 +232,7 @@ func (a *Applier) route(ctx context.Context, s *plan.Service, host, add, remove 
 			live[net.JoinHostPort(ip, strconv.Itoa(s.Proxy.Port))] = true
 		}
 	}
-	return admin.Swap(ctx, a.routeOf(s), add, remove, func(u string) bool { return !live[u] })
+	return admin.Swap(ctx, a.routeOf(s), slot, add, remove, func(addr string) bool { return live[addr] })
 }
 
 // drain waits, for at most proxy.drain_timeout, until the proxy has no

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net"
 	"net/http"
@@ -398,6 +399,24 @@ func (h *fakeHost) Engine() rollout.Engine { return h }
 // are checked by the Docker health check kind, a command, or not at all.
 func (h *fakeHost) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	return nil, &executor.HostError{Host: h.name, Op: "dialing " + addr, Err: errors.New("the fake fleet has no network")}
+}
+
+// ReadFile, WriteFile and MkdirAll fail: the fake fleet has no files
+// but the marks of unchecked containers, and runs no proxy.
+func (h *fakeHost) ReadFile(ctx context.Context, p string) ([]byte, error) {
+	return nil, noFiles(h.name, "reading "+p)
+}
+
+func (h *fakeHost) WriteFile(ctx context.Context, p string, r io.Reader, mode fs.FileMode) error {
+	return noFiles(h.name, "writing "+p)
+}
+
+func (h *fakeHost) MkdirAll(ctx context.Context, p string) error {
+	return noFiles(h.name, "making "+p)
+}
+
+func noFiles(host, op string) error {
+	return &executor.HostError{Host: host, Op: op, Err: errors.New("the fake fleet has no files")}
 }
 
 // MarkUnchecked keeps the host's marks in memory; they outlive a rollout
