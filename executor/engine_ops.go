@@ -628,8 +628,12 @@ func (e *Engine) Logs(ctx context.Context, id string, opts LogOptions, stdout, s
 	if opts.Tail > 0 {
 		q.Set("tail", strconv.Itoa(opts.Tail))
 	}
+	// The engine takes seconds and nanoseconds.
 	if !opts.Since.IsZero() {
-		q.Set("since", strconv.FormatInt(opts.Since.Unix(), 10))
+		q.Set("since", fmt.Sprintf("%d.%09d", opts.Since.Unix(), opts.Since.Nanosecond()))
+	}
+	if !opts.Until.IsZero() {
+		q.Set("until", fmt.Sprintf("%d.%09d", opts.Until.Unix(), opts.Until.Nanosecond()))
 	}
 	if opts.Timestamps {
 		q.Set("timestamps", "1")

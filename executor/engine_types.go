@@ -134,5 +134,6 @@ type LogOptions struct {
 	Follow     bool
 	Tail       int // lines from the end; 0 means all
 	Since      time.Time
+	Until      time.Time
 	Timestamps bool
 }

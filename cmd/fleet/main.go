@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -39,6 +40,7 @@ type cli struct {
 	History   historyCmd   `cmd:"" help:"A service's kept revisions, oldest first: when, who, image, change cause, outcome." example:"fleet history web"`
 	Lock      lockCmd      `cmd:"" help:"Show or break the deploy lock." example:"fleet lock status"`
 	Status    statusCmd    `cmd:"" help:"Every instance: host, slot, revision, image, state, health, uptime." example:"fleet status web --json"`
+	Logs      logsCmd      `cmd:"" help:"The logs of every instance of a service, merged in time order, each line prefixed by host and slot." example:"fleet logs web --since 10m --grep '(?i)error'"`
 	Hosts_    hostsCmd     `cmd:"" name:"hosts" help:"Check every host: reachable, SSH round trip, Docker, free memory and disk, instances." example:"fleet hosts --hosts role=web"`
 	Inventory inventoryCmd `cmd:"" help:"Show the resolved inventory (addresses, users, keys, jump hosts, labels, groups)." example:"fleet inventory --hosts role=web --json"`
 	Init      initCmd      `cmd:"" help:"Write a commented starter fleet.yaml and inventory.yaml." example:"fleet init"`
@@ -124,7 +126,7 @@ func main() {
 // what is in flight.
 var changesNothing = map[string]bool{
 	"validate": true, "plan": true, "status": true, "history": true, "hosts": true,
-	"inventory": true, "lock status": true, "version": true,
+	"inventory": true, "lock status": true, "version": true, "logs": true,
 }
 
 // readOnly says whether the command being run is one of changesNothing;
@@ -168,6 +170,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "fleet: error: %v\n", err)
+		if slices.Contains(args, "logs") && slices.Contains(args, "-f") {
+			fmt.Fprintln(stderr, "fleet: hint: to follow the logs, give --follow (or -F): -f names fleet.yaml")
+		}
 		fmt.Fprintln(stderr, "fleet: hint: run \"fleet --help\" for the commands and their flags")
 		return 1
 	}

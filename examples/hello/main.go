@@ -15,6 +15,10 @@
 // alone), /up (health). GET /?delay=2s holds the answer, so a test can check
 // that a request in flight when SIGTERM arrives still completes.
 //
+// HELLO_TICK=100ms writes "tick N" on stdout at that pace (N from 1), and
+// "tock N" on stderr after every fifth: numbered lines that a test of
+// fleet logs can count.
+//
 // "hello check" is the image's HEALTHCHECK: a FROM scratch image has no curl,
 // so the binary probes its own /up and exits 0 or 1.
 package main
@@ -103,6 +107,13 @@ func serve(port, mode string) error {
 		return err
 	}
 	log.Printf("version %s listening on :%s (mode %q)", version, port, mode)
+	if v := os.Getenv("HELLO_TICK"); v != "" {
+		pace, err := time.ParseDuration(v)
+		if err != nil || pace <= 0 {
+			return fmt.Errorf("HELLO_TICK=%q: want a duration above 0", v)
+		}
+		go tick(pace)
+	}
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
@@ -124,6 +135,19 @@ func serve(port, mode string) error {
 		}
 		log.Print("stopped")
 		return nil
+	}
+}
+
+// tick writes numbered lines at pace, for ever.
+func tick(pace time.Duration) {
+	t := time.NewTicker(pace)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		<-t.C
+		fmt.Printf("tick %d\n", n)
+		if n%5 == 0 {
+			fmt.Fprintf(os.Stderr, "tock %d\n", n)
+		}
 	}
 }
 
