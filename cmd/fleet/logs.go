@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -210,11 +211,18 @@ func newLogPrinter(g *globals, out *output, all []logInstance, timestamps bool) 
 }
 
 func (pr *logPrinter) print(l logLine) error {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
 	if pr.json != nil {
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
 		return pr.json.Encode(l)
 	}
+	return pr.printTo(pr.out.stdout, l)
+}
+
+// printTo writes l to w as a line prefixed by its host and slot.
+func (pr *logPrinter) printTo(w io.Writer, l logLine) error {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
 	b := &pr.buf
 	b.Reset()
 	who := fmt.Sprintf("%-*s", pr.width, l.Host+"/"+strconv.Itoa(l.Slot))
@@ -228,7 +236,7 @@ func (pr *logPrinter) print(l logLine) error {
 	}
 	b.WriteString(l.Line)
 	b.WriteByte('\n')
-	_, err := pr.out.stdout.Write(b.Bytes())
+	_, err := w.Write(b.Bytes())
 	return err
 }
 

@@ -238,3 +238,11 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// flush passes on a last line that has no newline.
+func (w *lineWriter) flush() {
+	if len(w.partial) > 0 {
+		w.line(string(w.partial))
+		w.partial = w.partial[:0]
+	}
+}

@@ -40,6 +40,7 @@ type cli struct {
 	History   historyCmd   `cmd:"" help:"A service's kept revisions, oldest first: when, who, image, change cause, outcome." example:"fleet history web"`
 	Lock      lockCmd      `cmd:"" help:"Show or break the deploy lock." example:"fleet lock status"`
 	Status    statusCmd    `cmd:"" help:"Every instance: host, slot, revision, image, state, health, uptime." example:"fleet status web --json"`
+	Exec      execCmd      `cmd:"" help:"Run a command in every running instance of a service at once (or in one: --slot), output prefixed by host and slot; fleet exits with the worst exit status." example:"fleet exec web --slot 2 -- ls -l /data"`
 	Logs      logsCmd      `cmd:"" help:"The logs of every instance of a service, merged in time order, each line prefixed by host and slot." example:"fleet logs web --since 10m --grep '(?i)error'"`
 	Hosts_    hostsCmd     `cmd:"" name:"hosts" help:"Check every host: reachable, SSH round trip, Docker, free memory and disk, instances." example:"fleet hosts --hosts role=web"`
 	Inventory inventoryCmd `cmd:"" help:"Show the resolved inventory (addresses, users, keys, jump hosts, labels, groups)." example:"fleet inventory --hosts role=web --json"`

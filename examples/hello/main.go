@@ -19,6 +19,10 @@
 // "tock N" on stderr after every fifth: numbered lines that a test of
 // fleet logs can count.
 //
+// "hello echo ARG..." prints each argument on a line of its own, and
+// "hello fail" exits with HELLO_FAIL (default 1): commands for tests of
+// fleet exec, in an image that has no shell.
+//
 // "hello check" is the image's HEALTHCHECK: a FROM scratch image has no curl,
 // so the binary probes its own /up and exits 0 or 1.
 package main
@@ -44,8 +48,20 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("hello: ")
 	port := envOr("HELLO_PORT", "8080")
-	if len(os.Args) > 1 && os.Args[1] == "check" {
-		os.Exit(check(port))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "check":
+			os.Exit(check(port))
+		case "echo":
+			for _, a := range os.Args[2:] {
+				fmt.Println(a)
+			}
+			return
+		case "fail":
+			code, _ := strconv.Atoi(envOr("HELLO_FAIL", "1"))
+			fmt.Fprintf(os.Stderr, "failing with %d\n", code)
+			os.Exit(code)
+		}
 	}
 	if err := serve(port, os.Getenv("HELLO_MODE")); err != nil {
 		log.Fatal(err)

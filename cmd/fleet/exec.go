@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/fleetdeploy/fleet/plan"
+)
+
+type execCmd struct {
+	Service string   `arg:"" help:"The service whose instances run the command."`
+	Command []string `arg:"" optional:"" passthrough:"" name:"command" help:"The command and its arguments, after --: given to the container as they are, never to a shell."`
+	Slot    int      `placeholder:"N" help:"Only the instance in slot N (fleet status shows the slots)."`
+	Project string   `placeholder:"NAME" help:"The project's instances, found by their labels: no fleet.yaml needed, only the inventory."`
+}
+
+// execResult is what the command did in one instance.
+type execResult struct {
+	Host      string `json:"host"`
+	Slot      int    `json:"slot"`
+	Container string `json:"container"`
+	ExitCode  int    `json:"exit_code"`
+	Stdout    string `json:"stdout"`
+	Stderr    string `json:"stderr"`
+	Error     string `json:"error,omitempty"`
+}
+
+func (c *execCmd) Run(ctx context.Context, g *globals, out *output) error {
+	if len(c.Command) > 0 && c.Command[0] == "--" {
+		c.Command = c.Command[1:]
+	}
+	if len(c.Command) == 0 {
+		return fmt.Errorf("no command: give it after --, as in fleet exec %s -- ls -l /", c.Service)
+	}
+	if c.Slot < 0 {
+		return errors.New("--slot takes a number above 0")
+	}
+	lc := &logsCmd{Service: c.Service, Project: c.Project}
+	s, err := lc.open(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	var all []logInstance
+	services, slots := map[string]bool{}, map[int]bool{}
+	for host, st := range s.fleet.States {
+		for _, ct := range st.Containers {
+			svc := ct.Labels[plan.LabelService]
+			services[svc] = true
+			if svc != c.Service {
+				continue
+			}
+			slot, _ := strconv.Atoi(ct.Labels[plan.LabelSlot])
+			slots[slot] = true
+			if c.Slot != 0 && slot != c.Slot {
+				continue
+			}
+			if !ct.Running {
+				if c.Slot != 0 {
+					return fmt.Errorf("instance %s/%d (container %s) is %s, not running: the command can run only in a running container (fleet apply starts it)", host, slot, ct.Name, ct.Status)
+				}
+				continue
+			}
+			all = append(all, logInstance{host, slot, ct})
+		}
+	}
+	switch {
+	case c.Project != "" && !services[c.Service]:
+		return fmt.Errorf("project %s has no instance of a service %s on the hosts that answered; its services there: %s", s.project.Name, c.Service, orNone(slices.Sorted(maps.Keys(services))))
+	case c.Slot != 0 && !slots[c.Slot]:
+		return fmt.Errorf("--slot %d: %s has no instance in that slot; its slots: %s", c.Slot, c.Service, orNone(slotNames(slots)))
+	case len(all) == 0 && len(s.fleet.Unreachable) == 0:
+		return fmt.Errorf("no instance of %s runs on the hosts that answered (%d of %d): nothing to run the command in", c.Service, len(s.fleet.States), len(s.scope))
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].host != all[j].host {
+			return all[i].host < all[j].host
+		}
+		return all[i].slot < all[j].slot
+	})
+
+	// Each instance runs the command at once; its output comes line by
+	// line, prefixed as fleet logs prefixes it, unless --json gathers it.
+	pr := newLogPrinter(g, out, all, false)
+	results := make([]execResult, len(all))
+	var wg sync.WaitGroup
+	for i, in := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &results[i]
+			*r = execResult{Host: in.host, Slot: in.slot, Container: in.c.Name}
+			var stdout, stderr strings.Builder
+			var wout, werr io.Writer = &stdout, &stderr
+			if !g.JSON {
+				wout = &lineWriter{line: func(l string) { pr.printTo(out.stdout, logLine{Host: in.host, Slot: in.slot, Line: l}) }}
+				werr = &lineWriter{line: func(l string) { pr.printTo(out.stderr, logLine{Host: in.host, Slot: in.slot, Line: l}) }}
+			}
+			code, err := s.fleet.Conns[in.host].Engine().Exec(ctx, in.c.ID, c.Command, wout, werr)
+			for _, w := range []io.Writer{wout, werr} {
+				if lw, ok := w.(*lineWriter); ok {
+					lw.flush()
+				}
+			}
+			r.ExitCode, r.Stdout, r.Stderr = code, stdout.String(), stderr.String()
+			if err != nil {
+				r.Error = err.Error()
+			}
+		}()
+	}
+	wg.Wait()
+
+	worst, failed := 0, []string{}
+	for _, r := range results {
+		who := r.Host + "/" + strconv.Itoa(r.Slot)
+		switch {
+		case r.Error != "":
+			failed = append(failed, who)
+			if !g.JSON {
+				fmt.Fprintf(out.stderr, "fleet: %s: %s\n", who, r.Error)
+			}
+		case r.ExitCode != 0:
+			worst = max(worst, r.ExitCode)
+			if !g.JSON {
+				fmt.Fprintf(out.stderr, "fleet: %s: exit status %d\n", who, r.ExitCode)
+			}
+		}
+	}
+	for _, host := range slices.Sorted(maps.Keys(s.fleet.Unreachable)) {
+		failed = append(failed, host)
+		if !g.JSON {
+			fmt.Fprintf(out.stderr, "fleet: host %s unreachable: %s\n", host, s.fleet.Unreachable[host])
+		}
+	}
+	if g.JSON {
+		enc := json.NewEncoder(out.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"results": results, "unreachable": s.fleet.Unreachable}); err != nil {
+			return err
+		}
+	}
+	switch {
+	case worst > 0:
+		// The command's own status, as ssh passes it on.
+		return silentError{worst, ""}
+	case len(failed) > 0:
+		return silentError{1, fmt.Sprintf("the command did not run in %s", strings.Join(failed, ", "))}
+	}
+	return nil
+}
