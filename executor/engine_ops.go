@@ -743,3 +743,98 @@ func (e *Engine) Exec(ctx context.Context, id string, argv []string, stdout, std
 	}
 	return inspected.ExitCode, nil
 }
+
+// Terminal is what an interactive command is given: its input, where its
+// output goes, and the size of the user's terminal, read at the start and
+// again on each value of Resized.
+type Terminal struct {
+	In      io.Reader
+	Out     io.Writer
+	Size    func() (width, height int)
+	Resized <-chan struct{}
+}
+
+// ExecTerminal runs argv in a running container on a terminal of its own,
+// without a shell, and returns its exit code: what is read from t.In goes
+// to the command, what it writes (one stream, as a terminal has) goes to
+// t.Out, and the terminal takes the size of the user's. It ends when the
+// command does, or when ctx ends.
+func (e *Engine) ExecTerminal(ctx context.Context, id string, argv []string, t Terminal) (int, error) {
+	op := "running " + strings.Join(argv, " ") + " in " + id
+	for _, a := range argv {
+		if strings.IndexByte(a, 0) >= 0 {
+			return -1, e.c.fail(op, ErrNUL)
+		}
+	}
+	var created struct {
+		ID string `json:"Id"`
+	}
+	if err := e.callJSON(ctx, op, request{method: "POST", path: "/containers/" + url.PathEscape(id) + "/exec",
+		body: map[string]any{"Cmd": argv, "AttachStdin": true, "AttachStdout": true, "AttachStderr": true, "Tty": true}}, &created); err != nil {
+		return -1, err
+	}
+	ac, err := e.dial(ctx, false)
+	if err != nil {
+		return -1, e.c.fail(op, err)
+	}
+	defer ac.st.Close()
+	stop := context.AfterFunc(ctx, func() { ac.st.Close() })
+	defer stop()
+	hr, err := request{method: "POST", path: "/exec/" + created.ID + "/start", body: map[string]any{"Detach": false, "Tty": true},
+		header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"tcp"}}}.http()
+	if err != nil {
+		return -1, e.c.fail(op, err)
+	}
+	if err := hr.Write(ac.st); err != nil {
+		return -1, e.c.fail(op, e.streamErr(ctx, ac, err))
+	}
+	resp, err := http.ReadResponse(ac.br, hr)
+	if err != nil {
+		return -1, e.c.fail(op, e.streamErr(ctx, ac, err))
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode >= 300 {
+		body, _ := io.ReadAll(resp.Body)
+		return -1, e.c.fail(op, response{status: resp.StatusCode, body: body}.err())
+	}
+	// From here the stream is the terminal's, both ways.
+	resize := func() {
+		if t.Size == nil {
+			return
+		}
+		if w, h := t.Size(); w > 0 && h > 0 {
+			q := url.Values{"w": {strconv.Itoa(w)}, "h": {strconv.Itoa(h)}}
+			e.call(ctx, op, request{method: "POST", path: "/exec/" + created.ID + "/resize?" + q.Encode()})
+		}
+	}
+	resize()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-t.Resized:
+				if !ok {
+					return
+				}
+				resize()
+			}
+		}
+	}()
+	if t.In != nil {
+		go io.Copy(ac.st, t.In)
+	}
+	if _, err := io.Copy(t.Out, ac.br); err != nil && ctx.Err() == nil {
+		return -1, e.c.fail(op, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return -1, e.c.fail(op, err)
+	}
+	var inspected struct {
+		Running  bool
+		ExitCode int
+	}
+	if err := e.callJSON(ctx, op, request{method: "GET", path: "/exec/" + created.ID + "/json"}, &inspected); err != nil {
+		return -1, err
+	}
+	return inspected.ExitCode, nil
+}

@@ -81,6 +81,14 @@ services:
 	if one != fmt.Sprintf("h3/%d | only\n", slotOf["h3"]) {
 		t.Errorf("fleet exec --slot %d printed %q", slotOf["h3"], one)
 	}
+	// On a terminal, in one instance: keys in, screen out, its status.
+	screen, code := p.runTTYWith("ada\n", "exec", "web", "-t", "--slot", fmt.Sprint(slotOf["h2"]), "--", "/hello", "ask")
+	if code != 3 || !strings.Contains(screen, "terminal: true") || !strings.Contains(screen, "hello, ada") {
+		t.Errorf("fleet exec -t -- /hello ask, answered ada: exit %d, want 3 (the answer's length); screen:\n%s", code, screen)
+	}
+	p.expect(1, []string{"--tty runs in one instance, and web has 3 running (h1/", "name one with --slot N"}, "exec", "web", "-t", "--", "/hello", "ask")
+	p.expect(1, []string{"-it: -i names the inventory; for an interactive terminal give -t (--tty) alone"}, "exec", "web", "-it", "--", "/hello", "ask")
+
 	// A stopped instance says so; an unknown slot lists those there are.
 	h1 := fleet.Hosts[0]
 	if _, err := h1.Run(ctx, "sh", "-c", "docker stop $(docker ps -q --filter label=fleet.project=exec)"); err != nil {

@@ -90,6 +90,12 @@ func (p *project) run(args ...string) (stdout, stderr string, code int) {
 // and returns what the terminal received.
 func (p *project) runTTY(args ...string) (screen string, code int) {
 	p.t.Helper()
+	return p.runTTYWith("", args...)
+}
+
+// runTTYWith is runTTY with input typed on the terminal.
+func (p *project) runTTYWith(input string, args ...string) (screen string, code int) {
+	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	line, err := executor.ShellJoin(append([]string{fleetBin, "--ssh-config", "none",
@@ -99,6 +105,9 @@ func (p *project) runTTY(args ...string) (screen string, code int) {
 	}
 	cmd := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
 	cmd.Env = append(os.Environ(), "TERM=xterm", "COLUMNS=100", "LINES=40")
+	if input != "" {
+		cmd.Stdin = strings.NewReader(input)
+	}
 	out, err := cmd.Output()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return string(out), ee.ExitCode()

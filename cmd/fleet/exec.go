@@ -7,12 +7,18 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"os/signal"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
+	"golang.org/x/term"
+
+	"github.com/fleetdeploy/fleet/executor"
 	"github.com/fleetdeploy/fleet/plan"
 )
 
@@ -20,6 +26,7 @@ type execCmd struct {
 	Service string   `arg:"" help:"The service whose instances run the command."`
 	Command []string `arg:"" optional:"" passthrough:"" name:"command" help:"The command and its arguments, after --: given to the container as they are, never to a shell."`
 	Slot    int      `placeholder:"N" help:"Only the instance in slot N (fleet status shows the slots)."`
+	TTY     bool     `short:"t" name:"tty" help:"An interactive terminal in one instance (name it with --slot, or --hosts, when there are several): your keys go to the command, its screen comes back, the terminal's size follows yours, and fleet exits with its status. (-t: -i names the inventory.)"`
 	Project string   `placeholder:"NAME" help:"The project's instances, found by their labels: no fleet.yaml needed, only the inventory."`
 }
 
@@ -88,6 +95,16 @@ func (c *execCmd) Run(ctx context.Context, g *globals, out *output) error {
 		}
 		return all[i].slot < all[j].slot
 	})
+	if c.TTY {
+		if len(all) != 1 {
+			var names []string
+			for _, in := range all {
+				names = append(names, in.host+"/"+strconv.Itoa(in.slot))
+			}
+			return fmt.Errorf("--tty runs in one instance, and %s has %d running (%s): name one with --slot N", c.Service, len(all), orNone(names))
+		}
+		return c.terminal(ctx, s, all[0])
+	}
 
 	// Each instance runs the command at once; its output comes line by
 	// line, prefixed as fleet logs prefixes it, unless --json gathers it.
@@ -155,6 +172,47 @@ func (c *execCmd) Run(ctx context.Context, g *globals, out *output) error {
 		return silentError{worst, ""}
 	case len(failed) > 0:
 		return silentError{1, fmt.Sprintf("the command did not run in %s", strings.Join(failed, ", "))}
+	}
+	return nil
+}
+
+// terminal runs the command in one instance on a terminal, with the
+// user's terminal in raw mode meanwhile (keys such as Ctrl-C go to the
+// command), and exits with the command's status.
+func (c *execCmd) terminal(ctx context.Context, s *session, in logInstance) error {
+	t := executor.Terminal{In: os.Stdin, Out: os.Stdout}
+	if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
+		old, err := term.MakeRaw(fd)
+		if err != nil {
+			return fmt.Errorf("putting the terminal in raw mode: %w", err)
+		}
+		defer term.Restore(fd, old)
+	}
+	if fd := int(os.Stdout.Fd()); term.IsTerminal(fd) {
+		t.Size = func() (int, int) {
+			w, h, _ := term.GetSize(fd)
+			return w, h
+		}
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+		resized := make(chan struct{}, 1)
+		go func() {
+			for range winch {
+				select {
+				case resized <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		t.Resized = resized
+	}
+	code, err := s.fleet.Conns[in.host].Engine().ExecTerminal(ctx, in.c.ID, c.Command, t)
+	if err != nil {
+		return fmt.Errorf("%s/%d: %w", in.host, in.slot, err)
+	}
+	if code != 0 {
+		return silentError{code, ""}
 	}
 	return nil
 }

@@ -165,6 +165,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fleet: error: %v\n", err)
 		return 1
 	}
+	// Before "--": what comes after is the command's own.
+	if before, _, _ := strings.Cut(" "+strings.Join(args, " ")+" ", " -- "); strings.Contains(before+" ", " exec ") && strings.Contains(before+" ", " -it ") {
+		fmt.Fprintln(stderr, "fleet: error: -it: -i names the inventory; for an interactive terminal give -t (--tty) alone")
+		return 1
+	}
 	kctx, err := parser.Parse(args)
 	if exit >= 0 { // --help
 		return exit

@@ -19,6 +19,8 @@
 // "tock N" on stderr after every fifth: numbered lines that a test of
 // fleet logs can count.
 //
+// "hello ask" asks for a line on a terminal (see ask).
+//
 // "hello echo ARG..." prints each argument on a line of its own, and
 // "hello fail" exits with HELLO_FAIL (default 1): commands for tests of
 // fleet exec, in an image that has no shell.
@@ -28,6 +30,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -37,8 +40,10 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=2".
@@ -57,6 +62,8 @@ func main() {
 				fmt.Println(a)
 			}
 			return
+		case "ask":
+			os.Exit(ask())
 		case "fail":
 			code, _ := strconv.Atoi(envOr("HELLO_FAIL", "1"))
 			fmt.Fprintf(os.Stderr, "failing with %d\n", code)
@@ -152,6 +159,19 @@ func serve(port, mode string) error {
 		log.Print("stopped")
 		return nil
 	}
+}
+
+// ask says whether its input is a terminal, and of what size, asks for a
+// line and exits with the line's length: what a test of fleet exec -t
+// drives through a terminal.
+func ask() int {
+	var ws struct{ rows, cols, x, y uint16 }
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, 0, syscall.TIOCGWINSZ, uintptr(unsafe.Pointer(&ws)))
+	fmt.Printf("terminal: %v, %dx%d\nyour name? ", errno == 0, ws.cols, ws.rows)
+	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	line = strings.TrimRight(line, "\r\n")
+	fmt.Printf("hello, %s\n", line)
+	return len(line)
 }
 
 // tick writes numbered lines at pace, for ever.
