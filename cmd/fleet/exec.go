@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fleetdeploy/fleet/executor"
-	"github.com/fleetdeploy/fleet/plan"
 )
 
 type execCmd struct {
@@ -51,50 +49,28 @@ func (c *execCmd) Run(ctx context.Context, g *globals, out *output) error {
 	if c.Slot < 0 {
 		return errors.New("--slot takes a number above 0")
 	}
-	lc := &logsCmd{Service: c.Service, Project: c.Project}
-	s, err := lc.open(ctx, g)
+	s, err := g.openService(ctx, c.Project, c.Service)
 	if err != nil {
 		return err
 	}
 	defer s.close()
 
+	found, err := instancesOf(s, c.Service, c.Slot, c.Project != "")
+	if err != nil {
+		return err
+	}
 	var all []logInstance
-	services, slots := map[string]bool{}, map[int]bool{}
-	for host, st := range s.fleet.States {
-		for _, ct := range st.Containers {
-			svc := ct.Labels[plan.LabelService]
-			services[svc] = true
-			if svc != c.Service {
-				continue
-			}
-			slot, _ := strconv.Atoi(ct.Labels[plan.LabelSlot])
-			slots[slot] = true
-			if c.Slot != 0 && slot != c.Slot {
-				continue
-			}
-			if !ct.Running {
-				if c.Slot != 0 {
-					return fmt.Errorf("instance %s/%d (container %s) is %s, not running: the command can run only in a running container (fleet apply starts it)", host, slot, ct.Name, ct.Status)
-				}
-				continue
-			}
-			all = append(all, logInstance{host, slot, ct})
+	for _, in := range found {
+		switch {
+		case in.c.Running:
+			all = append(all, in)
+		case c.Slot != 0:
+			return fmt.Errorf("instance %s/%d (container %s) is %s, not running: the command can run only in a running container (fleet apply starts it)", in.host, in.slot, in.c.Name, in.c.Status)
 		}
 	}
-	switch {
-	case c.Project != "" && !services[c.Service]:
-		return fmt.Errorf("project %s has no instance of a service %s on the hosts that answered; its services there: %s", s.project.Name, c.Service, orNone(slices.Sorted(maps.Keys(services))))
-	case c.Slot != 0 && !slots[c.Slot]:
-		return fmt.Errorf("--slot %d: %s has no instance in that slot; its slots: %s", c.Slot, c.Service, orNone(slotNames(slots)))
-	case len(all) == 0 && len(s.fleet.Unreachable) == 0:
+	if len(all) == 0 && len(s.fleet.Unreachable) == 0 {
 		return fmt.Errorf("no instance of %s runs on the hosts that answered (%d of %d): nothing to run the command in", c.Service, len(s.fleet.States), len(s.scope))
 	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].host != all[j].host {
-			return all[i].host < all[j].host
-		}
-		return all[i].slot < all[j].slot
-	})
 	if c.TTY {
 		if len(all) != 1 {
 			var names []string

@@ -72,35 +72,10 @@ func (c *logsCmd) Run(ctx context.Context, g *globals, out *output) error {
 	}
 	defer s.close()
 
-	var all []logInstance
-	services, slots := map[string]bool{}, map[int]bool{}
-	for host, st := range s.fleet.States {
-		for _, ct := range st.Containers {
-			svc := ct.Labels[plan.LabelService]
-			services[svc] = true
-			if svc != c.Service {
-				continue
-			}
-			slot, _ := strconv.Atoi(ct.Labels[plan.LabelSlot])
-			slots[slot] = true
-			if c.Slot == 0 || slot == c.Slot {
-				all = append(all, logInstance{host, slot, ct})
-			}
-		}
+	all, err := instancesOf(s, c.Service, c.Slot, c.Project != "")
+	if err != nil {
+		return err
 	}
-	switch {
-	case c.Project != "" && !services[c.Service]:
-		return fmt.Errorf("project %s has no instance of a service %s on the hosts that answered; its services there: %s", s.project.Name, c.Service, orNone(slices.Sorted(maps.Keys(services))))
-	case c.Slot != 0 && !slots[c.Slot]:
-		return fmt.Errorf("--slot %d: %s has no instance in that slot; its slots: %s", c.Slot, c.Service, orNone(slotNames(slots)))
-	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].host != all[j].host {
-			return all[i].host < all[j].host
-		}
-		return all[i].slot < all[j].slot
-	})
-
 	pr := newLogPrinter(g, out, all, c.Timestamps)
 	if c.Follow {
 		return c.follow(ctx, s, pr, all, grep, since)
@@ -162,6 +137,42 @@ func (c *logsCmd) Run(ctx context.Context, g *globals, out *output) error {
 		return silentError{1, fmt.Sprintf("no logs from %s", strings.Join(failed, ", "))}
 	}
 	return nil
+}
+
+// instancesOf finds the instances of service on the hosts that answered,
+// running or not, in slot (0 for all), sorted by host and slot. With
+// byLabels (--project), no fleet.yaml said the service exists: one with
+// no instance is an error.
+func instancesOf(s *session, service string, slot int, byLabels bool) ([]logInstance, error) {
+	var all []logInstance
+	services, slots := map[string]bool{}, map[int]bool{}
+	for host, st := range s.fleet.States {
+		for _, ct := range st.Containers {
+			svc := ct.Labels[plan.LabelService]
+			services[svc] = true
+			if svc != service {
+				continue
+			}
+			n, _ := strconv.Atoi(ct.Labels[plan.LabelSlot])
+			slots[n] = true
+			if slot == 0 || n == slot {
+				all = append(all, logInstance{host, n, ct})
+			}
+		}
+	}
+	switch {
+	case byLabels && !services[service]:
+		return nil, fmt.Errorf("project %s has no instance of a service %s on the hosts that answered; its services there: %s", s.project.Name, service, orNone(slices.Sorted(maps.Keys(services))))
+	case slot != 0 && !slots[slot]:
+		return nil, fmt.Errorf("--slot %d: %s has no instance in that slot; its slots: %s", slot, service, orNone(slotNames(slots)))
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].host != all[j].host {
+			return all[i].host < all[j].host
+		}
+		return all[i].slot < all[j].slot
+	})
+	return all, nil
 }
 
 // logInstance is an instance whose logs are read.
@@ -246,24 +257,30 @@ var hostColors = []int{36, 33, 35, 32, 34, 31}
 // open reads the hosts for the project that --project names, or else
 // fleet.yaml's, which must have the service.
 func (c *logsCmd) open(ctx context.Context, g *globals) (*session, error) {
-	if c.Project != "" {
-		return g.openProject(ctx, c.Project)
+	return g.openService(ctx, c.Project, c.Service)
+}
+
+// openService reads the hosts for project, or with project "" for
+// fleet.yaml's, which must have service.
+func (g *globals) openService(ctx context.Context, project, service string) (*session, error) {
+	if project != "" {
+		return g.openProject(ctx, project)
 	}
 	if _, err := os.Stat(g.File); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("desired state %s: no such file: name it with -f FILE, or give the project with --project NAME to read its instances' logs with the inventory alone", g.File)
+		return nil, fmt.Errorf("desired state %s: no such file: name it with -f FILE, or give the project with --project NAME to find its instances with the inventory alone", g.File)
 	}
-	inv, project, err := g.loadBoth()
+	inv, p, err := g.loadBoth()
 	if err != nil {
 		return nil, err
 	}
-	if project.Service(c.Service) == nil {
+	if p.Service(service) == nil {
 		var names []string
-		for _, s := range project.Services {
+		for _, s := range p.Services {
 			names = append(names, s.Name)
 		}
-		return nil, fmt.Errorf("%s has no service %s; its services: %s", g.File, c.Service, orNone(names))
+		return nil, fmt.Errorf("%s has no service %s; its services: %s", g.File, service, orNone(names))
 	}
-	return g.openLoaded(ctx, inv, project, []string{c.Service}, false)
+	return g.openLoaded(ctx, inv, p, []string{service}, false)
 }
 
 // logTime reads --since or --until: a duration before now, an RFC 3339

@@ -39,3 +39,34 @@ func TestLineWriter(t *testing.T) {
 		t.Errorf("lines %q", got)
 	}
 }
+
+// The engine's two streams reach the log each in its own time order, not
+// in one: a line of one stream older than the last of the other is still
+// sent, and a resumed stream sends nothing twice.
+func TestFollowerSendsEachLineOnce(t *testing.T) {
+	lines := make(chan logLine, 100)
+	f := &follower{in: logInstance{host: "h1", slot: 1}, lines: lines}
+	at := func(ms int, text string) string {
+		return time.Date(2026, 12, 1, 10, 0, 0, ms*1e6, time.UTC).Format(time.RFC3339Nano) + " " + text + "\n"
+	}
+	out, errs := f.stream("stdout"), f.stream("stderr")
+	errs.Write([]byte(at(10, "tock 5")))
+	out.Write([]byte(at(9, "tick 5")))
+	out.Write([]byte(at(20, "tick 6")))
+	if from := f.resumeFrom(); !from.Equal(time.Date(2026, 12, 1, 10, 0, 0, 10e6, time.UTC)) {
+		t.Errorf("resumed from %v, want the earlier stream's last line", from)
+	}
+	// Resumed from there: what was sent comes again, and is dropped.
+	out, errs = f.stream("stdout"), f.stream("stderr")
+	errs.Write([]byte(at(10, "tock 5")))
+	out.Write([]byte(at(20, "tick 6")))
+	out.Write([]byte(at(30, "tick 7")))
+	close(lines)
+	var got []string
+	for l := range lines {
+		got = append(got, l.Stream+" "+l.Line)
+	}
+	if want := "stderr tock 5|stdout tick 5|stdout tick 6|stdout tick 7"; strings.Join(got, "|") != want {
+		t.Errorf("sent %q, want %q", strings.Join(got, "|"), want)
+	}
+}

@@ -111,11 +111,26 @@ type follower struct {
 	from   time.Time // lines before it are not wanted
 	lines  chan<- logLine
 
-	// last is the time of the last line sent; seen holds the lines sent
-	// with that very time, so that a stream resumed from it sends none of
-	// them twice.
-	last time.Time
-	seen map[string]bool
+	// last is the time of the last line sent, by stream (stdout, stderr);
+	// seen holds the lines sent with that very time, so that a stream
+	// resumed from it sends none of them twice. The times of one stream
+	// only grow: the engine stamps a stream's lines as it reads them, in
+	// order. Its two streams are read apart and may reach the log out of
+	// that order, so that one stream's time says nothing of the other's.
+	last map[string]time.Time
+	seen map[string]map[string]bool
+}
+
+// resumeFrom is the time from which a stream of the container followed
+// is asked again: the earlier of its two streams' last lines.
+func (f *follower) resumeFrom() time.Time {
+	var from time.Time
+	for _, t := range f.last {
+		if from.IsZero() || t.Before(from) {
+			from = t
+		}
+	}
+	return from
 }
 
 func (f *follower) say(format string, args ...any) {
@@ -132,8 +147,8 @@ func (f *follower) run(ctx context.Context) {
 				lost = false
 			}
 			opts := executor.LogOptions{Follow: true, Timestamps: true, Since: f.from, Tail: f.tail}
-			if !f.last.IsZero() {
-				opts.Since, opts.Tail = f.last, 0
+			if from := f.resumeFrom(); !from.IsZero() {
+				opts.Since, opts.Tail = from, 0
 			}
 			err = conn.Engine().Logs(ctx, f.in.c.ID, opts, f.stream("stdout"), f.stream("stderr"))
 		}
@@ -153,7 +168,7 @@ func (f *follower) run(ctx context.Context) {
 		if next := f.successor(ctx, conn); next != nil {
 			if next.ID != f.in.c.ID {
 				f.say("following %s, which took the place of %s", next.Name, f.in.c.Name)
-				f.in.c, f.from, f.tail, f.last, f.seen = *next, time.Time{}, 0, time.Time{}, nil
+				f.in.c, f.from, f.tail, f.last, f.seen = *next, time.Time{}, 0, nil, nil
 			}
 			continue
 		}
@@ -202,17 +217,21 @@ func (f *follower) stream(name string) *lineWriter {
 	return &lineWriter{line: func(raw string) {
 		l := f.in.line(name, raw)
 		if !l.Time.IsZero() {
+			if f.last == nil {
+				f.last, f.seen = map[string]time.Time{}, map[string]map[string]bool{}
+			}
+			last := f.last[name]
 			switch {
-			case l.Time.Before(f.last):
+			case l.Time.Before(last):
 				return
-			case l.Time.Equal(f.last):
-				if f.seen[name+raw] {
+			case l.Time.Equal(last):
+				if f.seen[name][raw] {
 					return
 				}
 			default:
-				f.last, f.seen = l.Time, map[string]bool{}
+				f.last[name], f.seen[name] = l.Time, map[string]bool{}
 			}
-			f.seen[name+raw] = true
+			f.seen[name][raw] = true
 		}
 		f.lines <- l
 	}}
