@@ -32,20 +32,22 @@ type cli struct {
 	globals
 	ShowVersion kong.VersionFlag `name:"version" help:"Print fleet's version, commit and build date, as \"fleet version\" does."`
 
-	Validate  validateCmd  `cmd:"" help:"Check fleet.yaml and the inventory without contacting any host." example:"fleet validate -f fleet.yaml -i hosts.ini"`
-	Plan      planCmd      `cmd:"" help:"Read every host and show what apply would change, and why." example:"fleet plan --detailed-exitcode -o release.plan"`
-	Apply     applyCmd     `cmd:"" help:"Carry the plan out: rolling, health-gated, rolled back on failure." example:"fleet apply --yes"`
-	Reconcile reconcileCmd `cmd:"" help:"Apply for cron and timers: silent when nothing drifted, repairs what did, writes metrics." example:"fleet reconcile --metrics-file /var/lib/node_exporter/textfile/fleet.prom --max-changes 10 --jitter 1m"`
-	Rollback  rollbackCmd  `cmd:"" help:"Put a service back on an earlier revision: its image and its config, rolled out like any change." example:"fleet rollback web --to 3"`
-	History   historyCmd   `cmd:"" help:"A service's kept revisions, oldest first: when, who, image, change cause, outcome." example:"fleet history web"`
-	Lock      lockCmd      `cmd:"" help:"Show or break the deploy lock." example:"fleet lock status"`
-	Status    statusCmd    `cmd:"" help:"Every instance: host, slot, revision, image, state, health, uptime." example:"fleet status web --json"`
-	Exec      execCmd      `cmd:"" help:"Run a command in every running instance of a service at once (or in one: --slot), output prefixed by host and slot; fleet exits with the worst exit status." example:"fleet exec web --slot 2 -- ls -l /data"`
-	Logs      logsCmd      `cmd:"" help:"The logs of every instance of a service, merged in time order, each line prefixed by host and slot." example:"fleet logs web --since 10m --grep '(?i)error'"`
-	Hosts_    hostsCmd     `cmd:"" name:"hosts" help:"Check every host: reachable, SSH round trip, Docker, free memory and disk, instances." example:"fleet hosts --hosts role=web"`
-	Inventory inventoryCmd `cmd:"" help:"Show the resolved inventory (addresses, users, keys, jump hosts, labels, groups)." example:"fleet inventory --hosts role=web --json"`
-	Init      initCmd      `cmd:"" help:"Write a commented starter fleet.yaml and inventory.yaml." example:"fleet init"`
-	Version   versionCmd   `cmd:"" help:"Print fleet's version, commit and build date." example:"fleet version --json"`
+	Validate   validateCmd   `cmd:"" help:"Check fleet.yaml and the inventory without contacting any host." example:"fleet validate -f fleet.yaml -i hosts.ini"`
+	Plan       planCmd       `cmd:"" help:"Read every host and show what apply would change, and why." example:"fleet plan --detailed-exitcode -o release.plan"`
+	Apply      applyCmd      `cmd:"" help:"Carry the plan out: rolling, health-gated, rolled back on failure." example:"fleet apply --yes"`
+	Reconcile  reconcileCmd  `cmd:"" help:"Apply for cron and timers: silent when nothing drifted, repairs what did, writes metrics." example:"fleet reconcile --metrics-file /var/lib/node_exporter/textfile/fleet.prom --max-changes 10 --jitter 1m"`
+	Rollback   rollbackCmd   `cmd:"" help:"Put a service back on an earlier revision: its image and its config, rolled out like any change." example:"fleet rollback web --to 3"`
+	History    historyCmd    `cmd:"" help:"A service's kept revisions, oldest first: when, who, image, change cause, outcome." example:"fleet history web"`
+	Lock       lockCmd       `cmd:"" help:"Show or break the deploy lock." example:"fleet lock status"`
+	Status     statusCmd     `cmd:"" help:"Every instance: host, slot, revision, image, state, health, uptime." example:"fleet status web --json"`
+	Exec       execCmd       `cmd:"" help:"Run a command in every running instance of a service at once (or in one: --slot), output prefixed by host and slot; fleet exits with the worst exit status." example:"fleet exec web --slot 2 -- ls -l /data"`
+	Logs       logsCmd       `cmd:"" help:"The logs of every instance of a service, merged in time order, each line prefixed by host and slot." example:"fleet logs web --since 10m --grep '(?i)error'"`
+	Hosts_     hostsCmd      `cmd:"" name:"hosts" help:"Check every host: reachable, SSH round trip, Docker, free memory and disk, instances." example:"fleet hosts --hosts role=web"`
+	Inventory  inventoryCmd  `cmd:"" help:"Show the resolved inventory (addresses, users, keys, jump hosts, labels, groups)." example:"fleet inventory --hosts role=web --json"`
+	Init       initCmd       `cmd:"" help:"Write a commented starter fleet.yaml and inventory.yaml." example:"fleet init"`
+	Completion completionCmd `cmd:"" help:"Print the shell completion script for bash, zsh or fish: commands, flags, services and hosts complete on Tab." example:"source <(fleet completion bash)"`
+	Complete_  completeCmd   `cmd:"" name:"__complete" hidden:"" help:"The words that may complete a command line (what the completion scripts ask)."`
+	Version    versionCmd    `cmd:"" help:"Print fleet's version, commit and build date." example:"fleet version --json"`
 }
 
 // globals are the flags every command takes.
@@ -128,6 +130,7 @@ func main() {
 var changesNothing = map[string]bool{
 	"validate": true, "plan": true, "status": true, "history": true, "hosts": true,
 	"inventory": true, "lock status": true, "version": true, "logs": true,
+	"completion": true, "__complete": true,
 }
 
 // readOnly says whether the command being run is one of changesNothing;
