@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -86,9 +89,7 @@ func decodeProject(d *yamlfile.Doc, data []byte) *Project {
 		},
 		"networks": func(v *yaml.Node) { p.Networks = decodeDeclared(d, v, "networks") },
 		"volumes":  func(v *yaml.Node) { p.Volumes = decodeDeclared(d, v, "volumes") },
-		"hooks": func(v *yaml.Node) {
-			notYet(d, v, "hooks", "running hooks", "run your checks before fleet apply and your notifications after it, in the script that calls it")
-		},
+		"hooks":    func(v *yaml.Node) { p.Hooks = decodeHooks(d, v) },
 		"proxy_image": func(v *yaml.Node) {
 			if img, ok := d.String(v, "proxy_image"); ok {
 				if !imageRE.MatchString(img) {
@@ -131,6 +132,60 @@ func decodeProject(d *yamlfile.Doc, data []byte) *Project {
 
 // notYet refuses a key of the specification that this version of fleet
 // does not carry out: accepting it would silently do nothing.
+// decodeHooks reads the hooks: each a command that can be run as it is
+// written, from fleet.yaml's directory.
+func decodeHooks(d *yamlfile.Doc, v *yaml.Node) Hooks {
+	var h Hooks
+	hook := func(to *[]string, key string) func(*yaml.Node) {
+		return func(n *yaml.Node) {
+			what := "hooks." + key
+			argv, ok := d.Strings(n, what)
+			switch {
+			case !ok:
+				return
+			case len(argv) == 0 || argv[0] == "":
+				d.Errorf(n, "%s: no command", what).Hint = "an argument vector: [./notify, --channel, deploys]"
+				return
+			}
+			if problem := runnable(filepath.Dir(d.File), argv[0]); problem != "" {
+				d.Errorf(n, "%s: %s %s", what, argv[0], problem).Hint = "a hook runs without a shell, from fleet.yaml's directory: name a program there (./notify) or on PATH, executable (chmod +x)"
+			}
+			*to = argv
+		}
+	}
+	d.Fields(v, "hooks", map[string]func(*yaml.Node){
+		"pre_apply":  hook(&h.PreApply, "pre_apply"),
+		"post_apply": hook(&h.PostApply, "post_apply"),
+		"on_failure": hook(&h.OnFailure, "on_failure"),
+	})
+	return h
+}
+
+// runnable says what keeps the program name from being run from dir, ""
+// when nothing does: a name with a slash is a path (from dir when it is
+// relative), one without is looked for on PATH.
+func runnable(dir, name string) string {
+	if !strings.Contains(name, "/") {
+		if _, err := exec.LookPath(name); err != nil {
+			return "is not found on PATH"
+		}
+		return ""
+	}
+	if !filepath.IsAbs(name) {
+		name = filepath.Join(dir, name)
+	}
+	fi, err := os.Stat(name)
+	switch {
+	case err != nil:
+		return "does not exist"
+	case fi.IsDir():
+		return "is a directory"
+	case fi.Mode().Perm()&0o111 == 0:
+		return "is not executable"
+	}
+	return ""
+}
+
 func notYet(d *yamlfile.Doc, v *yaml.Node, what, feature, hint string) {
 	d.Errorf(v, "%s: %s is not available in this version of fleet", what, feature).Hint = hint
 }

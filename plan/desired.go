@@ -19,6 +19,20 @@ type Project struct {
 	// ProxyImage is the reverse proxy run on the hosts of proxied
 	// services.
 	ProxyImage string
+	Hooks      Hooks
+}
+
+// Hooks are local commands, each an argument vector run without a shell
+// in fleet.yaml's directory, around an apply that changes something.
+type Hooks struct {
+	// PreApply runs once the plan is known and the deploy lock taken;
+	// failing, it stops the run before anything changes.
+	PreApply []string
+	// PostApply runs after a run that changed everything it planned.
+	PostApply []string
+	// OnFailure runs after a run that failed, was rolled back, or was
+	// interrupted, once PreApply let it begin.
+	OnFailure []string
 }
 
 // Service returns the service called name, or nil.

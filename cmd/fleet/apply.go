@@ -157,6 +157,11 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 		return nil
 	}
 
+	hook := hookRun{command: r.command, user: me.User + "@" + me.Machine, p: p, hosts: locked, outcome: "planned"}
+	if err := s.runHook(ctx, g, out, "pre_apply", s.project.Hooks.PreApply, hook); err != nil {
+		return fmt.Errorf("%w: nothing was changed", err)
+	}
+
 	prog := newProgress(g, out)
 	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: prog.event,
 		Who: me.User + "@" + me.Machine, Cause: r.cause, Rollback: r.rollback}
@@ -174,6 +179,33 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 	if err != nil {
 		return err
 	}
+	err = s.applied(ctx, g, out, r, p, res, lock)
+	// The hooks run even when the run was interrupted: not under its
+	// context, which is over.
+	hctx := context.WithoutCancel(ctx)
+	switch {
+	case err == nil:
+		hook.outcome = "deployed"
+		if herr := s.runHook(hctx, g, out, "post_apply", s.project.Hooks.PostApply, hook); herr != nil {
+			return fmt.Errorf("the apply succeeded, but %w", herr)
+		}
+	default:
+		hook.outcome, hook.err = "failed", err
+		switch {
+		case res.RolledBack():
+			hook.outcome = "rolled back"
+		case ctx.Err() != nil:
+			hook.outcome = "interrupted"
+		}
+		if herr := s.runHook(hctx, g, out, "on_failure", s.project.Hooks.OnFailure, hook); herr != nil {
+			fmt.Fprintln(out.stderr, "fleet: warning: "+herr.Error())
+		}
+	}
+	return err
+}
+
+// applied reports what a run did, and says how it ended.
+func (s *session) applied(ctx context.Context, g *globals, out *output, r applyRun, p *plan.Plan, res *rollout.Result, lock *rollout.Lock) error {
 	summarize(g, out, res)
 	r.metrics.applied(res)
 	if r.metrics != nil {
