@@ -23,6 +23,7 @@ services:
     hosts: h1,h2
     env: {` + env + `}
     healthcheck: {http: /up, port: 8080, interval: 200ms}
+    pre_stop: [/hello, echo, "draining $SLOT;"]
     update: {monitor: 0s, healthy_deadline: 5s}
 hooks:
   pre_apply: [./hook, "two words", "$HOME;"]
@@ -64,14 +65,23 @@ exit 0
 	p.expect(2, []string{"2 to replace"}, "plan", "--detailed-exitcode")
 	os.Remove(filepath.Join(p.dir, "fail"))
 
+	// pre_stop runs in each old container before it stops, its last line
+	// said.
+	p.write(project("ROUND: '3'"))
+	out := p.expect(0, []string{"2 changed"}, "apply", "--yes", "-v")
+	if strings.Count(out, "pre_stop ran: draining $SLOT;; stopping the container") != 2 {
+		t.Errorf("apply did not say twice that pre_stop ran:\n%s", out)
+	}
+	logged()
+
 	// A release that never turns healthy is rolled back: on_failure.
-	p.write(project("ROUND: '2', HELLO_MODE: unhealthy"))
+	p.write(project("ROUND: '3', HELLO_MODE: unhealthy"))
 	p.expect(3, []string{"ROLLED BACK"}, "apply", "--yes")
-	expectLog("pre_apply|planned|fleet apply|web|web=2|h1 h2|two words $HOME;|",
-		"on_failure|rolled back|fleet apply|web|web=2|h1 h2||error")
+	expectLog("pre_apply|planned|fleet apply|web|web=3|h1 h2|two words $HOME;|",
+		"on_failure|rolled back|fleet apply|web|web=3|h1 h2||error")
 
 	// Nothing to do: no hook.
-	p.write(project("ROUND: '1'"))
+	p.write(project("ROUND: '3'"))
 	p.expect(0, []string{"No changes"}, "apply", "--yes")
 	if got := logged(); len(got) != 1 || got[0] != "" {
 		t.Errorf("hooks ran for a run with nothing to do: %q", got)

@@ -377,7 +377,12 @@ func decodeService(d *yamlfile.Doc, p *Project, name string, keyN, v *yaml.Node)
 			}
 		},
 		"pre_stop": func(v *yaml.Node) {
-			notYet(d, v, w+".pre_stop", "a pre_stop command", "a container that finishes its work on SIGTERM needs no pre_stop; stop_grace gives it time")
+			argv, ok := d.Strings(v, w+".pre_stop")
+			if ok && (len(argv) == 0 || argv[0] == "") {
+				d.Errorf(v, "%s.pre_stop: no command", w).Hint = "an argument vector, run in the container: [/app/drain, --wait]"
+				return
+			}
+			s.PreStop = argv
 		},
 	})
 	if !ok {

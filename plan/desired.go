@@ -72,6 +72,10 @@ type Service struct {
 	Workdir     string
 	Labels      map[string]string
 	StopGrace   time.Duration
+	// PreStop runs in a container before fleet stops it (a drain hook),
+	// for at most StopGrace; it is not part of the template, so changing
+	// it replaces no container.
+	PreStop     []string
 	Healthcheck *Healthcheck // nil: running counts as healthy
 	Update      UpdatePolicy
 	History     int

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -813,6 +814,7 @@ func (a *Applier) removeFn(s *plan.Service, sp *plan.ServicePlan) func(context.C
 				return err
 			}
 		}
+		a.preStop(ctx, s, act, act.Container)
 		if err := eng.Stop(ctx, act.Container, s.StopGrace); err != nil && !errors.Is(err, executor.ErrNotFound) {
 			return err
 		}
@@ -969,6 +971,7 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 		if err := a.unserve(ctx, s, c.act.Host, c.oldID); err != nil {
 			return err
 		}
+		a.preStop(ctx, s, c.act, c.oldID)
 		progress("stopping the old container")
 		// One that is gone already (a run stopped at once may have left
 		// its removal under way) is as good as stopped.
@@ -1014,12 +1017,54 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 			if err := a.drain(ctx, s, c.act.Host, oldAddr); err != nil {
 				a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "draining the previous container failed", Err: err})
 			}
+			a.preStop(context.WithoutCancel(ctx), s, c.act, c.oldID)
 			if err := eng.Stop(context.WithoutCancel(ctx), c.oldID, s.StopGrace); err != nil && !errors.Is(err, executor.ErrNotFound) {
 				a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "stopping the previous container failed", Err: err})
 			}
 		}()
 	}
 	return nil
+}
+
+// preStop runs the service's pre_stop command in a running container
+// that is about to be stopped, for at most stop_grace. What it says and
+// how it ends are events; the container is stopped whatever its outcome.
+func (a *Applier) preStop(ctx context.Context, s *plan.Service, act *plan.Action, id string) {
+	if len(s.PreStop) == 0 {
+		return
+	}
+	eng := a.host(act.Host).Engine()
+	if c, err := eng.Inspect(ctx, id); err != nil || !c.Running {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.StopGrace)
+	defer cancel()
+	var said bytes.Buffer
+	code, err := eng.Exec(ctx, id, s.PreStop, &said, &said)
+	what := "pre_stop ran"
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		what = "pre_stop did not end within stop_grace"
+	case err != nil:
+		what = "pre_stop could not run"
+	case code != 0:
+		what = fmt.Sprintf("pre_stop exited %d", code)
+	}
+	if text := strings.TrimSpace(said.String()); text != "" {
+		what += ": " + lastLine(text)
+	}
+	a.event(Event{Service: s.Name, Host: act.Host, Slot: act.Slot, What: what + "; stopping the container", Err: err})
+}
+
+// lastLine is the last line of text, at most 200 bytes of it.
+func lastLine(text string) string {
+	if i := strings.LastIndexByte(text, '\n'); i >= 0 {
+		text = text[i+1:]
+	}
+	if len(text) > 200 {
+		text = text[:200] + "…"
+	}
+	return text
 }
 
 // update changes one instance's limits and restart policy in place and

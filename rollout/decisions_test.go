@@ -710,3 +710,61 @@ func TestNothingChangesWhenAHostCannotBeReadied(t *testing.T) {
 	}
 	w.wantInstances("web", revisions(1, 1, 1, 1, 1))
 }
+
+// TestPreStopRunsBeforeEachStop: a service's pre_stop runs in each
+// container fleet stops, before it stops it, whether the container is
+// replaced stop-first or start-first or removed.
+func TestPreStopRunsBeforeEachStop(t *testing.T) {
+	withPreStop := func(r fmt.Stringer) literal {
+		return literal(strings.Replace(r.String(), "    update:", "    pre_stop: [/app/drain, --wait]\n    update:", 1))
+	}
+	onThree := literal(strings.Replace(withPreStop(release{}).String(), "hosts: role=web", "hosts: h1,h2,h3", 1))
+	for _, c := range []struct {
+		name  string
+		r     fmt.Stringer
+		stops int
+	}{
+		{"replaced stop-first", withPreStop(release{version: "2"}), 5},
+		{"replaced start-first", withPreStop(release{version: "2", order: "start-first"}), 5},
+		{"removed", onThree, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.deploy(withPreStop(release{}))
+			var mu sync.Mutex
+			var calls []rollouttest.Call
+			w.f.Hook = func(call rollouttest.Call) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if call.Op == "exec" || call.Op == "stop" {
+					calls = append(calls, call)
+				}
+				return nil
+			}
+			r := w.apply(context.Background(), c.r, nil)
+			if err := r.res.Err(); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			drained, stopped := map[string]bool{}, 0
+			for _, call := range calls {
+				switch call.Op {
+				case "exec":
+					drained[call.ID] = true
+				case "stop":
+					stopped++
+					if !drained[call.ID] {
+						t.Errorf("%s: container %s stopped before its pre_stop ran", call.Host, call.ID)
+					}
+				}
+			}
+			if stopped != c.stops || len(drained) != c.stops {
+				t.Errorf("%d stops, pre_stop ran in %d containers; want %d of each", stopped, len(drained), c.stops)
+			}
+			if !r.said("pre_stop ran; stopping the container") {
+				t.Error("no event says that pre_stop ran")
+			}
+		})
+	}
+}
