@@ -838,3 +838,53 @@ func (e *Engine) ExecTerminal(ctx context.Context, id string, argv []string, t T
 	}
 	return inspected.ExitCode, nil
 }
+
+// Events calls changed for every change of state the engine reports of
+// the containers that carry all of labels, as it happens, until ctx ends
+// or the stream is lost (an error).
+func (e *Engine) Events(ctx context.Context, labels map[string]string, changed func()) error {
+	const op = "following the engine's events"
+	var want []string
+	for k, v := range labels {
+		want = append(want, k+"="+v)
+	}
+	sort.Strings(want)
+	// What changes a container's state: not an exec (a user's docker
+	// exec, or fleet exec).
+	events := []string{"create", "start", "die", "destroy", "rename", "pause", "unpause", "update", "health_status"}
+	filters, _ := json.Marshal(map[string][]string{"type": {"container"}, "label": want, "event": events})
+	ac, err := e.dial(ctx, false)
+	if err != nil {
+		return e.c.fail(op, err)
+	}
+	defer ac.st.Close()
+	stop := context.AfterFunc(ctx, func() { ac.st.Close() })
+	defer stop()
+	hr, err := request{method: "GET", path: "/events?filters=" + url.QueryEscape(string(filters))}.http()
+	if err != nil {
+		return e.c.fail(op, err)
+	}
+	if err := hr.Write(ac.st); err != nil {
+		return e.c.fail(op, e.streamErr(ctx, ac, err))
+	}
+	resp, err := http.ReadResponse(ac.br, hr)
+	if err != nil {
+		return e.c.fail(op, e.streamErr(ctx, ac, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		body, _ := io.ReadAll(resp.Body)
+		return e.c.fail(op, response{status: resp.StatusCode, body: body}.err())
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev struct{ Type, Action string }
+		if err := dec.Decode(&ev); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return e.c.fail(op, err)
+		}
+		changed()
+	}
+}

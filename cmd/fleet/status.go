@@ -21,6 +21,7 @@ import (
 type statusCmd struct {
 	Service string `arg:"" optional:"" help:"Only this service."`
 	Project string `placeholder:"NAME" help:"The project's instances, found by their labels: no fleet.yaml needed, only the inventory."`
+	Watch   bool   `short:"w" help:"Keep the table on screen, drawn again whenever a host's engine reports a change to the project's containers (no polling); Ctrl-C ends it. With --json, a document per change."`
 }
 
 // instanceStatus is one line of "fleet status".
@@ -45,6 +46,14 @@ func (c *statusCmd) Run(ctx context.Context, g *globals, out *output) error {
 		return err
 	}
 	defer s.close()
+	if c.Watch {
+		return c.watch(ctx, g, out, s)
+	}
+	return c.show(ctx, g, out, s)
+}
+
+// show prints the table (or the JSON document) of the fleet as read.
+func (c *statusCmd) show(ctx context.Context, g *globals, out *output, s *session) error {
 	list := []instanceStatus{}
 	// Routes are shown for a project with proxied services, and with
 	// --project, where fleet.yaml does not say, when the hosts' proxies
