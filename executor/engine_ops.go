@@ -638,29 +638,11 @@ func (e *Engine) Logs(ctx context.Context, id string, opts LogOptions, stdout, s
 	if opts.Timestamps {
 		q.Set("timestamps", "1")
 	}
-	ac, err := e.dial(ctx, false)
+	_, resp, done, err := e.stream(ctx, op, request{method: "GET", path: "/containers/" + url.PathEscape(id) + "/logs?" + q.Encode()})
 	if err != nil {
-		return e.c.fail(op, err)
+		return err
 	}
-	defer ac.st.Close()
-	stop := context.AfterFunc(ctx, func() { ac.st.Close() })
-	defer stop()
-	hr, err := request{method: "GET", path: "/containers/" + url.PathEscape(id) + "/logs?" + q.Encode()}.http()
-	if err != nil {
-		return e.c.fail(op, err)
-	}
-	if err := hr.Write(ac.st); err != nil {
-		return e.c.fail(op, e.streamErr(ctx, ac, err))
-	}
-	resp, err := http.ReadResponse(ac.br, hr)
-	if err != nil {
-		return e.c.fail(op, e.streamErr(ctx, ac, err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		body, _ := io.ReadAll(resp.Body)
-		return e.c.fail(op, response{status: resp.StatusCode, body: body}.err())
-	}
+	defer done()
 	if err := demux(resp.Body, stdout, stderr); err != nil {
 		if ctx.Err() != nil && opts.Follow {
 			return nil
@@ -710,28 +692,11 @@ func (e *Engine) Exec(ctx context.Context, id string, argv []string, stdout, std
 		body: map[string]any{"Cmd": argv, "AttachStdout": true, "AttachStderr": true}}, &created); err != nil {
 		return -1, err
 	}
-	ac, err := e.dial(ctx, false)
+	_, resp, done, err := e.stream(ctx, op, request{method: "POST", path: "/exec/" + created.ID + "/start", body: map[string]any{"Detach": false, "Tty": false}})
 	if err != nil {
-		return -1, e.c.fail(op, err)
+		return -1, err
 	}
-	defer ac.st.Close()
-	stop := context.AfterFunc(ctx, func() { ac.st.Close() })
-	defer stop()
-	hr, err := request{method: "POST", path: "/exec/" + created.ID + "/start", body: map[string]any{"Detach": false, "Tty": false}}.http()
-	if err != nil {
-		return -1, e.c.fail(op, err)
-	}
-	if err := hr.Write(ac.st); err != nil {
-		return -1, e.c.fail(op, e.streamErr(ctx, ac, err))
-	}
-	resp, err := http.ReadResponse(ac.br, hr)
-	if err != nil {
-		return -1, e.c.fail(op, e.streamErr(ctx, ac, err))
-	}
-	if resp.StatusCode >= 300 {
-		body, _ := io.ReadAll(resp.Body)
-		return -1, e.c.fail(op, response{status: resp.StatusCode, body: body}.err())
-	}
+	defer done()
 	// The engine hijacks the connection: the output runs until the command
 	// ends and the engine closes the stream.
 	if err := demux(resp.Body, stdout, stderr); err != nil {
@@ -742,6 +707,43 @@ func (e *Engine) Exec(ctx context.Context, id string, argv []string, stdout, std
 		return -1, err
 	}
 	return inspected.ExitCode, nil
+}
+
+// stream sends r on a stream of its own, closed when ctx ends, and
+// returns the stream and the engine's answer, a success (an upgrade
+// included): its body runs for as long as the engine keeps it open, as
+// it does for logs followed, events, and an exec's output. done closes
+// the stream.
+func (e *Engine) stream(ctx context.Context, op string, r request) (ac *apiConn, resp *http.Response, done func(), err error) {
+	ac, err = e.dial(ctx, false)
+	if err != nil {
+		return nil, nil, nil, e.c.fail(op, err)
+	}
+	stop := context.AfterFunc(ctx, func() { ac.st.Close() })
+	done = func() {
+		stop()
+		ac.st.Close()
+	}
+	fail := func(err error) (*apiConn, *http.Response, func(), error) {
+		done()
+		return nil, nil, nil, e.c.fail(op, err)
+	}
+	hr, err := r.http()
+	if err != nil {
+		return fail(err)
+	}
+	if err := hr.Write(ac.st); err != nil {
+		return fail(e.streamErr(ctx, ac, err))
+	}
+	resp, err = http.ReadResponse(ac.br, hr)
+	if err != nil {
+		return fail(e.streamErr(ctx, ac, err))
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode >= 300 {
+		body, _ := io.ReadAll(resp.Body)
+		return fail(response{status: resp.StatusCode, body: body}.err())
+	}
+	return ac, resp, done, nil
 }
 
 // Terminal is what an interactive command is given: its input, where its
@@ -773,29 +775,12 @@ func (e *Engine) ExecTerminal(ctx context.Context, id string, argv []string, t T
 		body: map[string]any{"Cmd": argv, "AttachStdin": true, "AttachStdout": true, "AttachStderr": true, "Tty": true}}, &created); err != nil {
 		return -1, err
 	}
-	ac, err := e.dial(ctx, false)
+	ac, _, done, err := e.stream(ctx, op, request{method: "POST", path: "/exec/" + created.ID + "/start", body: map[string]any{"Detach": false, "Tty": true},
+		header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"tcp"}}})
 	if err != nil {
-		return -1, e.c.fail(op, err)
+		return -1, err
 	}
-	defer ac.st.Close()
-	stop := context.AfterFunc(ctx, func() { ac.st.Close() })
-	defer stop()
-	hr, err := request{method: "POST", path: "/exec/" + created.ID + "/start", body: map[string]any{"Detach": false, "Tty": true},
-		header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"tcp"}}}.http()
-	if err != nil {
-		return -1, e.c.fail(op, err)
-	}
-	if err := hr.Write(ac.st); err != nil {
-		return -1, e.c.fail(op, e.streamErr(ctx, ac, err))
-	}
-	resp, err := http.ReadResponse(ac.br, hr)
-	if err != nil {
-		return -1, e.c.fail(op, e.streamErr(ctx, ac, err))
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode >= 300 {
-		body, _ := io.ReadAll(resp.Body)
-		return -1, e.c.fail(op, response{status: resp.StatusCode, body: body}.err())
-	}
+	defer done()
 	// From here the stream is the terminal's, both ways.
 	resize := func() {
 		if t.Size == nil {
@@ -853,29 +838,11 @@ func (e *Engine) Events(ctx context.Context, labels map[string]string, changed f
 	// exec, or fleet exec).
 	events := []string{"create", "start", "die", "destroy", "rename", "pause", "unpause", "update", "health_status"}
 	filters, _ := json.Marshal(map[string][]string{"type": {"container"}, "label": want, "event": events})
-	ac, err := e.dial(ctx, false)
+	_, resp, done, err := e.stream(ctx, op, request{method: "GET", path: "/events?filters=" + url.QueryEscape(string(filters))})
 	if err != nil {
-		return e.c.fail(op, err)
+		return err
 	}
-	defer ac.st.Close()
-	stop := context.AfterFunc(ctx, func() { ac.st.Close() })
-	defer stop()
-	hr, err := request{method: "GET", path: "/events?filters=" + url.QueryEscape(string(filters))}.http()
-	if err != nil {
-		return e.c.fail(op, err)
-	}
-	if err := hr.Write(ac.st); err != nil {
-		return e.c.fail(op, e.streamErr(ctx, ac, err))
-	}
-	resp, err := http.ReadResponse(ac.br, hr)
-	if err != nil {
-		return e.c.fail(op, e.streamErr(ctx, ac, err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		body, _ := io.ReadAll(resp.Body)
-		return e.c.fail(op, response{status: resp.StatusCode, body: body}.err())
-	}
+	defer done()
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var ev struct{ Type, Action string }
