@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -210,16 +211,27 @@ func TestCommands(t *testing.T) {
 	event := func(pkg, action string) string {
 		return fmt.Sprintf(`echo '{"Action":%q,"Package":"example.com/m/%s","Test":"Test%s"}'`, action, pkg, pkg)
 	}
-	test := func(pkg string) string { return event(pkg, "run") + "; " + event(pkg, "pass") }
-	slow := "sleep 0.5; " + test("A") + " &"
+	// Each test leaves a mark once it passed; A, in the background, waits
+	// for another's mark: the order does not hang on how busy the machine
+	// is.
+	dir := t.TempDir()
+	test := func(pkg string) string {
+		return event(pkg, "run") + "; " + event(pkg, "pass") + "; touch " + dir + "/" + pkg
+	}
+	after := func(pkg string) string {
+		return "until [ -e " + dir + "/" + pkg + " ]; do sleep 0.02; done; " + test("A") + " &"
+	}
 	for _, c := range []struct {
 		commands []string
 		order    string
 	}{
-		{[]string{slow, test("B"), test("C")}, "BCA"},
-		{[]string{slow, test("B"), "wait", test("C")}, "BAC"},
-		{[]string{"wait", test("B"), slow, "wait", "wait", test("C")}, "BAC"},
+		{[]string{after("C"), test("B"), test("C")}, "BCA"},
+		{[]string{after("B"), test("B"), "wait", test("C")}, "BAC"},
+		{[]string{"wait", test("B"), after("B"), "wait", "wait", test("C")}, "BAC"},
 	} {
+		os.Remove(dir + "/A")
+		os.Remove(dir + "/B")
+		os.Remove(dir + "/C")
 		r, out, _ := fakeReport()
 		r.now = time.Now
 		r.runAll(c.commands, time.Minute)
