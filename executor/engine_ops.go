@@ -476,6 +476,50 @@ func (e *Engine) ImageInspect(ctx context.Context, ref string) (*Image, error) {
 	return &Image{ID: d.ID, RepoTags: d.RepoTags, Created: d.Created, Size: d.Size, Labels: d.Config.Labels}, nil
 }
 
+// RemoveImage removes an image reference, as docker rmi does without
+// force: a tag goes, and the image with it once nothing else names it;
+// an image a container uses, or given by ID while several tags name it, is
+// a conflict the engine refuses. A missing one matches ErrNotFound.
+func (e *Engine) RemoveImage(ctx context.Context, ref string) error {
+	_, err := e.call(ctx, "removing image "+ShortID(ref), request{method: "DELETE", path: "/images/" + imagePath(ref)})
+	return err
+}
+
+// DiskUsage is what the engine's images take on its disk.
+type DiskUsage struct {
+	// Layers is the size of every layer, each counted once.
+	Layers int64 `json:"layers"`
+	// Images holds, by image ID, the bytes of its layers that no other
+	// image shares: what removing it alone frees.
+	Images map[string]int64 `json:"images"`
+}
+
+// DiskUsage asks the engine what its images take, as docker system df
+// does. The engine works it out over every image and container, which
+// takes a while on a host with many.
+func (e *Engine) DiskUsage(ctx context.Context) (*DiskUsage, error) {
+	var d struct {
+		LayersSize int64
+		Images     []struct {
+			ID         string `json:"Id"`
+			Size       int64
+			SharedSize int64
+		}
+	}
+	if err := e.callJSON(ctx, "reading disk usage", request{method: "GET", path: "/system/df"}, &d); err != nil {
+		return nil, err
+	}
+	u := &DiskUsage{Layers: d.LayersSize, Images: map[string]int64{}}
+	for _, img := range d.Images {
+		own := img.Size
+		if img.SharedSize > 0 {
+			own -= img.SharedSize
+		}
+		u.Images[img.ID] = own
+	}
+	return u, nil
+}
+
 // imagePath escapes an image reference for a path, keeping its slashes,
 // which the engine's router expects as they are.
 func imagePath(ref string) string {
@@ -492,7 +536,7 @@ func imagePath(ref string) string {
 // image, its registry and the likely cause.
 func (e *Engine) Pull(ctx context.Context, ref string, auth *RegistryAuth) error {
 	op := "pulling " + ref
-	name, tag := splitRef(ref)
+	name, tag := SplitRef(ref)
 	q := url.Values{"fromImage": {name}}
 	if tag != "" {
 		q.Set("tag", tag)
@@ -521,9 +565,9 @@ func (e *Engine) Pull(ctx context.Context, ref string, auth *RegistryAuth) error
 	return nil
 }
 
-// splitRef splits a reference into repository and tag or digest; a colon
+// SplitRef splits a reference into repository and tag or digest; a colon
 // in the registry's host:port is not a tag.
-func splitRef(ref string) (name, tag string) {
+func SplitRef(ref string) (name, tag string) {
 	if i := strings.Index(ref, "@"); i >= 0 {
 		return ref[:i], ref[i+1:]
 	}

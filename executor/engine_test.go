@@ -158,8 +158,8 @@ func TestSplitRef(t *testing.T) {
 		{"registry:5000/team/app:2.1", "registry:5000/team/app", "2.1"},
 		{"app@sha256:abc", "app", "sha256:abc"},
 	} {
-		if n, tag := splitRef(tc.ref); n != tc.name || tag != tc.tag {
-			t.Errorf("splitRef(%q) = %q, %q; want %q, %q", tc.ref, n, tag, tc.name, tc.tag)
+		if n, tag := SplitRef(tc.ref); n != tc.name || tag != tc.tag {
+			t.Errorf("SplitRef(%q) = %q, %q; want %q, %q", tc.ref, n, tag, tc.name, tc.tag)
 		}
 	}
 }

@@ -101,7 +101,7 @@ func (e *PullError) Unwrap() error { return e.Err }
 // unknown".
 func (e *PullError) engineText() string {
 	msg := strings.TrimSpace(e.Err.Message)
-	name, _ := splitRef(e.Image)
+	name, _ := SplitRef(e.Image)
 	if reg, rest, ok := strings.Cut(name, "/"); ok && reg == e.Registry {
 		name = rest
 	}

@@ -1352,7 +1352,7 @@ func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.Ser
 		}
 	}
 	image := sp.Template.Image
-	_, err := eng.ImageInspect(ctx, image)
+	had, err := eng.ImageInspect(ctx, image)
 	present := err == nil
 	if err != nil && !errors.Is(err, executor.ErrNotFound) {
 		return err
@@ -1363,12 +1363,29 @@ func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.Ser
 		if err := eng.Pull(ctx, image, a.registryAuth(image)); err != nil {
 			return err
 		}
+		a.recordPull(ctx, s, host, image, had)
 		a.event(Event{Service: s.Name, Host: host, What: "pulled " + image, End: true})
 		return nil
 	case !present:
 		return fmt.Errorf("image %s is not on the host and pull is never", image)
 	}
 	return nil
+}
+
+// recordPull records the image a pull brought to host, unless the host
+// had it already (had): that one is not fleet's to prune. A record that
+// cannot be written costs only the pruning of that image, and is said.
+func (a *Applier) recordPull(ctx context.Context, s *plan.Service, host, image string, had *executor.Image) {
+	img, err := a.host(host).Engine().ImageInspect(ctx, image)
+	if err == nil && had != nil && had.ID == img.ID {
+		return
+	}
+	if err == nil {
+		err = a.host(host).RecordImage(ctx, a.Project.Name, img.ID, image)
+	}
+	if err != nil {
+		a.event(Event{Service: s.Name, Host: host, What: fmt.Sprintf("warning: fleet prune will not remove %s from this host: %v", image, err)})
+	}
 }
 
 // registryAuth returns the credentials for the registry an image comes

@@ -768,3 +768,24 @@ func TestPreStopRunsBeforeEachStop(t *testing.T) {
 		})
 	}
 }
+
+// TestPullsAreRecordedForPrune: a run records each image it pulled onto a
+// host, and none that the host had before it: fleet prune removes only
+// what fleet brought.
+func TestPullsAreRecordedForPrune(t *testing.T) {
+	w := newWorld(t)
+	w.f.Load("hello:1", "h1")
+	w.deploy(release{})
+	w.f.Retag("hello:2", "h2")
+	w.deploy(release{version: "2"})
+	want := map[string][]string{
+		"h1": {"hello:2"},
+		"h2": {"hello:1"},
+		"h3": {"hello:1", "hello:2"},
+	}
+	for host, refs := range want {
+		if got := w.f.RecordedImages(host, "shop"); !slices.Equal(got, refs) {
+			t.Errorf("%s: recorded %q, want %q", host, got, refs)
+		}
+	}
+}

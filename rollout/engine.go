@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -59,6 +60,9 @@ type Host interface {
 	WriteFile(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error
 	MkdirAll(ctx context.Context, path string) error
 	MarkUnchecked(ctx context.Context, project, id string, unchecked bool) error
+	// RecordImage records that a run brought image id to the host, by
+	// ref: fleet prune removes only what is recorded (see images.go).
+	RecordImage(ctx context.Context, project, id, ref string) error
 }
 
 // connHost is a host reached over SSH by the executor.
@@ -68,6 +72,13 @@ func (h connHost) Engine() Engine { return h.Conn.Engine() }
 
 func (h connHost) MarkUnchecked(ctx context.Context, project, id string, unchecked bool) error {
 	return markUnchecked(ctx, h.Conn, project, id, unchecked)
+}
+
+func (h connHost) RecordImage(ctx context.Context, project, id, ref string) error {
+	if err := recordImage(ctx, h.Conn, project, id, ref); err != nil {
+		return fmt.Errorf("host %s: recording image %s for fleet prune: %w", h.Host(), ref, err)
+	}
+	return nil
 }
 
 // HostsOf returns the hosts of a fleet's connections, by name.

@@ -98,13 +98,14 @@ type Fleet struct {
 }
 
 type fakeHost struct {
-	f          *Fleet
-	name       string
-	containers map[string]*container
-	images     map[string]string // reference → ID
-	networks   map[string]bool
-	volumes    map[string]bool
-	unchecked  map[string]bool // marked container IDs, by project
+	f              *Fleet
+	name           string
+	containers     map[string]*container
+	images         map[string]string // reference → ID
+	networks       map[string]bool
+	volumes        map[string]bool
+	unchecked      map[string]bool     // marked container IDs, by project
+	recordedImages map[string][]string // image references pulled, by project
 }
 
 type container struct {
@@ -118,7 +119,7 @@ func New(hosts ...string) *Fleet {
 	f := &Fleet{hosts: map[string]*fakeHost{}, registry: map[string]bool{}, mostDown: map[string]int{}}
 	for _, name := range hosts {
 		f.hosts[name] = &fakeHost{f: f, name: name, containers: map[string]*container{}, images: map[string]string{},
-			networks: map[string]bool{"bridge": true}, volumes: map[string]bool{}, unchecked: map[string]bool{}}
+			networks: map[string]bool{"bridge": true}, volumes: map[string]bool{}, unchecked: map[string]bool{}, recordedImages: map[string][]string{}}
 	}
 	return f
 }
@@ -434,6 +435,23 @@ func (h *fakeHost) MarkUnchecked(ctx context.Context, project, id string, unchec
 		}
 		return nil
 	})
+}
+
+// RecordImage keeps the host's records of the images runs brought, in
+// memory.
+func (h *fakeHost) RecordImage(ctx context.Context, project, id, ref string) error {
+	return h.call(ctx, "record-image", ref, func() error {
+		h.recordedImages[project] = append(h.recordedImages[project], ref)
+		return nil
+	})
+}
+
+// RecordedImages returns the references of the images runs of project
+// brought to a host, in the order they came.
+func (f *Fleet) RecordedImages(host, project string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.hosts[host].recordedImages[project])
 }
 
 // Unchecked returns the IDs of the containers of project marked as not yet
