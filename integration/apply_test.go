@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,9 +41,16 @@ func cleanupProject(t *testing.T, name string) {
 // applied to the five hosts, removed from them when the test ends.
 func deployedProject(t *testing.T, name, fleetYAML string) *project {
 	t.Helper()
+	return deployedOn(t, name, fleet.Hosts, fleetYAML)
+}
+
+// deployedOn is deployedProject for a fleetYAML that places an instance
+// on each of hosts.
+func deployedOn(t *testing.T, name string, hosts []*testfleet.Host, fleetYAML string) *project {
+	t.Helper()
 	cleanupProject(t, name)
 	p := newProject(t, fleetYAML)
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p.expect(0, []string{fmt.Sprintf("%d changed", len(hosts))}, "apply", "--yes")
 	return p
 }
 

@@ -136,9 +136,15 @@ func matches(pattern, name string) bool {
 // eachHost runs fn on every host of the shared fleet at once.
 func eachHost(t *testing.T, fn func(h *testfleet.Host) error) {
 	t.Helper()
+	eachOf(t, fleet.Hosts, fn)
+}
+
+// eachOf runs fn on each of hosts at once.
+func eachOf(t *testing.T, hosts []*testfleet.Host, fn func(h *testfleet.Host) error) {
+	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for _, h := range fleet.Hosts {
+	for _, h := range hosts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

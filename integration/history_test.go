@@ -13,10 +13,11 @@ services:
   web:
     image: fleet-example/hello:VERSION
     pull: never
+    hosts: h1,h2,h3
     ports: ["8093:8080"]
     env: {COLOR: COLORVALUE}
     healthcheck: {http: /up, port: 8080}
-    update: {parallelism: 5, monitor: 0s}
+    update: {parallelism: 3, monitor: 0s}
     history: 3
 `
 
@@ -24,17 +25,18 @@ func histProject(version, color string) string {
 	return strings.NewReplacer("VERSION", version, "COLORVALUE", color).Replace(histYAML)
 }
 
-// TestHistoryAndRollback deploys two revisions, lists them, rolls back to
+// TestHistoryAndRollback deploys two revisions on three hosts (what is
+// proved is the same on more), lists them, rolls back to
 // the first with fleet rollback --to 1 (image and env come back), and
 // sees the rollback recorded as a revision of its own.
 func TestHistoryAndRollback(t *testing.T) {
 	ctx := context.Background()
 	cleanupProject(t, "hist")
 	p := newProject(t, histProject("1", "red"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes", "-m", "first release")
+	p.expect(0, []string{"3 changed"}, "apply", "--yes", "-m", "first release")
 	p.write(histProject("2", "blue"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
-	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8093", "2") })
+	p.expect(0, []string{"3 changed"}, "apply", "--yes")
+	eachOf(t, fleet.Hosts[:3], func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8093", "2") })
 
 	out := p.expect(0, nil, "history", "web")
 	lines := strings.Split(strings.TrimSpace(out), "\n")[1:]
@@ -50,8 +52,8 @@ func TestHistoryAndRollback(t *testing.T) {
 		t.Errorf("revision 2's cause: %s", lines[1])
 	}
 
-	p.expect(0, []string{"Rolling web back to revision 1", "5 changed"}, "rollback", "web", "--to", "1", "--yes")
-	eachHost(t, func(h *testfleet.Host) error {
+	p.expect(0, []string{"Rolling web back to revision 1", "3 changed"}, "rollback", "web", "--to", "1", "--yes")
+	eachOf(t, fleet.Hosts[:3], func(h *testfleet.Host) error {
 		if err := serving(ctx, h.Addr+":8093", "1"); err != nil {
 			return err
 		}
@@ -67,7 +69,7 @@ func TestHistoryAndRollback(t *testing.T) {
 	}
 	// Without --to: back to the last deployed revision before the current.
 	p.expect(0, []string{"Rolling web back to revision 2"}, "rollback", "web", "--yes")
-	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8093", "2") })
+	eachOf(t, fleet.Hosts[:3], func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8093", "2") })
 	// history: 3 keeps three records.
 	out = p.expect(0, nil, "history", "web")
 	if lines := strings.Split(strings.TrimSpace(out), "\n")[1:]; len(lines) != 3 || !strings.HasPrefix(lines[0], "2 ") {

@@ -23,21 +23,30 @@ services:
   web:
     image: fleet-example/hello:VERSION
     pull: never
+    hosts: h1,h2,h3
     ports: ["8094:8080"]
     env: {EXTRA}
     healthcheck: {http: /up, port: 8080, interval: 500ms}
     update: {parallelism: PAR, monitor: 0s, failure_action: ACTION, healthy_deadline: 10s}
 `
 
+// failHosts are the hosts of the project fail: three make two steps of
+// two and one, and each host more costs every test of the project a
+// container's life per change (about a second of CPU).
+func failHosts() []*testfleet.Host { return fleet.Hosts[:3] }
+
 func failProject(version, extra, par, action string) string {
 	return strings.NewReplacer("VERSION", version, "EXTRA", extra, "PAR", par, "ACTION", action).Replace(failYAML)
 }
 
 // containersPerHost counts the project's containers, running or not, on
-// every host.
-func containersPerHost(t *testing.T, project string) map[string]int {
+// the hosts given, or on every host.
+func containersPerHost(t *testing.T, project string, hosts ...*testfleet.Host) map[string]int {
+	if len(hosts) == 0 {
+		hosts = fleet.Hosts
+	}
 	counts := map[string]int{}
-	for _, h := range fleet.Hosts {
+	for _, h := range hosts {
 		ids, err := h.ContainersOf(context.Background(), "fleet.project="+project)
 		if err != nil {
 			t.Fatal(err)
@@ -52,20 +61,20 @@ func containersPerHost(t *testing.T, project string) map[string]int {
 // puts each failed one back.
 func TestFailureActions(t *testing.T) {
 	ctx := context.Background()
-	p := deployedProject(t, "fail", failProject("1", "", "1", "pause"))
+	p := deployedOn(t, "fail", failHosts(), failProject("1", "", "1", "pause"))
 
 	p.write(failProject("2", "HELLO_MODE: crash", "1", "pause"))
-	p.expect(1, []string{"PAUSED", "paused after step 1 of 5", "fleet apply to go on"}, "apply", "--yes")
+	p.expect(1, []string{"PAUSED", "paused after step 1 of 3", "fleet apply to go on"}, "apply", "--yes")
 	// The failed instance is back on version 1, and no other was touched.
-	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "1") })
+	eachOf(t, failHosts(), func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "1") })
 	p.write(failProject("2", "", "1", "pause"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
-	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
+	p.expect(0, []string{"3 changed"}, "apply", "--yes")
+	eachOf(t, failHosts(), func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
 
 	p.write(failProject("1", "HELLO_MODE: crash", "2", "continue"))
-	p.expect(1, []string{"5 of 5 instances failed (h", "(failure_action: continue"}, "apply", "--yes")
-	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
-	for host, n := range containersPerHost(t, "fail") {
+	p.expect(1, []string{"3 of 3 instances failed (h", "(failure_action: continue"}, "apply", "--yes")
+	eachOf(t, failHosts(), func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
+	for host, n := range containersPerHost(t, "fail", failHosts()...) {
 		if n != 1 {
 			t.Errorf("%s has %d containers of the project after failed steps, want 1", host, n)
 		}
@@ -79,7 +88,7 @@ func TestFailureActions(t *testing.T) {
 // parallelism allows. The next apply takes over the dead run's lock.
 func TestKilledAtAnyMomentConverges(t *testing.T) {
 	ctx := context.Background()
-	p := deployedProject(t, "fail", failProject("1", "", "2", "rollback"))
+	p := deployedOn(t, "fail", failHosts(), failProject("1", "", "2", "rollback"))
 	version := 1
 	for _, moment := range []string{"stopping the old container", "starting the new container", "waiting for its health check", "healthy (revision", "step 2 of"} {
 		t.Run(moment, func(t *testing.T) {
@@ -91,16 +100,16 @@ func TestKilledAtAnyMomentConverges(t *testing.T) {
 			p.expect(0, []string{"taking over the deploy lock", "its process is gone"}, "apply", "--yes")
 			samples, worst := avail()
 			t.Logf("%d samples across the kill and the next apply; fewest hosts answering: %d", samples, worst)
-			if worst < len(fleet.Hosts)-2 {
-				t.Errorf("only %d of %d hosts answered at one point; parallelism 2 allows %d\nthe killed apply said:\n%s", worst, len(fleet.Hosts), len(fleet.Hosts)-2, killed)
+			if n := len(failHosts()); worst < n-2 {
+				t.Errorf("only %d of %d hosts answered at one point; parallelism 2 allows %d\nthe killed apply said:\n%s", worst, n, n-2, killed)
 			}
 			p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
-			for host, n := range containersPerHost(t, "fail") {
+			for host, n := range containersPerHost(t, "fail", failHosts()...) {
 				if n != 1 {
 					t.Errorf("%s has %d containers of the project, want exactly 1", host, n)
 				}
 			}
-			eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", v) })
+			eachOf(t, failHosts(), func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", v) })
 		})
 	}
 }
@@ -113,18 +122,18 @@ func TestKilledAtAnyMomentConverges(t *testing.T) {
 // old version afterwards, and no mark is left behind.
 func TestKilledSickReleaseIsNotTrusted(t *testing.T) {
 	ctx := context.Background()
-	p := deployedProject(t, "fail", failProject("1", "", "2", "rollback"))
+	p := deployedOn(t, "fail", failHosts(), failProject("1", "", "2", "rollback"))
 	p.write(failProject("2", "HELLO_MODE: unhealthy", "2", "rollback"))
 	killAt(t, p, `"what":"waiting for its health check"`)
 
 	p.expect(0, []string{"never seen healthy: left by a run that ended before its health check passed"}, "plan")
 	p.expect(3, []string{"rolled back to revision 1"}, "apply", "--yes")
-	for host, n := range containersPerHost(t, "fail") {
+	for host, n := range containersPerHost(t, "fail", failHosts()...) {
 		if n != 1 {
 			t.Errorf("%s has %d containers of the project, want exactly 1", host, n)
 		}
 	}
-	eachHost(t, func(h *testfleet.Host) error {
+	eachOf(t, failHosts(), func(h *testfleet.Host) error {
 		if err := serving(ctx, h.Addr+":8094", "1"); err != nil {
 			return err
 		}
@@ -172,7 +181,7 @@ func killAt(t *testing.T, p *project, marker string) string {
 // every host still serves.
 func TestInterruptedApplyUndoesTheStepInFlight(t *testing.T) {
 	ctx := context.Background()
-	p := deployedProject(t, "fail", failProject("1", "", "2", "rollback"))
+	p := deployedOn(t, "fail", failHosts(), failProject("1", "", "2", "rollback"))
 
 	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 3s", "2", "rollback"))
 	cmd, out := backgroundApply(t, p)
@@ -182,12 +191,12 @@ func TestInterruptedApplyUndoesTheStepInFlight(t *testing.T) {
 	if err == nil || !strings.Contains(out.String(), "interrupted after step 1") {
 		t.Errorf("interrupted apply: %v\n%s", err, out.String())
 	}
-	for _, h := range fleet.Hosts {
+	for _, h := range failHosts() {
 		if list, err := containersOf(ctx, h, "fail"); err != nil || len(list) != 1 {
 			t.Errorf("%s has these containers of the project after the interruption, want 1: %q (%v)\nthe apply said:\n%s", h.Name, list, err, out.String())
 		}
 	}
-	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "1") })
+	eachOf(t, failHosts(), func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "1") })
 	p.expect(0, []string{"No deploy lock"}, "lock", "status")
 }
 
@@ -235,7 +244,7 @@ func untilFirstStep(t *testing.T, project string, cmd *exec.Cmd, out *bytes.Buff
 // repairs everything.
 func TestSecondInterruptSaysWhatItLeaves(t *testing.T) {
 	ctx := context.Background()
-	p := deployedProject(t, "fail", failProject("1", "", "2", "rollback"))
+	p := deployedOn(t, "fail", failHosts(), failProject("1", "", "2", "rollback"))
 
 	p.write(failProject("2", "HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 5s", "2", "rollback"))
 	cmd, out := backgroundApply(t, p)
@@ -263,10 +272,10 @@ func TestSecondInterruptSaysWhatItLeaves(t *testing.T) {
 	p.write(failProject("2", "", "2", "rollback"))
 	p.expect(0, []string{"taking over the deploy lock"}, "apply", "--yes")
 	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
-	for host, n := range containersPerHost(t, "fail") {
+	for host, n := range containersPerHost(t, "fail", failHosts()...) {
 		if n != 1 {
 			t.Errorf("%s has %d containers of the project, want exactly 1", host, n)
 		}
 	}
-	eachHost(t, func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
+	eachOf(t, failHosts(), func(h *testfleet.Host) error { return serving(ctx, h.Addr+":8094", "2") })
 }

@@ -191,9 +191,12 @@ func reloadDrop(err error, reused bool) bool {
 }
 
 // dropsAllowed is the most reload drops (see reloadDrop) a check lets
-// pass in n requests: about four times what was measured (4 in 36,397 in
-// the benchmark, 2 in 12,227 in a whole-suite run).
-func dropsAllowed(n int64) int64 { return max(2, n/2000) }
+// pass in n requests of a phase that reloads or stops a proxy events
+// times: what is queued on the old socket at that moment is reset, so the
+// drops follow the events, not the requests. Measured: 4 in 36,397 in the
+// benchmark (10 hosts' upgrades), 2 in 12,227 and 3 in 5,013 in
+// whole-suite runs (5 hosts' upgrades); allowed, 4 an event.
+func dropsAllowed(n int64, events int) int64 { return max(4*int64(events), n/2000) }
 
 // until keeps the load going until at least n requests were answered.
 func (l *load) until(n int64) {
@@ -216,22 +219,21 @@ func (l *load) end() {
 // which changes slot files, not Caddy's configuration.
 func (l *load) check(t *testing.T, during string) {
 	t.Helper()
-	l.checkWith(t, during, func(int64) int64 { return 0 })
+	l.checkReloaded(t, during, 0)
 }
 
 // checkReloaded is check for a phase that reloads Caddy's configuration
-// (a slot that joins or leaves a route) or replaces the proxy: it lets
-// pass the few requests a reload drops (see reloadDrop).
-func (l *load) checkReloaded(t *testing.T, during string) {
-	t.Helper()
-	l.checkWith(t, during, dropsAllowed)
-}
-
-func (l *load) checkWith(t *testing.T, during string, allowed func(n int64) int64) {
+// (a slot that joins or leaves a route) or replaces a proxy, events times
+// in all: it lets pass the few requests a reload drops (see reloadDrop).
+func (l *load) checkReloaded(t *testing.T, during string, events int) {
 	t.Helper()
 	l.end()
 	ok, failed, dropped := l.ok.Load(), l.failed.Load(), l.dropped.Load()
 	all := ok + failed + dropped
+	allowed := func(int64) int64 { return 0 }
+	if events > 0 {
+		allowed = func(n int64) int64 { return dropsAllowed(n, events) }
+	}
 	t.Logf("%s: %d requests answered, %d failed, %d on a fresh connection closed unanswered", during, ok, failed, dropped)
 	if failed > 0 {
 		t.Errorf("%s: %d of %d requests failed through the proxy, e.g. %q", during, failed, all, l.errs)
@@ -373,12 +375,17 @@ services:
 `
 }
 
+// loadClients is the rollout test's load: every request costs the machine
+// about 2.5 ms of CPU (client, proxy, instance), and the tests share two
+// cores.
+const loadClients = 25
+
 // TestProxyRolloutsDropNoRequest serves the example through every host's
-// proxy under steady load (50 clients): a rolling update over the five
-// hosts, a rollback, a never-healthy release rolled back automatically,
-// and an upgrade of the proxy itself each fail no request, and requests
-// 3 s long in flight when their instance is replaced complete, answered by
-// the old instance.
+// proxy under steady load (25 clients, 625 requests a second): a rolling
+// update over the five hosts, a rollback, a never-healthy release rolled
+// back automatically, and an upgrade of the proxy itself each fail no
+// request, and requests 3 s long in flight when their instance is
+// replaced complete, answered by the old instance.
 func TestProxyRolloutsDropNoRequest(t *testing.T) {
 	ctx := context.Background()
 	image := withProxy(t)
@@ -401,27 +408,30 @@ func TestProxyRolloutsDropNoRequest(t *testing.T) {
 	}
 
 	// Half the clients POST: a reload would fail some of their requests.
-	l := startPostingLoad(t, site, 50)
+	// Each phase counts at least 5,000 requests: with a reload on every
+	// slot change (a hack, to see that the test tells), the rollback
+	// failed 22 of 13,413 at twice this load.
+	l := startPostingLoad(t, site, loadClients)
 	// Requests 3 s long, started on every host every 300 ms while the
 	// update runs: some are in flight when their instance is replaced.
 	long := startLong(site)
 	p.write(project("2", ""))
 	p.expect(0, []string{"5 changed"}, "apply", "--yes")
-	l.until(10000)
+	l.until(5000)
 	l.check(t, "rolling update")
 	long.check(t, l)
 	throughProxy(ctx, t, site, "2")
 
-	l = startPostingLoad(t, site, 50)
+	l = startPostingLoad(t, site, loadClients)
 	p.expect(0, []string{"Rolling web back to revision"}, "rollback", "web", "--yes")
-	l.until(10000)
+	l.until(5000)
 	l.check(t, "rollback")
 	throughProxy(ctx, t, site, "1")
 
 	p.write(project("2", "HELLO_MODE: unhealthy"))
-	l = startLoad(t, site, 50)
+	l = startLoad(t, site, loadClients)
 	p.expect(3, []string{"ROLLED BACK"}, "apply", "--yes")
-	l.until(10000)
+	l.until(5000)
 	l.check(t, "a never-healthy release rolled back")
 	throughProxy(ctx, t, site, "1")
 
@@ -433,10 +443,10 @@ func TestProxyRolloutsDropNoRequest(t *testing.T) {
 	eachHost(t, func(h *testfleet.Host) error { _, err := h.Run(ctx, "docker", "tag", image, next); return err })
 	p.write(strings.Replace(project("1", ""), "proxy_image: "+image, "proxy_image: "+next, 1))
 	p.expect(2, []string{"h1           " + image + " → " + next + ": proxy_image changed", "Plan: the proxy to upgrade on 5 hosts, 5 unchanged."}, "plan", "--detailed-exitcode")
-	l = startLoad(t, site, 50)
+	l = startLoad(t, site, loadClients)
 	p.expect(0, []string{"proxy upgraded on h1, h2, h3, h4, h5"}, "apply", "--yes")
-	l.until(10000)
-	l.checkReloaded(t, "a proxy upgrade")
+	l.until(5000)
+	l.checkReloaded(t, "a proxy upgrade", len(fleet.Hosts))
 	throughProxy(ctx, t, site, "1")
 	eachHost(t, func(h *testfleet.Host) error { return proxyAlone(ctx, h, next) })
 	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
@@ -533,7 +543,7 @@ func TestProxyServesHTTPS(t *testing.T) {
 	p.write(strings.Replace(project("2", "internal"), "proxy_image: "+image, "proxy_image: "+next, 1))
 	p.expect(0, []string{"proxy upgraded on h1, h2"}, "apply", "--yes")
 	l.until(500)
-	l.checkReloaded(t, "a proxy upgrade under HTTPS load")
+	l.checkReloaded(t, "a proxy upgrade under HTTPS load", len(hosts))
 	for _, h := range hosts {
 		answers(h, "https://"+site+"/version", version("2"))
 	}
@@ -617,7 +627,7 @@ services:
 	p.write(project(1))
 	p.expect(0, []string{"1 changed, 1 unchanged"}, "apply", "--yes")
 	l.until(2000)
-	l.checkReloaded(t, "scaling down behind the proxy")
+	l.checkReloaded(t, "scaling down behind the proxy", 1)
 
 	// The proxy removed by hand, state and all: the instance serves
 	// nothing, which plan calls drift and reconcile repairs.
@@ -678,16 +688,28 @@ services:
 // each moment of a proxied instance's replacement under steady load: while
 // the new container waits for its health check, once it took the old
 // one's place in the route (before it is trusted, while the old one
-// drains), and between two steps. No request fails across the kill and the next
-// apply, which converges to one container per host, each in its route.
+// drains), and between two steps. No request fails across the kill and
+// the next apply, which converges to one container per host, each in its
+// route.
 func TestProxyKilledAtAnyMomentDropsNoRequest(t *testing.T) {
 	ctx := context.Background()
 	image := withProxy(t)
 	cleanupProject(t, "pxk")
 	const site = "pxk.fleet.test"
-	project := func(version string) string { return proxiedProject("pxk", image, site, version, "", "") }
+	// Three hosts: two steps of two and one, as in the tests of failed
+	// releases.
+	hosts := fleet.Hosts[:3]
+	project := func(version string) string {
+		return strings.Replace(proxiedProject("pxk", image, site, version, "", ""), "    pull: never\n", "    pull: never\n    hosts: h1,h2,h3\n", 1)
+	}
 	p := newProject(t, project("1"))
-	p.expect(0, []string{"5 changed"}, "apply", "--yes")
+	p.expect(0, []string{"3 changed"}, "apply", "--yes")
+	serves := func(version string) {
+		t.Helper()
+		for _, h := range hosts {
+			throughProxyOn(ctx, t, h, site, version)
+		}
+	}
 	version := 1
 	for _, moment := range []string{"waiting for its health check", "in its route", "step 2 of"} {
 		t.Run(moment, func(t *testing.T) {
@@ -696,26 +718,26 @@ func TestProxyKilledAtAnyMomentDropsNoRequest(t *testing.T) {
 			p.write(project(v))
 			// Ten clients: 250 requests a second find a route that
 			// points at nothing for a tenth of a second, at a fifth of
-			// the CPU of the fifty that the rollout test's count needs.
-			l := startLoad(t, site, 10)
+			// the CPU of the rollout test's load.
+			l := startLoad(t, site, 10, hosts...)
 			killed := killAt(t, p, `"what":"`+moment)
 			p.expect(0, []string{"taking over the deploy lock"}, "apply", "--yes")
 			l.until(1000)
-			l.checkReloaded(t, "killed at "+moment+", and the next apply")
+			l.checkReloaded(t, "killed at "+moment+", and the next apply", 1)
 			if t.Failed() {
 				t.Logf("the killed apply said:\n%s", killed)
 			}
 			p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
-			for host, n := range containersPerHost(t, "pxk") {
+			for host, n := range containersPerHost(t, "pxk", hosts...) {
 				if n != 1 {
 					t.Errorf("%s has %d containers of the project, want exactly 1", host, n)
 				}
 			}
 			out, _, _ := p.run("status", "--json")
-			if strings.Count(out, `"in_route": true`) != len(fleet.Hosts) {
+			if strings.Count(out, `"in_route": true`) != len(hosts) {
 				t.Errorf("not every instance is in its route:\n%s", out)
 			}
-			throughProxy(ctx, t, site, v)
+			serves(v)
 		})
 	}
 
@@ -725,19 +747,19 @@ func TestProxyKilledAtAnyMomentDropsNoRequest(t *testing.T) {
 		next := image + "-k"
 		eachHost(t, func(h *testfleet.Host) error { _, err := h.Run(ctx, "docker", "tag", image, next); return err })
 		p.write(strings.Replace(project(strconv.Itoa(version)), "proxy_image: "+image, "proxy_image: "+next, 1))
-		l := startLoad(t, site, 10)
+		l := startLoad(t, site, 10, hosts...)
 		killed := killAt(t, p, `"what":"both serve`)
 		// h1 is upgraded again, or only renamed when its old proxy had
 		// been told to stop before the kill.
 		p.expect(0, []string{"taking over the deploy lock", "proxy upgraded on "}, "apply", "--yes")
 		l.until(1000)
-		l.checkReloaded(t, "killed during a proxy upgrade, and the next apply")
+		l.checkReloaded(t, "killed during a proxy upgrade, and the next apply", len(hosts))
 		if t.Failed() {
 			t.Logf("the killed apply said:\n%s", killed)
 		}
-		eachHost(t, func(h *testfleet.Host) error { return proxyAlone(ctx, h, next) })
+		eachOf(t, hosts, func(h *testfleet.Host) error { return proxyAlone(ctx, h, next) })
 		p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
-		throughProxy(ctx, t, site, strconv.Itoa(version))
+		serves(strconv.Itoa(version))
 	})
 }
 

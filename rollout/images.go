@@ -285,7 +285,7 @@ func familiar(ref string) string {
 // keptImages reads the image of every revision that any project keeps on
 // c: a rollback to any of them must find its image.
 func keptImages(ctx context.Context, c *executor.Conn) ([]string, error) {
-	root := path.Dir(StateDir(c, "x"))
+	root := stateRoot(c)
 	projects, err := c.ReadDir(ctx, root)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil

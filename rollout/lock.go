@@ -201,10 +201,15 @@ func (e *LockLostError) ExitCode() int {
 // StateDir is where a project's lock and history live on a host:
 // /var/lib/fleet for root, the user's own directory otherwise.
 func StateDir(c *executor.Conn, project string) string {
+	return path.Join(stateRoot(c), project)
+}
+
+// stateRoot holds the state of every project on the host.
+func stateRoot(c *executor.Conn) string {
 	if c.Target().User == "root" {
-		return path.Join("/var/lib/fleet", project)
+		return "/var/lib/fleet"
 	}
-	return path.Join(".local/share/fleet", project)
+	return ".local/share/fleet"
 }
 
 func lockDir(c *executor.Conn, project string) string { return path.Join(StateDir(c, project), "lock") }
