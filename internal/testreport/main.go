@@ -31,6 +31,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -41,6 +42,7 @@ func main() {
 	times := flag.String("times", "", "a file that keeps how long each test took, for -deal")
 	groups := flag.Int("deal", 0, "instead of running commands, split the tests of -package named on standard input into `N` -run patterns of about equal time")
 	pkg := flag.String("package", "", "the import path of the tests to -deal")
+	cpu := flag.Bool("cpu", false, "say the machine's busy CPU time during each top-level test too (from /proc/stat): the test's own cost only when tests run one at a time")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: testreport [-slowest N] [-every D] [-times FILE] 'go test -json ... [&]' ...")
 		fmt.Fprintln(os.Stderr, "       testreport -deal N -package P [-times FILE] < test-names")
@@ -65,6 +67,9 @@ func main() {
 	signal.Notify(make(chan os.Signal, 1), os.Interrupt)
 	r := newReport(os.Stdout, modulePath())
 	r.slowest = *slowest
+	if *cpu {
+		r.cpu = busyCPU
+	}
 	r.runAll(flag.Args(), *every)
 	r.summary()
 	if *times != "" {
@@ -106,6 +111,7 @@ type test struct {
 	elapsed   time.Duration
 	passed    bool
 	told      time.Duration // how long it had run when last said to be running
+	cpu       time.Duration // the machine's busy CPU: at its start, then during it (with -cpu)
 }
 
 type pkg struct {
@@ -131,6 +137,8 @@ type report struct {
 	prefix  string // the module path and a slash
 	slowest int
 	now     func() time.Time
+	// cpu, when set (-cpu), reads the machine's busy CPU time so far.
+	cpu func() (time.Duration, error)
 
 	done                    []*test
 	passed, failed, skipped int
@@ -332,7 +340,11 @@ func (r *report) handle(p *proc, text string) {
 		}
 	case e.Action == "run" && !sub:
 		pk.testsSeen = true
-		p.running[e.Package+"\x00"+top] = &test{pkg: e.Package, name: top, start: r.now()}
+		t := &test{pkg: e.Package, name: top, start: r.now()}
+		if r.cpu != nil {
+			t.cpu, _ = r.cpu()
+		}
+		p.running[e.Package+"\x00"+top] = t
 	default:
 		t := p.running[e.Package+"\x00"+top]
 		if t == nil {
@@ -377,6 +389,12 @@ func (r *report) end(p *proc, t *test, action string, elapsed float64, note stri
 	if note != "" {
 		t.elapsed = r.now().Sub(t.start)
 		note = ", " + note
+	}
+	if r.cpu != nil {
+		if now, err := r.cpu(); err == nil {
+			t.cpu = now - t.cpu
+			note += fmt.Sprintf(", %.1f CPU-s", t.cpu.Seconds())
+		}
 	}
 	r.done = append(r.done, t)
 	pk := p.pkgs[t.pkg]
@@ -515,6 +533,18 @@ func (r *report) summary() {
 			r.printf("%10s  %-14s %s\n", duration(t.elapsed), r.short(t.pkg), t.name)
 		}
 	}
+	if r.cpu != nil {
+		byCPU := slices.Clone(r.done)
+		slices.SortStableFunc(byCPU, func(a, b *test) int { return cmp.Compare(b.cpu, a.cpu) })
+		var all time.Duration
+		for _, t := range byCPU {
+			all += t.cpu
+		}
+		r.printf("\ncostliest in CPU (%.0f CPU-s in all):\n", all.Seconds())
+		for _, t := range byCPU[:min(r.slowest, len(byCPU))] {
+			r.printf("%8.1f CPU-s  %-14s %s (%s)\n", t.cpu.Seconds(), r.short(t.pkg), t.name, duration(t.elapsed))
+		}
+	}
 	if len(r.failures) > 0 {
 		r.printf("\nfailed:\n")
 		for _, f := range r.failures {
@@ -537,4 +567,32 @@ func duration(d time.Duration) string {
 		d = d.Round(time.Second)
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	}
+}
+
+// busyCPU is the time the machine's processors have spent busy since it
+// booted, from the first line of /proc/stat: user, nice, system, irq and
+// softirq (guest time is counted in user already; idle, iowait and steal
+// are not work), in ticks of 1/100 s (USER_HZ, 100 on every Linux).
+func busyCPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(first)
+	if len(fields) < 5 || fields[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat begins %q", first)
+	}
+	var busy int64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		if i >= len(fields) {
+			break
+		}
+		n, err := strconv.ParseInt(fields[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		busy += n
+	}
+	return time.Duration(busy) * 10 * time.Millisecond, nil
 }

@@ -267,3 +267,42 @@ func TestDuration(t *testing.T) {
 		}
 	}
 }
+
+// With -cpu, each test's line says the machine's busy CPU during it, and
+// the summary names the costliest.
+func TestCPUPerTest(t *testing.T) {
+	r, out, _ := fakeReport()
+	var busy time.Duration
+	r.cpu = func() (time.Duration, error) {
+		busy += 1500 * time.Millisecond // each reading, 1.5 s more
+		return busy, nil
+	}
+	r.slowest = 1
+	said := feed(t, r, out, `
+		{"Action":"start","Package":"example.com/m/a"}
+		{"Action":"run","Package":"example.com/m/a","Test":"TestOne"}
+		{"Action":"pass","Package":"example.com/m/a","Test":"TestOne","Elapsed":2}
+		{"Action":"pass","Package":"example.com/m/a","Elapsed":2}
+	`)
+	r.summary()
+	said += out.String()
+	wantLines(t, said,
+		"PASS  a              TestOne (2.00s, 1.5 CPU-s)",
+		"costliest in CPU (2 CPU-s in all):",
+		"     1.5 CPU-s  a              TestOne (2.00s)",
+	)
+}
+
+// busyCPU reads this machine's counters, which only grow.
+func TestBusyCPU(t *testing.T) {
+	a, err := busyCPU()
+	if err != nil {
+		t.Skip("no /proc/stat here:", err)
+	}
+	for i := 0; i < 1e6; i++ {
+		_ = fmt.Sprint(i % 7)
+	}
+	if b, err := busyCPU(); err != nil || b < a || a <= 0 {
+		t.Errorf("busyCPU: %v, then %v (%v)", a, b, err)
+	}
+}
