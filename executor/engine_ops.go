@@ -720,23 +720,38 @@ func demux(r io.Reader, stdout, stderr io.Writer) error {
 	}
 }
 
-// Exec runs argv in a running container, without a shell, and returns its
-// exit code.
-func (e *Engine) Exec(ctx context.Context, id string, argv []string, stdout, stderr io.Writer) (int, error) {
-	op := "running " + strings.Join(argv, " ") + " in " + id
+// createExec makes an exec instance of argv in container id, on a
+// terminal (with its input attached) when tty, and returns its ID. A NUL
+// in an argument is refused before anything is sent: the engine would cut
+// the argument there.
+func (e *Engine) createExec(ctx context.Context, op, id string, argv []string, tty bool) (string, error) {
 	for _, a := range argv {
 		if strings.IndexByte(a, 0) >= 0 {
-			return -1, e.c.fail(op, ErrNUL)
+			return "", e.c.fail(op, ErrNUL)
 		}
 	}
 	var created struct {
 		ID string `json:"Id"`
 	}
-	if err := e.callJSON(ctx, op, request{method: "POST", path: "/containers/" + url.PathEscape(id) + "/exec",
-		body: map[string]any{"Cmd": argv, "AttachStdout": true, "AttachStderr": true}}, &created); err != nil {
+	body := map[string]any{"Cmd": argv, "AttachStdout": true, "AttachStderr": true}
+	if tty {
+		body["AttachStdin"], body["Tty"] = true, true
+	}
+	if err := e.callJSON(ctx, op, request{method: "POST", path: "/containers/" + url.PathEscape(id) + "/exec", body: body}, &created); err != nil {
+		return "", err
+	}
+	return created.ID, nil
+}
+
+// Exec runs argv in a running container, without a shell, and returns its
+// exit code.
+func (e *Engine) Exec(ctx context.Context, id string, argv []string, stdout, stderr io.Writer) (int, error) {
+	op := "running " + strings.Join(argv, " ") + " in " + id
+	execID, err := e.createExec(ctx, op, id, argv, false)
+	if err != nil {
 		return -1, err
 	}
-	_, resp, done, err := e.stream(ctx, op, request{method: "POST", path: "/exec/" + created.ID + "/start", body: map[string]any{"Detach": false, "Tty": false}})
+	_, resp, done, err := e.stream(ctx, op, request{method: "POST", path: "/exec/" + execID + "/start", body: map[string]any{"Detach": false, "Tty": false}})
 	if err != nil {
 		return -1, err
 	}
@@ -747,7 +762,7 @@ func (e *Engine) Exec(ctx context.Context, id string, argv []string, stdout, std
 		return -1, e.c.fail(op, err)
 	}
 	var inspected struct{ ExitCode int }
-	if err := e.callJSON(ctx, op, request{method: "GET", path: "/exec/" + created.ID + "/json"}, &inspected); err != nil {
+	if err := e.callJSON(ctx, op, request{method: "GET", path: "/exec/" + execID + "/json"}, &inspected); err != nil {
 		return -1, err
 	}
 	return inspected.ExitCode, nil
@@ -807,19 +822,11 @@ type Terminal struct {
 // command does, or when ctx ends.
 func (e *Engine) ExecTerminal(ctx context.Context, id string, argv []string, t Terminal) (int, error) {
 	op := "running " + strings.Join(argv, " ") + " in " + id
-	for _, a := range argv {
-		if strings.IndexByte(a, 0) >= 0 {
-			return -1, e.c.fail(op, ErrNUL)
-		}
-	}
-	var created struct {
-		ID string `json:"Id"`
-	}
-	if err := e.callJSON(ctx, op, request{method: "POST", path: "/containers/" + url.PathEscape(id) + "/exec",
-		body: map[string]any{"Cmd": argv, "AttachStdin": true, "AttachStdout": true, "AttachStderr": true, "Tty": true}}, &created); err != nil {
+	execID, err := e.createExec(ctx, op, id, argv, true)
+	if err != nil {
 		return -1, err
 	}
-	ac, _, done, err := e.stream(ctx, op, request{method: "POST", path: "/exec/" + created.ID + "/start", body: map[string]any{"Detach": false, "Tty": true},
+	ac, _, done, err := e.stream(ctx, op, request{method: "POST", path: "/exec/" + execID + "/start", body: map[string]any{"Detach": false, "Tty": true},
 		header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"tcp"}}})
 	if err != nil {
 		return -1, err
@@ -832,7 +839,7 @@ func (e *Engine) ExecTerminal(ctx context.Context, id string, argv []string, t T
 		}
 		if w, h := t.Size(); w > 0 && h > 0 {
 			q := url.Values{"w": {strconv.Itoa(w)}, "h": {strconv.Itoa(h)}}
-			e.call(ctx, op, request{method: "POST", path: "/exec/" + created.ID + "/resize?" + q.Encode()})
+			e.call(ctx, op, request{method: "POST", path: "/exec/" + execID + "/resize?" + q.Encode()})
 		}
 	}
 	resize()
@@ -862,7 +869,7 @@ func (e *Engine) ExecTerminal(ctx context.Context, id string, argv []string, t T
 		Running  bool
 		ExitCode int
 	}
-	if err := e.callJSON(ctx, op, request{method: "GET", path: "/exec/" + created.ID + "/json"}, &inspected); err != nil {
+	if err := e.callJSON(ctx, op, request{method: "GET", path: "/exec/" + execID + "/json"}, &inspected); err != nil {
 		return -1, err
 	}
 	return inspected.ExitCode, nil

@@ -64,7 +64,7 @@ func readImageRecord(ctx context.Context, c *executor.Conn, file string) ([]stri
 	}
 	var r imageRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, fmt.Errorf("%s: %w: remove the file, and fleet prune leaves that image alone", file, err)
 	}
 	return r.Refs, nil
 }
