@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -105,17 +104,14 @@ func (h *Host) StopRegistry(ctx context.Context) error {
 // installPackage installs a Debian package when the program it provides is
 // missing.
 func installPackage(ctx context.Context, program, pkg string, log io.Writer) error {
-	if _, err := exec.LookPath(program); err == nil {
+	if err := aptInstall(ctx, log, func() []string {
+		if _, err := exec.LookPath(program); err != nil {
+			return []string{pkg}
+		}
 		return nil
-	}
-	fmt.Fprintf(log, "testfleet: installing %s\n", pkg)
-	if _, err := run(ctx, "apt-get", "update", "-qq"); err != nil {
+	}); err != nil {
 		return err
 	}
-	out, err := run(ctx, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "--no-install-recommends", pkg)
-	if err != nil {
-		return fmt.Errorf("installing %s: %w: %s", pkg, err, strings.TrimSpace(string(out)))
-	}
-	_, err = exec.LookPath(program)
+	_, err := exec.LookPath(program)
 	return err
 }

@@ -362,22 +362,10 @@ func checkTools(ctx context.Context, log io.Writer) error {
 		sort.Strings(pkgs)
 		return names, pkgs
 	}
-	names, pkgs := missing()
-	if len(pkgs) == 0 {
-		return nil
+	if err := aptInstall(ctx, log, func() []string { _, pkgs := missing(); return pkgs }); err != nil {
+		return err
 	}
-	if _, err := exec.LookPath("apt-get"); err == nil {
-		fmt.Fprintf(log, "testfleet: installing %s\n", strings.Join(pkgs, " "))
-		if _, err := run(ctx, "apt-get", "update", "-qq"); err != nil {
-			return err
-		}
-		install := exec.CommandContext(ctx, "apt-get", append([]string{"install", "-y", "-qq", "--no-install-recommends"}, pkgs...)...)
-		install.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := install.CombinedOutput(); err != nil {
-			return fmt.Errorf("apt-get install %s: %w: %s", strings.Join(pkgs, " "), err, out)
-		}
-		names, _ = missing()
-	}
+	names, _ := missing()
 	if len(names) > 0 {
 		return fmt.Errorf("testfleet: missing %s", strings.Join(names, ", "))
 	}
