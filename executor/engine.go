@@ -320,7 +320,11 @@ func (r response) err() error {
 	if json.Unmarshal(r.body, &m) != nil || m.Message == "" {
 		m.Message = strings.TrimSpace(string(r.body))
 	}
-	return &EngineError{Status: r.status, Message: m.Message}
+	ee := &EngineError{Status: r.status, Message: m.Message}
+	if saysDiskFull(m.Message) {
+		return &DiskFullError{Detail: ee.Error(), Err: ee}
+	}
+	return ee
 }
 
 // call runs requests pipelined on an idle stream and fails on the first

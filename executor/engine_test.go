@@ -213,6 +213,29 @@ func TestEngineErrorNotFound(t *testing.T) {
 	}
 }
 
+// TestEngineErrorDiskFull: the engine's ENOSPC, in whatever call, is said
+// as a full disk with what to do, and is still the engine's error.
+func TestEngineErrorDiskFull(t *testing.T) {
+	err := error(&HostError{Host: "web1", Op: "creating container x", Err: response{status: 500,
+		body: []byte(`{"message":"write /var/lib/docker/containers/1/.tmp-config.v2.json2: no space left on device"}`)}.err()})
+	want := "host web1: creating container x: the disk is full (docker engine: write /var/lib/docker/containers/1/.tmp-config.v2.json2: no space left on device (HTTP 500)): " +
+		"free space on the host (`fleet prune` removes the images fleet pulled that no kept revision needs), then run fleet again"
+	if err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	var ee *EngineError
+	if !errors.Is(err, ErrDiskFull) || !errors.As(err, &ee) || ee.Status != 500 {
+		t.Errorf("%v: not ErrDiskFull around the engine's answer", err)
+	}
+	pull := newPullError("web:1", false, &EngineError{Message: "failed to register layer: no space left on device"})
+	if !errors.Is(pull, ErrDiskFull) {
+		t.Errorf("%v does not match ErrDiskFull", pull)
+	}
+	if errors.Is(response{status: 500, body: []byte(`{"message":"oci runtime error"}`)}.err(), ErrDiskFull) {
+		t.Error("another engine error matches ErrDiskFull")
+	}
+}
+
 func TestShortID(t *testing.T) {
 	id := "c2eaf61a9eb1b0c6608a0242d0dae6689b5ab1722362290c164227b0736a6abc"
 	for in, want := range map[string]string{id: "c2eaf61a9eb1", "shop-web-1-r2-abc123": "shop-web-1-r2-abc123", id[:20]: id[:20]} {

@@ -242,3 +242,33 @@ func engineDown(host, stderr string) *EngineDownError {
 	}
 	return nil
 }
+
+// ErrDiskFull matches a write that failed because the host's file system
+// has no room left: a file of fleet's own (the lock, the history), a
+// container the engine creates, an image it pulls.
+var ErrDiskFull = errors.New("disk full")
+
+// diskFullHint is what to do about a full disk, said with every one.
+const diskFullHint = "free space on the host (`fleet prune` removes the images fleet pulled that no kept revision needs), then run fleet again"
+
+// DiskFullError is a write that the host's full disk refused. It names no
+// host: the [HostError] around it does.
+type DiskFullError struct {
+	// Detail is what failed, as the host or its engine said it.
+	Detail string
+	Err    error
+}
+
+func (e *DiskFullError) Error() string {
+	return "the disk is full (" + e.Detail + "): " + diskFullHint
+}
+
+func (e *DiskFullError) Unwrap() error { return e.Err }
+
+func (e *DiskFullError) Is(target error) bool { return target == ErrDiskFull }
+
+// saysDiskFull reports whether a message of the host (its kernel's
+// ENOSPC, in the engine's words or a shell's) says the disk is full.
+func saysDiskFull(msg string) bool {
+	return strings.Contains(strings.ToLower(msg), "no space left on device")
+}

@@ -316,7 +316,7 @@ func TestPullErrors(t *testing.T) {
 		{"web:1", false, 0, "toomanyrequests: You have reached your pull rate limit.", PullRateLimited,
 			"registry docker.io refuses more pulls for now (rate limit), pulling web:1: wait, or give credentials under `registries:` in fleet.yaml (engine: toomanyrequests: You have reached your pull rate limit.)"},
 		{"web:1", false, 0, "write /var/lib/docker/tmp/GetImageBlob1: no space left on device", PullDiskFull,
-			"the host ran out of disk space pulling web:1: free some, with `docker image prune` say (engine: write /var/lib/docker/tmp/GetImageBlob1: no space left on device)"},
+			"the disk is full, pulling web:1: free space on the host (`fleet prune` removes the images fleet pulled that no kept revision needs), then run fleet again (engine: write /var/lib/docker/tmp/GetImageBlob1: no space left on device)"},
 		{"web:1", false, 500, "received unexpected HTTP status: 500 Internal Server Error", PullOther,
 			"pulling web:1 from registry docker.io failed: engine: received unexpected HTTP status: 500 Internal Server Error"},
 	} {

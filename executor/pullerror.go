@@ -86,7 +86,7 @@ func (e *PullError) Error() string {
 	case PullPlatform:
 		s = fmt.Sprintf("image %s on registry %s has no variant for the host's platform", img, reg)
 	case PullDiskFull:
-		s = fmt.Sprintf("the host ran out of disk space pulling %s: free some, with `docker image prune` say", img)
+		s = fmt.Sprintf("the disk is full, pulling %s: %s", img, diskFullHint)
 	default:
 		return fmt.Sprintf("pulling %s from registry %s failed: %s", img, reg, e.engineText())
 	}
@@ -94,6 +94,8 @@ func (e *PullError) Error() string {
 }
 
 func (e *PullError) Unwrap() error { return e.Err }
+
+func (e *PullError) Is(target error) bool { return target == ErrDiskFull && e.Cause == PullDiskFull }
 
 // engineText is the engine's message for the end of the error, without the
 // parts that repeat the image already named: "manifest for web:9 not

@@ -237,6 +237,28 @@ func notExist(err error) error {
 	return err
 }
 
+// diskFull turns a failed write in dir into a [DiskFullError] when dir's
+// file system has (almost) no room left. SFTP has no status for a full
+// disk: sftp-server answers ENOSPC with a plain "Failure", so the free
+// space is asked (statvfs@openssh.com) once a write failed that way.
+func diskFull(cl *sftp.Client, dir string, err error) error {
+	var se *sftp.StatusError
+	if !errors.As(err, &se) || se.FxCode() != sftp.ErrSSHFxFailure {
+		return err
+	}
+	st, serr := cl.StatVFS(dir)
+	if serr != nil {
+		return err
+	}
+	switch free := st.Frsize * st.Bavail; {
+	case st.Favail == 0:
+		return &DiskFullError{Detail: "no inode left on the file system of " + dir, Err: err}
+	case free < 1<<20:
+		return &DiskFullError{Detail: fmt.Sprintf("%d bytes left on the file system of %s", free, dir), Err: err}
+	}
+	return err
+}
+
 // writeTemp writes data to a new file next to dst, created with O_EXCL
 // and made mode before any byte is written, and returns its name. On
 // error nothing is left.
@@ -244,12 +266,13 @@ func writeTemp(ctx context.Context, cl *sftp.Client, dst string, data []byte, mo
 	tmp = tempName(dst)
 	f, err := cl.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
-		return "", err
+		return "", diskFull(cl, path.Dir(dst), err)
 	}
 	defer func() {
 		if err != nil {
 			f.Close()
 			cl.Remove(tmp)
+			err = diskFull(cl, path.Dir(dst), err)
 		}
 	}()
 	if err := f.Chmod(mode); err != nil {

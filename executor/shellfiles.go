@@ -45,6 +45,9 @@ func (s shellFiles) script(ctx context.Context, name, script string, stdin []byt
 		case exitExist:
 			return nil, fmt.Errorf("%w", fs.ErrExist)
 		}
+		if saysDiskFull(exit.Stderr) {
+			return nil, &DiskFullError{Detail: exit.Stderr, Err: exit}
+		}
 		return nil, fmt.Errorf("%s: %w", name, exit)
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -328,6 +329,102 @@ services:
 	thaw()
 	p.expect(0, []string{"pulled " + ref, "1 changed"}, "apply", "--yes", "--pull-stall-timeout", "3s")
 	if err := serving(ctx, h.Addr+":8097", "2"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestFullDisk: a host whose disk is full (its /var/lib/docker and
+// /var/lib/fleet on one small filesystem, filled). With no room at all,
+// the apply cannot take its lock there, over SFTP or without it; with room
+// for the lock but not for the new image, its pull fails; with room for
+// neither container, the new container cannot be created and the release
+// is rolled back. Each time the run names the host and says that its disk
+// is full and what to do, the old instance goes on serving and is the
+// only one; once space is freed, the next apply converges.
+func TestFullDisk(t *testing.T) {
+	ctx := context.Background()
+	h := fleet.Hosts[len(fleet.Hosts)-1]
+	registry, _ := withRegistry(t, h, "", "")
+	// The release to pull: the example with 2 MB of its own, which the
+	// host's engine does not hold (only the registry does).
+	ref := registry + "/full/web:2"
+	noise := make([]byte, 2<<20)
+	rand.Read(noise)
+	if err := os.WriteFile(filepath.Join(h.Dir, "tmp", "noise"), noise, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, argv := range [][]string{
+		{"docker", "create", "--name", "full-build", testfleet.ExampleImage + ":2"},
+		{"docker", "cp", "/tmp/noise", "full-build:/noise"},
+		{"docker", "commit", "full-build", ref},
+		{"docker", "push", ref},
+		{"docker", "rmi", ref},
+		{"docker", "rm", "full-build"},
+	} {
+		if out, err := h.Run(ctx, argv...); err != nil {
+			t.Fatalf("%v: %v\n%s", argv, err, out)
+		}
+	}
+	cleanupProject(t, "full")
+	project := func(image string) string {
+		return `project: full
+services:
+  web:
+    image: ` + image + `
+    hosts: ` + h.Name + `
+    ports: ["8098:8080"]
+    healthcheck: {http: /up, port: 8080}
+`
+	}
+	p := newProject(t, project(testfleet.ExampleImage+":1"))
+	p.expect(0, []string{"1 changed"}, "apply", "--yes")
+	if err := serving(ctx, h.Addr+":8098", "1"); err != nil {
+		t.Fatal(err)
+	}
+	full := []string{"the disk is full", "fleet prune"}
+	for _, c := range []struct {
+		what  string
+		image string
+		sftp  bool
+		leave int64 // bytes left free
+		code  int
+		want  []string
+	}{
+		{"full", ref, true, 0, 1, append(full, "host "+h.Name+": taking the deploy lock")},
+		{"full, on a host without SFTP", ref, false, 0, 1, append(full, "host "+h.Name+": taking the deploy lock")},
+		{"with room for the lock only", ref, true, 256 << 10, 1, append(full, "host "+h.Name+": the disk is full, pulling "+ref)},
+		{"with no room for a container", testfleet.ExampleImage + ":2", true, 32 << 10, 3, append(full, h.Name+"/1: creating container", "rolled back to revision 1")},
+	} {
+		if !c.sftp {
+			if err := h.SetSFTP(ctx, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		free, err := h.FillDisk(c.leave)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.write(project(c.image))
+		out := p.expect(c.code, c.want, "apply", "--yes")
+		t.Logf("disk %s:\n%s", c.what, out)
+		if err := free(); err != nil {
+			t.Fatal(err)
+		}
+		if !c.sftp {
+			if err := h.SetSFTP(ctx, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := serving(ctx, h.Addr+":8098", "1"); err != nil {
+			t.Errorf("disk %s: %v", c.what, err)
+		}
+		if n := containersPerHost(t, "full")[h.Name]; n != 1 {
+			t.Errorf("disk %s: %d containers of the project on %s, want the one that serves", c.what, n, h.Name)
+		}
+	}
+	p.write(project(ref))
+	p.expect(0, []string{"pulled " + ref, "1 changed"}, "apply", "--yes")
+	if err := serving(ctx, h.Addr+":8098", "2"); err != nil {
 		t.Error(err)
 	}
 }

@@ -76,7 +76,17 @@ func runMain(m *testing.M) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var err error
-	fleet, err = testfleet.Up(ctx, testfleet.Options{Name: fleetName, Hosts: fleetHosts, Subnet: fleetSubnet, NATPortsOnly: true, Log: os.Stderr})
+	fleet, err = testfleet.Up(ctx, testfleet.Options{
+		Name: fleetName, Hosts: fleetHosts, Subnet: fleetSubnet, NATPortsOnly: true, Log: os.Stderr,
+		// The last host has a disk of its own that TestFullDisk fills; the
+		// other tests use it as any host.
+		DiskSize: func(k int) int64 {
+			if k == fleetHosts {
+				return 1 << 30
+			}
+			return 0
+		},
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
 		return 1

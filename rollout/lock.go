@@ -400,8 +400,12 @@ func tryAll(ctx context.Context, conns []*executor.Conn, project string, rec rec
 	warnings := make([]string, len(conns))
 	take := func(i int) {
 		h, why, err := l.take(ctx, conns[i])
-		errs[i] = err
 		if err != nil {
+			// A host's file operation says what it did; say why.
+			if he, ok := err.(*executor.HostError); ok {
+				err = &executor.HostError{Host: he.Host, Op: "taking the deploy lock: " + he.Op, Err: he.Err}
+			}
+			errs[i] = err
 			return
 		}
 		if why != "" {

@@ -188,9 +188,9 @@ func removeCgroupTree(root string) error {
 	return last
 }
 
-// unmountUnder detaches any mount left below dir in this mount namespace.
-// Hosts mount only inside their own namespaces, so this finds something only
-// after a crash at the worst moment.
+// unmountUnder detaches any mount left below dir in this mount namespace:
+// the disks of hosts that have one (Options.DiskSize). Hosts mount
+// everything else inside their own namespaces.
 func unmountUnder(dir string) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {

@@ -25,6 +25,9 @@ type Host struct {
 	Dir    string // the host's files: keys, configs, logs, and what it binds over /run, /tmp and /var/lib
 	Anchor int    // pid of the process that holds the host's mount and UTS namespaces
 	NoSFTP bool   // its sshd offers no SFTP subsystem
+	// DiskSize, when not 0, is the size of the filesystem that holds the
+	// host's /var/lib/docker and /var/lib/fleet: Dir/disk.
+	DiskSize int64
 
 	fleet *Fleet
 	delay *delayProxy // while Delay works through a proxy
@@ -47,6 +50,11 @@ func (h *Host) hostKey(typ string) string {
 }
 
 func (h *Host) up(ctx context.Context) error {
+	if h.DiskSize > 0 {
+		if err := h.mountDisk(ctx); err != nil {
+			return err
+		}
+	}
 	for _, d := range []string{"run", "tmp", "docker", "fleet", "etc", "log", "root"} {
 		if err := os.MkdirAll(filepath.Join(h.Dir, d), 0o755); err != nil {
 			return err

@@ -83,6 +83,11 @@ type Options struct {
 	// test suite that starts hundreds of containers spends a sixth of
 	// its CPU starting proxies.
 	NATPortsOnly bool
+	// DiskSize gives host k (1-based) a disk of that many bytes for
+	// /var/lib/docker and /var/lib/fleet together (a tmpfs of that size),
+	// which [Host.FillDisk] can fill as a full disk would be; 0, the
+	// default, keeps them on this machine's disk.
+	DiskSize func(k int) int64
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -106,6 +111,13 @@ type Fleet struct {
 	natPortsOnly bool
 	log          io.Writer
 	mu           sync.Mutex
+}
+
+func diskSize(opts Options, k int) int64 {
+	if opts.DiskSize == nil {
+		return 0
+	}
+	return opts.DiskSize(k)
 }
 
 var (
@@ -165,12 +177,13 @@ func Up(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	for k := 1; k <= opts.Hosts; k++ {
 		f.Hosts = append(f.Hosts, &Host{
-			Name:   fmt.Sprintf("h%d", k),
-			Addr:   fmt.Sprintf("198.18.%d.%d", opts.Subnet, 10+k),
-			Labels: opts.Labels(k),
-			Dir:    filepath.Join(f.Dir, "hosts", fmt.Sprintf("h%d", k)),
-			NoSFTP: opts.WithoutSFTP != nil && opts.WithoutSFTP(k),
-			fleet:  f,
+			Name:     fmt.Sprintf("h%d", k),
+			Addr:     fmt.Sprintf("198.18.%d.%d", opts.Subnet, 10+k),
+			Labels:   opts.Labels(k),
+			Dir:      filepath.Join(f.Dir, "hosts", fmt.Sprintf("h%d", k)),
+			NoSFTP:   opts.WithoutSFTP != nil && opts.WithoutSFTP(k),
+			DiskSize: diskSize(opts, k),
+			fleet:    f,
 		})
 	}
 	if err := f.up(ctx, opts); err != nil {
