@@ -55,6 +55,11 @@ type dialing struct {
 // that was closed.
 var ErrClosed = errors.New("connection closed")
 
+// ErrConnLost matches the error of work cut short because the connection
+// to its host was lost: the host closed it, or stopped answering its
+// keepalives. [Conn.Reconnect] opens another.
+var ErrConnLost = errors.New("connection lost")
+
 // New returns an executor for one run. Cancelling ctx closes it.
 func New(ctx context.Context, opts Options) *Executor {
 	e := &Executor{
@@ -243,6 +248,7 @@ func (e *Executor) dial(ctx context.Context, t Target) (*Conn, error) {
 		return nil, err
 	}
 	c := &Conn{
+		ex:          e,
 		target:      t,
 		client:      client,
 		via:         via,
@@ -306,6 +312,7 @@ func explainHandshake(t Target, err error) error {
 
 // Conn is the run's connection to one host.
 type Conn struct {
+	ex       *Executor // that opened it, and opens it again
 	target   Target
 	client   *ssh.Client
 	via      *Conn
@@ -380,7 +387,28 @@ func (c *Conn) err() error {
 	if c.reason != nil {
 		return c.reason
 	}
-	return errors.New("connection lost")
+	return ErrConnLost
+}
+
+// Lost says why the connection was lost, or nil while it is up (or when it
+// was closed on purpose).
+func (c *Conn) Lost() error {
+	if err := c.err(); errors.Is(err, ErrConnLost) {
+		return err
+	}
+	return nil
+}
+
+// Reconnect returns the connection to the same host: c itself while it is
+// up, or a new one once c was lost, connected as the first was (and shared
+// with other callers, as [Executor.Connect] shares connections). It is
+// how a run finishes or undoes its work on a host whose connection
+// dropped: the work in flight failed with c, the next goes over the new one.
+func (c *Conn) Reconnect(ctx context.Context) (*Conn, error) {
+	if c.Lost() == nil {
+		return c, nil
+	}
+	return c.ex.Connect(ctx, c.target)
 }
 
 // watch probes the peer with keepalive@openssh.com and closes the client
@@ -396,7 +424,7 @@ func (c *Conn) watch(interval time.Duration, countMax int) {
 			if err == nil || errors.Is(err, io.EOF) {
 				err = errors.New("connection closed by the host")
 			}
-			c.reason = fmt.Errorf("connection lost: %w", err)
+			c.reason = fmt.Errorf("%w: %w", ErrConnLost, err)
 		}
 		c.reasonMu.Unlock()
 		close(gone)
@@ -418,7 +446,7 @@ func (c *Conn) watch(interval time.Duration, countMax int) {
 			}
 		case <-tick.C:
 			if silent := time.Since(last); silent >= interval*time.Duration(countMax) {
-				c.end(fmt.Errorf("no answer to keepalives for %s: host unreachable, connection closed", silent.Round(time.Second)))
+				c.end(fmt.Errorf("%w: no answer to keepalives for %s: host unreachable, connection closed", ErrConnLost, silent.Round(time.Second)))
 				<-gone
 				return
 			}
@@ -595,7 +623,31 @@ func (c *Conn) Output(ctx context.Context, argv ...string) ([]byte, error) {
 }
 
 func (c *Conn) fail(op string, err error) error {
+	// Work that the connection's loss cut short says so, whatever its
+	// transport made of it (EOF, a closed channel), so that its caller
+	// can tell it from an answer of the host and connect again. An
+	// answer that came before is kept, and so is an interruption.
+	var ee *EngineError
+	if !errors.As(err, &ee) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		if brokenPipe(err) {
+			// The call in flight sees its channel end a moment before
+			// the connection is found gone.
+			select {
+			case <-c.done:
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		if lost := c.Lost(); lost != nil {
+			err = lost
+		}
+	}
 	return &HostError{Host: c.target.Name, Op: op, Err: err}
+}
+
+// brokenPipe reports whether err is what a call gets when its channel or
+// stream ends under it, as when the connection is lost.
+func brokenPipe(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }
 
 // ExitError is a command that ran on the host and exited non-zero.

@@ -26,6 +26,6 @@ func TestEngineKeepsTheRolloutsContract(t *testing.T) {
 		h.Run(context.Background(), "docker", "network", "rm", rollouttest.ContractNetwork)
 		h.Run(context.Background(), "docker", "volume", "rm", rollouttest.ContractVolume)
 	})
-	eng := rollout.HostsOf(map[string]*executor.Conn{h.Name: c})[h.Name].Engine()
+	eng := rollout.HostsOf(map[string]*executor.Conn{h.Name: c}, nil)[h.Name].Engine()
 	rollouttest.TestEngine(t, eng, testfleet.ExampleImage+":1")
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,6 +191,102 @@ func TestSSHDRestartedMidStep(t *testing.T) {
 		t.Errorf("apply with h3's sshd restarted in its step: exit %d, want 0\n%s", run.code, run.stdout+run.stderr)
 	}
 	converges(t, p, nil)
+}
+
+// TestConnectionLostMidStep: every SSH connection to a host dropped while
+// its new instance waits for its health check (as a broken NAT entry or an
+// sshd killed by the OOM killer drops them) does not fail the release: the
+// run says so, connects again, sees the instance healthy over the new
+// connection and goes on; its lock holds, it ends done, the others serve
+// throughout, and nothing is left to change.
+func TestConnectionLostMidStep(t *testing.T) {
+	p := faultRelease(t)
+	// Healthy 2 s after it starts: time to drop the connections while
+	// the run waits for it.
+	p.write(strings.Replace(faultProject("2"), "    pull: never\n", "    pull: never\n    env: {HELLO_MODE: slow, HELLO_HEALTHY_AFTER: 2s}\n", 1))
+	h3 := fleet.Hosts[2]
+	avail := sampleAvailability(t, "8096")
+	dropped := -1
+	run := applyWatching(t, p, func(event string) {
+		if dropped < 0 && strings.Contains(event, `"host":"h3"`) && strings.Contains(event, `"what":"waiting for its health check`) {
+			n, err := h3.DropSSHConnections()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dropped = n
+		}
+	})
+	samples, worst := avail()
+	all := run.stdout + run.stderr
+	if dropped <= 0 {
+		t.Fatalf("no SSH connection of the run to h3 was dropped (%d):\n%s", dropped, all)
+	}
+	if run.code != 0 {
+		t.Errorf("apply with h3's connections dropped in its step: exit %d, want 0\n%s", run.code, all)
+	}
+	// Said in the health check when the loss cut a call short, and as
+	// the host's own event when the next call found it lost.
+	for _, want := range []string{"connection lost", "connected again"} {
+		if !slices.ContainsFunc(strings.Split(run.stdout, "\n"), func(line string) bool {
+			return strings.Contains(line, `"host":"h3"`) && strings.Contains(line, want)
+		}) {
+			t.Errorf("the run did not say %q for h3:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "could not be recorded") {
+		t.Errorf("the revision was not recorded over the new connection:\n%s", all)
+	}
+	for _, line := range strings.Split(run.stdout, "\n") {
+		if strings.Contains(line, "connected again") || strings.Contains(line, "connection lost") {
+			t.Log(line)
+		}
+	}
+	t.Logf("%d SSH processes killed; %d samples, fewest hosts answering %d", dropped, samples, worst)
+	if worst < len(fleet.Hosts)-1 {
+		t.Errorf("only %d of %d hosts answered at one point; parallelism 1 allows one down", worst, len(fleet.Hosts))
+	}
+	converges(t, p, []string{"No changes"})
+}
+
+// TestConnectionLostWhileRollingBack: every SSH connection to a host
+// dropped as its new instance fails its health check, when the run puts
+// it back: the run connects again and puts it back all the same;
+// the release counts as rolled back with nothing left behind.
+func TestConnectionLostWhileRollingBack(t *testing.T) {
+	p := faultRelease(t)
+	p.write(strings.NewReplacer("    pull: never\n", "    pull: never\n    env: {HELLO_MODE: unhealthy}\n", "healthy_deadline: 10s", "healthy_deadline: 2s").Replace(faultProject("2")))
+	h1 := fleet.Hosts[0]
+	dropped := -1
+	run := applyWatching(t, p, func(event string) {
+		if dropped < 0 && strings.Contains(event, `"host":"h1"`) && strings.Contains(event, `"what":"failed"`) {
+			n, err := h1.DropSSHConnections()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dropped = n
+		}
+	})
+	all := run.stdout + run.stderr
+	if dropped <= 0 {
+		t.Fatalf("no SSH connection of the run to h1 was dropped (%d):\n%s", dropped, all)
+	}
+	if run.code != 3 || strings.Contains(all, "could not be put back") {
+		t.Errorf("apply with h1's connections dropped as it rolls back: exit %d, want 3 with every instance put back\n%s", run.code, all)
+	}
+	if !strings.Contains(all, "connected again") {
+		t.Errorf("the run did not say that it connected again:\n%s", all)
+	}
+	for _, line := range strings.Split(run.stdout, "\n") {
+		if strings.Contains(line, `"host":"h1"`) && (strings.Contains(line, "connect") || strings.Contains(line, "back on")) {
+			t.Log(line)
+		}
+	}
+	for host, n := range containersPerHost(t, "fault") {
+		if n != 1 {
+			t.Errorf("%s has %d containers of the project, want exactly 1", host, n)
+		}
+	}
+	eachHost(t, func(h *testfleet.Host) error { return serving(context.Background(), h.Addr+":8096", "1") })
 }
 
 // TestHostCutOffMidStep: a host cut off from the network while its

@@ -281,7 +281,9 @@ func (a *Applier) Apply(ctx context.Context, p *plan.Plan) (*Result, error) {
 	}
 	a.hosts = a.Hosts
 	if a.hosts == nil && a.Fleet != nil {
-		a.hosts = HostsOf(a.Fleet.Conns)
+		a.hosts = HostsOf(a.Fleet.Conns, func(host string, lost error) {
+			a.event(Event{Host: host, What: "connected again: " + lost.Error()})
+		})
 	}
 	byName := map[string]*plan.ServicePlan{}
 	for _, sp := range p.Services {
@@ -1174,22 +1176,26 @@ func (a *Applier) revert(s *plan.Service, c *change) error {
 	a.setFlight(k, flight{c.undoing(), ""})
 	defer a.setFlight(k, flight{})
 	c.settled()
-	var err error
-	switch {
-	case c.inPlace:
-		err = restore(ctx, eng, c)
-	case c.oldGone && c.err == nil:
-		// Healthy, and nothing to go back to: it stays.
-		err = fmt.Errorf("its previous container %s is gone, so its new one stays", executor.ShortID(c.oldID))
-	case c.oldGone:
-		err = errors.Join(eng.Remove(ctx, c.newID, true),
-			fmt.Errorf("its previous container %s is gone: fleet apply makes a new one", executor.ShortID(c.oldID)))
-	case s.Proxy != nil:
-		err = a.revertProxied(ctx, s, c)
-	default:
+	undo := func() error {
+		switch {
+		case c.inPlace:
+			return restore(ctx, eng, c)
+		case c.oldGone && c.err == nil:
+			// Healthy, and nothing to go back to: it stays.
+			return fmt.Errorf("its previous container %s is gone, so its new one stays", executor.ShortID(c.oldID))
+		case c.oldGone:
+			return errors.Join(eng.Remove(ctx, c.newID, true),
+				fmt.Errorf("its previous container %s is gone: fleet apply makes a new one", executor.ShortID(c.oldID)))
+		case s.Proxy != nil:
+			return a.revertProxied(ctx, s, c)
+		}
 		var errs []error
 		if c.newID != "" {
-			errs = append(errs, eng.Remove(ctx, c.newID, true))
+			// Gone already, when a try cut short by a lost connection
+			// removed it.
+			if err := eng.Remove(ctx, c.newID, true); !errors.Is(err, executor.ErrNotFound) {
+				errs = append(errs, err)
+			}
 		}
 		switch {
 		case c.oldID != "" && c.stopped:
@@ -1197,7 +1203,14 @@ func (a *Applier) revert(s *plan.Service, c *change) error {
 		case c.oldID != "" && c.oldStop:
 			errs = append(errs, startAgain(ctx, eng, c.oldID))
 		}
-		err = errors.Join(errs...)
+		return errors.Join(errs...)
+	}
+	err := undo()
+	if errors.Is(err, executor.ErrConnLost) && ctx.Err() == nil {
+		// Every step of an undo can be done twice: once more, over a
+		// new connection.
+		a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "connection lost while " + c.undoing() + ": connecting again", Progress: true})
+		err = undo()
 	}
 	if err != nil {
 		a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: c.undoing() + " failed", Err: err})

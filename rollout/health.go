@@ -43,10 +43,35 @@ func waitHealthy(ctx context.Context, h Host, id string, s *plan.Service, progre
 	failures := 0
 	var last error
 	var told string
+	var lostAt time.Time // when the host's connection was found lost
 	for {
 		c, err := eng.Inspect(ctx, id)
-		if err != nil {
+		if err == nil && c.Running {
+			err = probe(ctx, h, c, hc)
+		}
+		if errors.Is(err, executor.ErrConnLost) {
+			// Not the container's doing: look again over a new
+			// connection, for as long as the health check could take.
+			if lostAt.IsZero() {
+				lostAt = time.Now()
+				progress("connection lost: connecting again")
+			}
+			if time.Since(lostAt) > s.Update.HealthyDeadline || passedAt.IsZero() && time.Now().After(deadline) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(min(interval, time.Second)):
+			}
+			continue
+		}
+		if err != nil && c == nil {
 			return err
+		}
+		if !lostAt.IsZero() {
+			progress("connected again")
+			lostAt = time.Time{}
 		}
 		switch {
 		case c.RestartCount > restarts:
@@ -54,7 +79,6 @@ func waitHealthy(ctx context.Context, h Host, id string, s *plan.Service, progre
 		case !c.Running:
 			return fmt.Errorf("container %s with exit code %d, %s into its health check", c.Status, c.ExitCode, time.Since(started).Round(100*time.Millisecond))
 		}
-		err = probe(ctx, h, c, hc)
 		if err != nil && time.Since(started) > time.Second {
 			if why := "not healthy yet: " + err.Error(); why != told {
 				progress(why)

@@ -53,6 +53,11 @@ func recordRevision(ctx context.Context, conns []*executor.Conn, project string,
 			defer wg.Done()
 			dir := revisionsDir(c, project, rev.Service)
 			err := func() error {
+				// Over a new connection if the run's was lost.
+				c, err := c.Reconnect(ctx)
+				if err != nil {
+					return err
+				}
 				if err := c.MkdirAll(ctx, dir); err != nil {
 					return err
 				}
@@ -72,7 +77,11 @@ func recordRevision(ctx context.Context, conns []*executor.Conn, project string,
 			}()
 			if err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("host %s: recording revision %d: %w", c.Host(), rev.Revision, err))
+				op := fmt.Sprintf("recording revision %d", rev.Revision)
+				if err = opFailed(op, err); !errors.As(err, new(*executor.HostError)) {
+					err = fmt.Errorf("host %s: %s: %w", c.Host(), op, err)
+				}
+				errs = append(errs, err)
 				mu.Unlock()
 			}
 		}()

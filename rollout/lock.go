@@ -345,6 +345,8 @@ type Lock struct {
 // hostLock is the lock held on one host. Only its keeper changes gen and
 // renewed; lost is guarded by the Lock's mu.
 type hostLock struct {
+	// c is the connection to the host, replaced by another when it is
+	// lost, by the renewals while the lock is held, then by its release.
 	c   *executor.Conn
 	dir string
 	// gen is the newest generation this run made; renewed, when the
@@ -352,6 +354,17 @@ type hostLock struct {
 	gen     int
 	renewed time.Time
 	lost    bool
+}
+
+// reconnect connects to the host again if h's connection was lost: a
+// lease renewed in time over a new connection is as good as any.
+func (h *hostLock) reconnect(ctx context.Context) error {
+	c, err := h.c.Reconnect(ctx)
+	if err != nil {
+		return err
+	}
+	h.c = c
+	return nil
 }
 
 // Acquire takes the lock on every host of conns, waiting up to wait for a
@@ -401,11 +414,7 @@ func tryAll(ctx context.Context, conns []*executor.Conn, project string, rec rec
 	take := func(i int) {
 		h, why, err := l.take(ctx, conns[i])
 		if err != nil {
-			// A host's file operation says what it did; say why.
-			if he, ok := err.(*executor.HostError); ok {
-				err = &executor.HostError{Host: he.Host, Op: "taking the deploy lock: " + he.Op, Err: he.Err}
-			}
-			errs[i] = err
+			errs[i] = opFailed("taking the deploy lock", err)
 			return
 		}
 		if why != "" {
@@ -547,6 +556,9 @@ func (l *Lock) keep(h *hostLock) {
 // renew creates the next generation of h's lock. attempt is when the
 // first try at it began, the time its lease is counted from.
 func (l *Lock) renew(ctx context.Context, h *hostLock, attempt time.Time) error {
+	if err := h.reconnect(ctx); err != nil {
+		return err
+	}
 	next := genPath(h.dir, h.gen+1)
 	err := h.c.CreateFile(ctx, next, bytes.NewReader(l.rec.json()), 0o644)
 	if errors.Is(err, fs.ErrExist) {
@@ -649,6 +661,9 @@ func (l *Lock) Release(ctx context.Context) error {
 func (l *Lock) letGo(ctx context.Context, h *hostLock) error {
 	ctx, cancel := context.WithTimeout(ctx, l.lease)
 	defer cancel()
+	if err := h.reconnect(ctx); err != nil {
+		return err
+	}
 	rec := l.rec
 	rec.Released = true
 	for {

@@ -3,13 +3,16 @@ package rollout_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/fleetdeploy/fleet/executor"
 	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/rollout"
 	"github.com/fleetdeploy/fleet/rollout/rollouttest"
 )
 
@@ -159,5 +162,80 @@ func TestAFailedInstanceNotPutBackIsSaid(t *testing.T) {
 	err := r.res.Err()
 	if err == nil || !strings.Contains(err.Error(), "h1/1 could not be put back: ") || !strings.Contains(err.Error(), "connection lost") {
 		t.Errorf("outcome: %v, want it to say that h1/1 could not be put back, and why", err)
+	}
+}
+
+// TestAHealthCheckLooksAgainOverALostConnection: a host whose connection
+// drops while its new instance waits for its health check is not a failed
+// instance: the check looks again (over a new connection, on real hosts)
+// and the step passes once it sees the instance healthy. A connection
+// that stays lost past the healthy deadline fails the step, and the
+// release is rolled back.
+func TestAHealthCheckLooksAgainOverALostConnection(t *testing.T) {
+	lost := &executor.HostError{Host: "h2", Op: "inspecting container", Err: fmt.Errorf("%w: connection closed by the host", executor.ErrConnLost)}
+	for _, c := range []struct {
+		name  string
+		calls int64 // inspections that find the connection lost
+		state string
+		want  string
+	}{
+		{"for a moment", 3, rollout.Deployed, "r2"},
+		{"past the healthy deadline", 1 << 30, rollout.RolledBack, "r1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.deploy(release{})
+			var n atomic.Int64
+			w.f.Hook = func(call rollouttest.Call) error {
+				if call.Host == "h2" && call.Is("inspect", "web", 2) && n.Add(1) <= c.calls {
+					return lost
+				}
+				return nil
+			}
+			r := w.apply(context.Background(), release{version: "2"}, nil)
+			w.f.Hook = nil
+			if o := r.outcome(t, "web"); o.State() != c.state {
+				t.Errorf("outcome %s (%s), want %s: %v", o.State(), counts(o), c.state, r.res.Err())
+			}
+			if !r.said("connection lost: connecting again") {
+				t.Error("the lost connection was not said")
+			}
+			for _, h := range webHosts {
+				if got := w.instances("web")[h]; got != c.want {
+					t.Errorf("%s: %s, want %s", h, got, c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestAnUndoCutShortByALostConnectionIsDoneAgain: putting an instance back
+// is done once more when the host's connection was lost in the middle of
+// it, and the release counts as rolled back, with nothing left behind.
+func TestAnUndoCutShortByALostConnectionIsDoneAgain(t *testing.T) {
+	w := newWorld(t)
+	w.deploy(release{})
+	var once atomic.Bool
+	w.f.Hook = func(c rollouttest.Call) error {
+		// The first removal of the new container fails with the
+		// connection.
+		if c.Host == "h1" && c.Is("remove", "web", 2) && once.CompareAndSwap(false, true) {
+			return fmt.Errorf("%w: connection reset by peer", executor.ErrConnLost)
+		}
+		return nil
+	}
+	r := w.apply(context.Background(), release{version: "2", behavior: "crash@h1"}, nil)
+	w.f.Hook = nil
+	if !once.Load() {
+		t.Fatal("the new container was never removed")
+	}
+	if o := r.outcome(t, "web"); o.State() != rollout.RolledBack || r.res.Err() == nil || strings.Contains(r.res.Err().Error(), "could not be put back") {
+		t.Errorf("outcome %s: %v, want rolled back with every instance put back", o.State(), r.res.Err())
+	}
+	if !r.said("connection lost while putting the previous container back: connecting again") {
+		t.Error("the second try was not said")
+	}
+	if got := w.instances("web")["h1"]; got != "r1" {
+		t.Errorf("h1: %s, want r1", got)
 	}
 }

@@ -97,7 +97,7 @@ func (p *progress) close() {
 func (p *progress) line(e rollout.Event) string {
 	where := e.Service
 	if e.Host != "" {
-		where = fmt.Sprintf("%s %s", e.Service, e.Host)
+		where = strings.TrimSpace(e.Service + " " + e.Host) // a host's own event has no service
 		if e.Slot > 0 {
 			where += fmt.Sprintf("/%d", e.Slot)
 		}
@@ -111,7 +111,10 @@ func (p *progress) line(e rollout.Event) string {
 }
 
 func (p *progress) jsonLine(e rollout.Event) {
-	m := map[string]any{"time": e.Time.UTC().Format(time.RFC3339Nano), "service": e.Service, "what": e.What}
+	m := map[string]any{"time": e.Time.UTC().Format(time.RFC3339Nano), "what": e.What}
+	if e.Service != "" { // a host's own event has none
+		m["service"] = e.Service
+	}
 	if e.Host != "" {
 		m["host"] = e.Host
 		if e.Slot > 0 {

@@ -53,6 +53,33 @@ func (h *Host) Unisolate(ctx context.Context) error {
 	return nil
 }
 
+// DropSSHConnections ends every SSH connection to the host at once, as a
+// broken NAT entry or an sshd killed by the OOM killer does: each
+// connection's own sshd process is killed, and the kernel closes its
+// socket. The listening sshd stays, so new connections are taken. It
+// returns how many connections it ended.
+func (h *Host) DropSSHConnections() (int, error) {
+	b, err := os.ReadFile(filepath.Join(h.Dir, "run", "sshd.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("sshd of %s: not running? %w", h.Name, err)
+	}
+	listener, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, pid := range cgroupPids(filepath.Join(cgroupRoot(), h.cgroup(), "daemons")) {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || pid == listener || strings.TrimSpace(string(comm)) != "sshd" {
+			continue
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // FreezeSSHD stops the host's listening sshd with SIGSTOP: the kernel still
 // accepts TCP connections on port 22, but nothing ever answers on them, as
 // with a host that hangs or an overloaded sshd.
