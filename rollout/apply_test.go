@@ -1,8 +1,11 @@
 package rollout
 
 import (
+	"errors"
 	"slices"
 	"testing"
+
+	"github.com/fleetdeploy/fleet/executor"
 )
 
 // TestLeftBehind: what a run stopped at once leaves behind is told from
@@ -43,5 +46,26 @@ func TestLeftBehind(t *testing.T) {
 	}
 	if got := a.LeftBehind(); !slices.Equal(got, want) {
 		t.Errorf("LeftBehind:\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestHostNamedOnce: what failed on a host names the host once, whether
+// the error came from the host's connection (which names it) or not.
+func TestHostNamedOnce(t *testing.T) {
+	conn := &executor.HostError{Host: "h6", Op: "writing /var/lib/fleet/x", Err: errors.New("disk full")}
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{conn, "host h6: recording revision 2: writing /var/lib/fleet/x: disk full"},
+		{errors.New("bad record"), "host h6: recording revision 2: bad record"},
+		{&executor.HostError{Host: "h6", Err: errors.New("connection lost")}, "host h6: recording revision 2: connection lost"},
+	} {
+		if got := hostOpFailed("h6", "recording revision 2", c.err).Error(); got != c.want {
+			t.Errorf("got %q, want %q", got, c.want)
+		}
+	}
+	if got := opFailed("taking the deploy lock", conn).Error(); got != "host h6: taking the deploy lock: writing /var/lib/fleet/x: disk full" {
+		t.Errorf("opFailed: %q", got)
 	}
 }

@@ -124,7 +124,7 @@ func (h *connHost) MarkUnchecked(ctx context.Context, project, id string, unchec
 func (h *connHost) RecordImage(ctx context.Context, project, id, ref string) error {
 	return doConn(ctx, h, func(c *executor.Conn) error {
 		if err := recordImage(ctx, c, project, id, ref); err != nil {
-			return fmt.Errorf("host %s: recording image %s for fleet prune: %w", c.Host(), ref, err)
+			return hostOpFailed(c.Host(), "recording image "+ref+" for fleet prune", err)
 		}
 		return nil
 	})
@@ -220,6 +220,14 @@ func opFailed(op string, err error) error {
 		return &executor.HostError{Host: he.Host, Op: op, Err: he.Err}
 	}
 	return err
+}
+
+// hostOpFailed says that op failed on host with err, naming the host once.
+func hostOpFailed(host, op string, err error) error {
+	if he, ok := err.(*executor.HostError); ok && he.Host == host {
+		return opFailed(op, err)
+	}
+	return &executor.HostError{Host: host, Op: op, Err: err}
 }
 
 // HostsOf returns the hosts of a fleet's connections, by name. Each one

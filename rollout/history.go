@@ -77,11 +77,7 @@ func recordRevision(ctx context.Context, conns []*executor.Conn, project string,
 			}()
 			if err != nil {
 				mu.Lock()
-				op := fmt.Sprintf("recording revision %d", rev.Revision)
-				if err = opFailed(op, err); !errors.As(err, new(*executor.HostError)) {
-					err = fmt.Errorf("host %s: %s: %w", c.Host(), op, err)
-				}
-				errs = append(errs, err)
+				errs = append(errs, hostOpFailed(c.Host(), fmt.Sprintf("recording revision %d", rev.Revision), err))
 				mu.Unlock()
 			}
 		}()

@@ -33,7 +33,7 @@ func markUnchecked(ctx context.Context, c *executor.Conn, project, id string, un
 	file := path.Join(dir, id)
 	if !unchecked {
 		if err := c.RemoveAll(ctx, file); err != nil {
-			return fmt.Errorf("host %s: taking away the mark of %s as not yet healthy: %w", c.Host(), executor.ShortID(id), err)
+			return hostOpFailed(c.Host(), "taking away the mark of "+executor.ShortID(id)+" as not yet healthy", err)
 		}
 		return nil
 	}
@@ -42,7 +42,7 @@ func markUnchecked(ctx context.Context, c *executor.Conn, project, id string, un
 		err = c.WriteFile(ctx, file, strings.NewReader(""), 0o600)
 	}
 	if err != nil {
-		return fmt.Errorf("host %s: marking %s as not yet healthy: %w", c.Host(), executor.ShortID(id), err)
+		return hostOpFailed(c.Host(), "marking "+executor.ShortID(id)+" as not yet healthy", err)
 	}
 	return nil
 }
