@@ -119,6 +119,11 @@ type Image struct {
 	Created  time.Time         `json:"created"`
 	Size     int64             `json:"size"`
 	Labels   map[string]string `json:"labels"`
+	// Layers are the image's layers by their diff IDs (the digests of
+	// their uncompressed tars), base first.
+	Layers []string `json:"layers"`
+	// Platform is os/architecture, with /variant where it has one.
+	Platform string `json:"platform"`
 }
 
 // RegistryAuth is a registry login handed to the engine for one pull. It

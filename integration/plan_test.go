@@ -52,6 +52,8 @@ type project struct {
 	// inventory is the inventory file the project runs with: the fleet's,
 	// unless a test gives it one of its own.
 	inventory string
+	// env is added to fleet's environment.
+	env []string
 }
 
 func newProject(t *testing.T, fleetYAML string) *project {
@@ -74,6 +76,7 @@ func (p *project) run(args ...string) (stdout, stderr string, code int) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, fleetBin, append([]string{"--ssh-config", "none", "--no-color",
 		"-f", filepath.Join(p.dir, "fleet.yaml"), "-i", p.inventory}, args...)...)
+	cmd.Env = append(os.Environ(), p.env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -33,6 +33,13 @@ func imageFile(c *executor.Conn, project, id string) string {
 	return path.Join(imagesDir(c, project), hex)
 }
 
+// RecordImage records on the host behind c that fleet brought image id
+// there as ref, for project: fleet prune removes only what is recorded.
+// The rollout records what it pulls; fleet push, what it sends.
+func RecordImage(ctx context.Context, c *executor.Conn, project, id, ref string) error {
+	return recordImage(ctx, c, project, id, ref)
+}
+
 // recordImage adds ref to the record of image id on c.
 func recordImage(ctx context.Context, c *executor.Conn, project, id, ref string) error {
 	file := imageFile(c, project, id)

@@ -42,6 +42,7 @@ type cli struct {
 	Status     statusCmd     `cmd:"" help:"Every instance: host, slot, revision, image, state, health, uptime." example:"fleet status web --json"`
 	Exec       execCmd       `cmd:"" help:"Run a command in every running instance of a service at once (or in one: --slot), output prefixed by host and slot; fleet exits with the worst exit status." example:"fleet exec web --slot 2 -- ls -l /data"`
 	Logs       logsCmd       `cmd:"" help:"The logs of every instance of a service, merged in time order, each line prefixed by host and slot." example:"fleet logs web --since 10m --grep '(?i)error'"`
+	Push       pushCmd       `cmd:"" help:"Copy images from the local Docker engine to the hosts over SSH, no registry needed: each host is sent only the layers it lacks." example:"fleet push app:2 --hosts role=web"`
 	Prune      pruneCmd      `cmd:"" help:"Remove what fleet brought to the hosts and nothing needs any more: stopped containers fleet.yaml has no place for, and images no container uses and no kept revision can roll back to." example:"fleet prune --dry-run"`
 	Hosts_     hostsCmd      `cmd:"" name:"hosts" help:"Check every host: reachable, SSH round trip, Docker, free memory and disk, instances." example:"fleet hosts --hosts role=web"`
 	Inventory  inventoryCmd  `cmd:"" help:"Show the resolved inventory (addresses, users, keys, jump hosts, labels, groups)." example:"fleet inventory --hosts role=web --json"`

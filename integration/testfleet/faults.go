@@ -80,6 +80,17 @@ func (h *Host) DropSSHConnections() (int, error) {
 	return n, nil
 }
 
+// ReceivedBytes is how many bytes the host was sent over its network link
+// since it came up, as its link counts them: frames, headers included.
+func (h *Host) ReceivedBytes() (int64, error) {
+	// The machine's end of the link sends what the host receives.
+	b, err := os.ReadFile("/sys/class/net/" + h.link() + "/statistics/tx_bytes")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
 // FreezeSSHD stops the host's listening sshd with SIGSTOP: the kernel still
 // accepts TCP connections on port 22, but nothing ever answers on them, as
 // with a host that hangs or an overloaded sshd.

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/fleetdeploy/fleet/executor"
+	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/push"
+	"github.com/fleetdeploy/fleet/rollout"
+)
+
+type pushCmd struct {
+	Images []string `arg:"" name:"image" help:"Images of the local Docker engine, as docker names them: app:2, registry.example.com/app:2, or an image ID."`
+}
+
+// Help is the detail of "fleet push --help".
+func (*pushCmd) Help() string {
+	return "Copies images from the local Docker engine (the one the docker command uses: DOCKER_HOST, " +
+		"or the current docker context) to the hosts (--hosts, or every host of the inventory), over " +
+		"their SSH connections, all hosts at once, without a registry. Each host is sent only the " +
+		"layers it does not hold yet: after the first push of an image, the next release costs the " +
+		"layers that changed. What a host loaded is checked by its image ID. With fleet.yaml beside, " +
+		"what was pushed is recorded for fleet prune. Exit 1 when any host could not be given every image."
+}
+
+// pushReport is "fleet push --json": by host, what each image cost it, and
+// the hosts that could not be given every image, with why.
+type pushReport struct {
+	Hosts  map[string][]push.Sent `json:"hosts"`
+	Failed map[string]string      `json:"failed"`
+}
+
+func (c *pushCmd) Run(ctx context.Context, g *globals, out *output) error {
+	inv, err := g.loadInventory()
+	if err != nil {
+		return err
+	}
+	hosts, err := g.selected(inv)
+	if err != nil {
+		return err
+	}
+	// The project, when fleet.yaml is there, to record what was pushed.
+	project := ""
+	if _, err := os.Stat(g.File); err == nil {
+		if p, err := plan.LoadProject(g.File, inv); err == nil {
+			project = p.Name
+		}
+	}
+	dir, err := os.MkdirTemp("", "fleet-push-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var images []*push.Image
+	for _, ref := range c.Images {
+		img, err := push.Save(ctx, dir, ref)
+		if err != nil {
+			return err
+		}
+		images = append(images, img)
+	}
+	ex := executor.New(ctx, g.executorOptions(inv))
+	defer ex.Close()
+	targets := make([]executor.Target, len(hosts))
+	for i, h := range hosts {
+		targets[i] = rollout.Target(h)
+	}
+	results, _ := executor.Map(ctx, ex, targets, "pushing", func(ctx context.Context, c *executor.Conn) ([]push.Sent, error) {
+		sent, err := push.ToHost(ctx, pushHost{c, project}, images)
+		if err != nil {
+			// The images it did get are said with the failure.
+			return sent, err
+		}
+		return sent, nil
+	})
+	report := pushReport{Hosts: map[string][]push.Sent{}, Failed: map[string]string{}}
+	for i, r := range results {
+		name := targets[i].Name
+		report.Hosts[name] = r.Value
+		if r.Err != nil {
+			report.Failed[name] = strings.TrimPrefix(r.Err.Error(), "host "+name+": ")
+		}
+	}
+	if g.JSON {
+		enc := json.NewEncoder(out.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report); err != nil {
+			return err
+		}
+	} else {
+		writePushReport(out.stdout, report, images, targets)
+	}
+	if n := len(report.Failed); n > 0 {
+		failed := slices.Sorted(maps.Keys(report.Failed))
+		return silentError{1, fmt.Sprintf("%d of %d hosts not given every image (%s): run it again to send what is still missing", n, len(targets), strings.Join(failed, ", "))}
+	}
+	return nil
+}
+
+// writePushReport prints a line per host and image, and a total.
+func writePushReport(w io.Writer, r pushReport, images []*push.Image, targets []executor.Target) {
+	var sent, spared int64
+	for _, t := range targets {
+		for _, s := range r.Hosts[t.Name] {
+			line := fmt.Sprintf("%s: %s ", t.Name, s.Image)
+			switch {
+			case s.Already:
+				line += "already there"
+			case s.Whole:
+				line += fmt.Sprintf("%s sent, the whole image (the host's engine did not take it without the %d layers it has: %s)", diskText(s.Bytes), s.Shared, s.Why)
+			case s.Shared > 0:
+				line += fmt.Sprintf("%s sent (%d of %d layers there already)", diskText(s.Bytes), s.Shared, s.Layers)
+			default:
+				line += fmt.Sprintf("%s sent", diskText(s.Bytes))
+			}
+			if s.Warning != "" {
+				line += "; warning: " + s.Warning
+			}
+			fmt.Fprintln(w, line)
+			sent += s.Bytes
+			for _, img := range images {
+				if img.Ref == s.Image && !s.Whole {
+					spared += img.Size - s.Bytes
+				}
+			}
+		}
+		if why, ok := r.Failed[t.Name]; ok {
+			fmt.Fprintf(w, "%s: not pushed: %s\n", t.Name, why)
+		}
+	}
+	fmt.Fprintf(w, "%s to %s: %s sent, %s not sent (there already)\n", plural(len(images), "image"), plural(len(targets)-len(r.Failed), "host"), diskText(sent), diskText(max(spared, 0)))
+}
+
+// pushHost is a host connection as a push drives it.
+type pushHost struct {
+	c       *executor.Conn
+	project string
+}
+
+func (h pushHost) Host() string { return h.c.Host() }
+
+func (h pushHost) Images(ctx context.Context) ([]executor.Image, error) {
+	return h.c.Engine().Images(ctx)
+}
+
+func (h pushHost) Platform(ctx context.Context) (string, error) { return h.c.Engine().Platform(ctx) }
+
+func (h pushHost) ImageInspect(ctx context.Context, ref string) (*executor.Image, error) {
+	return h.c.Engine().ImageInspect(ctx, ref)
+}
+
+func (h pushHost) Load(ctx context.Context, r io.Reader) error { return h.c.Engine().Load(ctx, r) }
+
+func (h pushHost) RecordImage(ctx context.Context, id, ref string) error {
+	if h.project == "" {
+		return nil
+	}
+	return rollout.RecordImage(ctx, h.c, h.project, id, ref)
+}

@@ -1,0 +1,140 @@
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fleetdeploy/fleet/integration/testfleet"
+)
+
+// laptop runs the docker CLI against the test fleet's laptop engine, the
+// one that plays the user's machine.
+func laptop(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("docker", append([]string{"--host", fleet.LaptopDocker}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestPushSendsOnlyTheLayersAHostLacks: images built on the laptop reach
+// the hosts with fleet push, without a registry. After the hosts hold v1
+// (the example, a 2 MiB base layer, a 1 MiB app layer), v2, which changes
+// only the app layer, costs each host that layer and a few KiB, as its
+// network link counts it; a host that holds v2 is sent nothing; one that
+// never had v1 gets the base layer too. Every host ends with v2 under its
+// name and with the laptop's image ID, and runs it.
+func TestPushSendsOnlyTheLayersAHostLacks(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	noise := func(name string, n int) {
+		b := make([]byte, n)
+		rand.Read(b)
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noise("base.bin", 2<<20)
+	os.WriteFile(filepath.Join(dir, "Dockerfile.base"), []byte("FROM "+testfleet.ExampleImage+":2\nCOPY base.bin /base.bin\n"), 0o644)
+	laptop(t, dir, "build", "-q", "-f", "Dockerfile.base", "-t", "push-test/base", ".")
+	ids := map[string]string{}
+	for _, v := range []string{"1", "2"} {
+		noise("app.bin", 1<<20)
+		os.WriteFile(filepath.Join(dir, "Dockerfile.app"), []byte("FROM push-test/base\nCOPY app.bin /app.bin\n"), 0o644)
+		laptop(t, dir, "build", "-q", "-f", "Dockerfile.app", "-t", "push-test/app:"+v, ".")
+		ids[v] = laptop(t, dir, "image", "inspect", "--format", "{{.Id}}", "push-test/app:"+v)
+	}
+	t.Cleanup(func() {
+		laptop(t, dir, "rmi", "push-test/app:1", "push-test/app:2", "push-test/base")
+		for _, h := range fleet.Hosts[:4] {
+			h.Run(ctx, "docker", "rmi", "push-test/app:1", "push-test/app:2")
+		}
+	})
+	var appLayer int64 = 1 << 20
+
+	p := newProject(t, "project: pushed\nservices: {}\n")
+	p.env = []string{"DOCKER_HOST=" + fleet.LaptopDocker}
+	three := fleet.Hosts[:3]
+	hostList := "h1,h2,h3"
+	p.expect(0, []string{"h1: push-test/app:1 3.", "(1 of 3 layers there already)"}, "--hosts", hostList, "push", "push-test/app:1")
+
+	received := func(hs []*testfleet.Host) []int64 {
+		var n []int64
+		for _, h := range hs {
+			b, err := h.ReceivedBytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n = append(n, b)
+		}
+		return n
+	}
+	before := received(three)
+	out := p.expect(0, nil, "--hosts", hostList, "--json", "push", "push-test/app:2")
+	after := received(three)
+	var report struct {
+		Hosts map[string][]struct {
+			Bytes   int64 `json:"bytes_sent"`
+			Already bool  `json:"already_there"`
+			Whole   bool  `json:"whole"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for i, h := range three {
+		link := after[i] - before[i]
+		sent := report.Hosts[h.Name][0].Bytes
+		t.Logf("%s: fleet sent %d bytes, the host's link received %d: %.3f× the changed layer", h.Name, sent, link, float64(link)/float64(appLayer))
+		if max := appLayer*105/100 + 16<<10; link > max || report.Hosts[h.Name][0].Whole {
+			t.Errorf("%s received %d bytes for a %d-byte layer (at most %d allowed)", h.Name, link, appLayer, max)
+		}
+		if got := strings.TrimSpace(string(must(h.Run(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", "push-test/app:2")))); got != ids["2"] {
+			t.Errorf("%s: push-test/app:2 is %s, want the laptop's %s", h.Name, got, ids["2"])
+		}
+	}
+
+	// Again: nothing to send. A host that never had v1 gets the base too.
+	p.expect(0, []string{"h1: push-test/app:2 already there", "h3: push-test/app:2 already there"}, "--hosts", hostList, "push", "push-test/app:2")
+	h4 := fleet.Hosts[3]
+	out = p.expect(0, []string{"h4: push-test/app:2 3."}, "--hosts", "h4", "push", "push-test/app:2")
+	t.Log(out)
+
+	// What was pushed runs.
+	cleanupProject(t, "pushed")
+	p.write(`project: pushed
+services:
+  web:
+    image: push-test/app:2
+    pull: never
+    hosts: h1,h2,h3,h4
+    ports: ["8099:8080"]
+    healthcheck: {http: /up, port: 8080}
+`)
+	p.expect(0, []string{"4 changed"}, "apply", "--yes")
+	for _, h := range append(three, h4) {
+		if err := serving(ctx, h.Addr+":8099", "2"); err != nil {
+			t.Error(err)
+		}
+	}
+
+	// What is not in the laptop's engine is named.
+	p.expect(1, []string{"image push-test/app:9 is not in the local Docker engine", "docker images"}, "push", "push-test/app:9")
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

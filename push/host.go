@@ -1,0 +1,170 @@
+package push
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/fleetdeploy/fleet/executor"
+)
+
+// Host is what a push needs of a host: its engine, and a place to record
+// what it brought there, for fleet prune.
+type Host interface {
+	Host() string
+	Images(ctx context.Context) ([]executor.Image, error)
+	Platform(ctx context.Context) (string, error)
+	ImageInspect(ctx context.Context, ref string) (*executor.Image, error)
+	Load(ctx context.Context, r io.Reader) error
+	// RecordImage records that the push brought image id to the host as
+	// ref; nil when there is no project to record it for.
+	RecordImage(ctx context.Context, id, ref string) error
+}
+
+// Sent is what one image cost one host.
+type Sent struct {
+	Image string `json:"image"`
+	ID    string `json:"id"`
+	// Bytes is what the host was sent: the tar, without the layers it had.
+	Bytes int64 `json:"bytes_sent"`
+	// Layers is the image's count; Shared, how many of them the host had.
+	Layers int `json:"layers"`
+	Shared int `json:"layers_there"`
+	// Already is an image the host held, tag included: nothing was sent.
+	Already bool `json:"already_there,omitempty"`
+	// Whole is an image sent whole after the host's engine did not take
+	// the short tar; Why says why.
+	Whole bool   `json:"whole,omitempty"`
+	Why   string `json:"why_whole,omitempty"`
+	// Warning is what went wrong after the image was loaded.
+	Warning string `json:"warning,omitempty"`
+}
+
+// ToHost sends the images to h, one after the other, and says what each
+// cost. It stops at the first image the host could not be given.
+func ToHost(ctx context.Context, h Host, images []*Image) ([]Sent, error) {
+	platform, err := h.Platform(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held, err := h.Images(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var sent []Sent
+	for _, img := range images {
+		if !samePlatform(img.Platform, platform) {
+			return sent, fmt.Errorf("image %s is for %s and host %s runs %s: build it for %s (docker build --platform %s)", img.Ref, img.Platform, h.Host(), platform, platform, platform)
+		}
+		s, err := toHost(ctx, h, img, held)
+		if err != nil {
+			return sent, err
+		}
+		sent = append(sent, s)
+		held = append(held, executor.Image{ID: img.ID, Layers: img.Layers, RepoTags: []string{img.Ref}})
+	}
+	return sent, nil
+}
+
+func toHost(ctx context.Context, h Host, img *Image, held []executor.Image) (Sent, error) {
+	s := Sent{Image: img.Ref, ID: img.ID, Layers: len(img.Layers)}
+	chains := make([][]string, len(held))
+	for i, hi := range held {
+		chains[i] = hi.Layers
+		if hi.ID == img.ID && (img.Ref == img.ID || slices.ContainsFunc(hi.RepoTags, func(t string) bool { return sameRef(t, img.Ref) })) {
+			s.Already, s.Shared = true, len(img.Layers)
+			return s, nil
+		}
+	}
+	s.Shared = img.Shared(chains)
+	var err error
+	s.Bytes, err = load(ctx, h, img, s.Shared)
+	if err == nil {
+		err = check(ctx, h, img)
+	}
+	if err != nil && s.Shared > 0 && ctx.Err() == nil {
+		// An engine that reported the load done but left the image
+		// incomplete, or refused the layers it was not given: once
+		// more with everything.
+		s.Whole, s.Why = true, err.Error()
+		var whole int64
+		whole, err = load(ctx, h, img, 0)
+		s.Bytes += whole
+		if err == nil {
+			err = check(ctx, h, img)
+		}
+	}
+	if err != nil {
+		return s, err
+	}
+	if err := h.RecordImage(ctx, img.ID, img.Ref); err != nil {
+		s.Warning = fmt.Sprintf("fleet prune will not remove %s from this host: %v", img.Ref, err)
+	}
+	return s, nil
+}
+
+// load sends the image's tar without the files of its first skip layers,
+// streamed as it is made, and returns the bytes sent.
+func load(ctx context.Context, h Host, img *Image, skip int) (int64, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := img.WriteTar(pw, skip)
+		pw.CloseWithError(err)
+	}()
+	c := &counter{r: pr}
+	err := h.Load(ctx, c)
+	pr.CloseWithError(io.ErrClosedPipe) // the writer stops, if the load ended early
+	return c.n.Load(), err
+}
+
+// check makes sure the host holds the image whole, under its name: an
+// engine may report a load done that left it without a layer.
+func check(ctx context.Context, h Host, img *Image) error {
+	got, err := h.ImageInspect(ctx, img.ID)
+	if err != nil {
+		return fmt.Errorf("the host's engine did not keep image %s after loading it: %w", img.Ref, err)
+	}
+	if !slices.Equal(got.Layers, img.Layers) {
+		return fmt.Errorf("the host's engine loaded image %s with %d of its %d layers", img.Ref, len(got.Layers), len(img.Layers))
+	}
+	if img.Ref != img.ID {
+		if tagged, err := h.ImageInspect(ctx, img.Ref); err != nil || tagged.ID != img.ID {
+			return fmt.Errorf("the host's engine loaded image %s but did not tag it so", img.Ref)
+		}
+	}
+	return nil
+}
+
+// samePlatform compares os/architecture; a variant (v7, v8) is not
+// always said by an engine.
+func samePlatform(a, b string) bool {
+	cut := func(p string) string {
+		parts := strings.SplitN(p, "/", 3)
+		return strings.Join(parts[:min(2, len(parts))], "/")
+	}
+	return cut(a) == cut(b)
+}
+
+// sameRef says whether tag, as an engine lists it, is ref.
+func sameRef(tag, ref string) bool {
+	if _, t := executor.SplitRef(ref); t == "" {
+		ref += ":latest"
+	}
+	return tag == ref || tag == "docker.io/"+ref || tag == "docker.io/library/"+ref
+}
+
+// counter counts the bytes read through it; the load reads in a
+// goroutine of its own.
+type counter struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
