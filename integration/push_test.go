@@ -110,22 +110,47 @@ func TestPushSendsOnlyTheLayersAHostLacks(t *testing.T) {
 	out = p.expect(0, []string{"h4: push-test/app:2 3."}, "--hosts", "h4", "push", "push-test/app:2")
 	t.Log(out)
 
-	// What was pushed runs.
+	// image_delivery: push: a build on the laptop and fleet apply are
+	// the whole release, even when the tag stays the same.
 	cleanupProject(t, "pushed")
 	p.write(`project: pushed
 services:
   web:
-    image: push-test/app:2
-    pull: never
+    image: push-test/app:live
+    image_delivery: push
     hosts: h1,h2,h3,h4
     ports: ["8099:8080"]
     healthcheck: {http: /up, port: 8080}
 `)
-	p.expect(0, []string{"4 changed"}, "apply", "--yes")
-	for _, h := range append(three, h4) {
-		if err := serving(ctx, h.Addr+":8099", "2"); err != nil {
-			t.Error(err)
+	four := append(three, h4)
+	t.Cleanup(func() {
+		laptop(t, dir, "rmi", "push-test/app:live")
+		for _, h := range four {
+			h.Run(ctx, "docker", "rmi", "push-test/app:live")
 		}
+	})
+	for round, want := range []string{"4 to create", "4 to replace"} {
+		noise("app.bin", 1<<20)
+		laptop(t, dir, "build", "-q", "-f", "Dockerfile.app", "-t", "push-test/app:live", ".")
+		id := laptop(t, dir, "image", "inspect", "--format", "{{.Id}}", "push-test/app:live")
+		out := p.expect(0, []string{want, "is pushed first from this machine, only the layers each host lacks: h1 1.0", "h4 1.0"}, "plan")
+		if round == 1 {
+			if !strings.Contains(out, "image push-test/app:live here is "+strings.TrimPrefix(id, "sha256:")[:12]) {
+				t.Errorf("the plan does not say that the laptop's image changed:\n%s", out)
+			}
+			t.Logf("the plan after a build under the same tag:\n%s", out)
+		}
+		p.expect(0, []string{"pushed push-test/app:live (1.0", "4 changed"}, "apply", "--yes")
+		for _, h := range four {
+			running := strings.TrimSpace(string(must(h.Run(ctx, "sh", "-c", "docker inspect --format '{{.Image}}' $(docker ps -q --filter label=fleet.project=pushed)"))))
+			if running != id {
+				t.Errorf("round %d: %s runs %s, want the laptop's %s", round+1, h.Name, running, id)
+			}
+			if err := serving(ctx, h.Addr+":8099", "2"); err != nil {
+				t.Error(err)
+			}
+		}
+		p.expect(0, []string{"No changes"}, "plan")
 	}
 
 	// What is not in the laptop's engine is named.

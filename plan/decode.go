@@ -186,10 +186,6 @@ func runnable(dir, name string) string {
 	return ""
 }
 
-func notYet(d *yamlfile.Doc, v *yaml.Node, what, feature, hint string) {
-	d.Errorf(v, "%s: %s is not available in this version of fleet", what, feature).Hint = hint
-}
-
 func decodeDeclared(d *yamlfile.Doc, v *yaml.Node, what string) []string {
 	pairs, _ := d.Pairs(v, what)
 	var names []string
@@ -371,10 +367,7 @@ func decodeService(d *yamlfile.Doc, p *Project, name string, keyN, v *yaml.Node)
 			s.Proxy = decodeProxy(d, v, w+".proxy")
 		},
 		"image_delivery": func(v *yaml.Node) {
-			if s.ImageDelivery, _ = d.Enum(v, w+".image_delivery", "pull", "push"); s.ImageDelivery == "push" {
-				notYet(d, v, w+".image_delivery", "pushing images over SSH",
-					"load the image on the hosts yourself (docker save IMAGE | ssh HOST docker load) with pull: never, or pull it from a registry")
-			}
+			s.ImageDelivery, _ = d.Enum(v, w+".image_delivery", "pull", "push")
 		},
 		"pre_stop": func(v *yaml.Node) {
 			argv, ok := d.Strings(v, w+".pre_stop")

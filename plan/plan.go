@@ -130,6 +130,24 @@ type Input struct {
 	// Services limits the plan to these services (--service); empty is all.
 	Services   []string
 	Reschedule bool
+	// Pushed holds, by reference, the images of the services with
+	// image_delivery: push as this machine's engine has them: what the
+	// hosts are to run, and what pushing would send each one.
+	Pushed map[string]PushedImage
+}
+
+// PushedImage is an image that fleet pushes from this machine.
+type PushedImage struct {
+	ID string
+	// Bytes is, by host, what a push would send it: 0 when it holds the
+	// image already. A host not listed could not be asked.
+	Bytes map[string]int64
+}
+
+// Push is what pushing a service's image sends one host.
+type Push struct {
+	Host  string `json:"host"`
+	Bytes int64  `json:"bytes"`
 }
 
 // Plan is the actions that turn live state into desired state. It is plain
@@ -189,6 +207,9 @@ type ServicePlan struct {
 	Restart     Restart   `json:"restart"`
 	Actions     []*Action `json:"actions"`
 	Notes       []string  `json:"notes,omitempty"`
+	// Pushes are the hosts that apply pushes the image to, for a service
+	// with image_delivery: push, before its first step.
+	Pushes []Push `json:"pushes,omitempty"`
 	// Warnings say what apply will fail on unless something is done first.
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -451,13 +472,34 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 				strings.Join(hosts, ", "), ProxyContainer, in.Project.ProxyImage, ports))
 		}
 	}
-	if s.Pull == "never" {
+	if pi, ok := in.Pushed[sp.Template.Image]; ok && s.ImageDelivery == "push" {
+		pushes(sp, pi)
+	} else if s.Pull == "never" {
 		if hosts := lackImage(in.Live, sp); len(hosts) > 0 {
 			sp.Warnings = append(sp.Warnings, fmt.Sprintf("image %s is not on %s and pull is never: load it there (docker load) or set pull: missing",
 				sp.Template.Image, strings.Join(hosts, ", ")))
 		}
 	}
 	return sp
+}
+
+// pushes says which hosts apply pushes the image to: those that are to
+// get a new container and do not hold the image.
+func pushes(sp *ServicePlan, pi PushedImage) {
+	var parts []string
+	for _, a := range sp.Actions {
+		if (a.Kind != Create && a.Kind != Replace) || slices.ContainsFunc(sp.Pushes, func(p Push) bool { return p.Host == a.Host }) {
+			continue
+		}
+		if n, ok := pi.Bytes[a.Host]; ok && n > 0 {
+			sp.Pushes = append(sp.Pushes, Push{Host: a.Host, Bytes: n})
+			parts = append(parts, fmt.Sprintf("%s %s", a.Host, SizeText(n)))
+		}
+	}
+	if len(parts) > 0 {
+		sp.Notes = append(sp.Notes, fmt.Sprintf("image %s (%s) is pushed first from this machine, only the layers each host lacks: %s",
+			sp.Template.Image, shortID(pi.ID), strings.Join(parts, ", ")))
+	}
 }
 
 // lackProxy names the hosts where no proxy runs and sp puts a container
@@ -577,9 +619,15 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 			a.Reasons = append(a.Reasons, drift...)
 		}
 	}
-	// A tag that now names another image on the host.
+	// A tag that now names another image on the host; or, for an image
+	// that fleet pushes, on this machine.
 	if a.Kind == Unchanged {
-		if lh := in.Live.Hosts[k.Host]; lh != nil {
+		if pi, ok := in.Pushed[sp.Template.Image]; ok && s.ImageDelivery == "push" {
+			if pi.ID != c.ImageID {
+				a.Kind = Replace
+				a.Reasons = append(a.Reasons, fmt.Sprintf("image %s here is %s (container runs %s)", sp.Template.Image, shortID(pi.ID), shortID(c.ImageID)))
+			}
+		} else if lh := in.Live.Hosts[k.Host]; lh != nil {
 			if id, ok := lh.Images[sp.Template.Image]; ok && id != c.ImageID {
 				a.Kind = Replace
 				a.Reasons = append(a.Reasons, fmt.Sprintf("image %s now is %s (container runs %s)", sp.Template.Image, shortID(id), shortID(c.ImageID)))
@@ -754,4 +802,30 @@ func bytesText(b int64) string {
 		return fmt.Sprintf("%dM", b>>20)
 	}
 	return strconv.FormatInt(b, 10)
+}
+
+// SizeText writes a byte count as docker's own commands do: 12.3MB, with
+// three digits at most where the unit allows.
+func SizeText(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	f, prefixes := float64(n)/unit, "kMGT"
+	i := 0
+	for ; f >= unit && i < len(prefixes)-1; i++ {
+		f /= unit
+	}
+	decimals := 0
+	switch {
+	case f < 10:
+		decimals = 2
+	case f < 100:
+		decimals = 1
+	}
+	text := strconv.FormatFloat(f, 'f', decimals, 64)
+	if strings.Contains(text, ".") {
+		text = strings.TrimRight(strings.TrimRight(text, "0"), ".")
+	}
+	return text + string(prefixes[i]) + "B"
 }

@@ -23,6 +23,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/fleetdeploy/fleet/executor"
 )
 
 // Image is an image saved from the local engine, ready to send.
@@ -170,6 +172,24 @@ func (img *Image) Shared(host [][]string) int {
 		best = max(best, n)
 	}
 	return best
+}
+
+// Cost is what pushing the image would send a host that holds held: the
+// tar without the layers the host has on the image's chain, or nothing
+// when it holds the image.
+func (img *Image) Cost(held []executor.Image) int64 {
+	chains := make([][]string, len(held))
+	for i, h := range held {
+		if h.ID == img.ID {
+			return 0
+		}
+		chains[i] = h.Layers
+	}
+	n := img.Size
+	for _, size := range img.LayerSizes[:img.Shared(chains)] {
+		n -= size
+	}
+	return n
 }
 
 // WriteTar writes the saved tar to w without the files of its first skip

@@ -53,6 +53,9 @@ type Applier struct {
 	// Events receives progress; it may be called from many goroutines at
 	// once, one call at a time.
 	Events func(Event)
+	// Push sends image, of a service with image_delivery: push, to host,
+	// the layers it lacks, and says how many bytes that took.
+	Push func(ctx context.Context, host, image string) (sent int64, err error)
 	// Who (user@machine) and Cause (the --message, or "" for a summary of
 	// the changes) go into the record of each new revision.
 	Who, Cause string
@@ -1365,6 +1368,18 @@ func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.Ser
 		}
 	}
 	image := sp.Template.Image
+	if s.ImageDelivery == "push" {
+		if a.Push == nil {
+			return fmt.Errorf("image %s is delivered by push (image_delivery: push), and this run has no image to push", image)
+		}
+		a.event(Event{Service: s.Name, Host: host, What: "pushing " + image, Begin: true})
+		sent, err := a.Push(ctx, host, image)
+		if err != nil {
+			return err
+		}
+		a.event(Event{Service: s.Name, Host: host, What: fmt.Sprintf("pushed %s (%s sent)", image, plan.SizeText(sent)), End: true})
+		return nil
+	}
 	had, err := eng.ImageInspect(ctx, image)
 	present := err == nil
 	if err != nil && !errors.Is(err, executor.ErrNotFound) {

@@ -164,7 +164,7 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 
 	prog := newProgress(g, out)
 	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: prog.event,
-		Who: me.User + "@" + me.Machine, Cause: r.cause, Rollback: r.rollback}
+		Who: me.User + "@" + me.Machine, Cause: r.cause, Rollback: r.rollback, Push: s.pushTo}
 	if r.quiet && !g.Verbose {
 		a.Events = nil
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sync"
 
 	"golang.org/x/term"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/fleetdeploy/fleet/internal/secret"
 	"github.com/fleetdeploy/fleet/inventory"
 	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/push"
 	"github.com/fleetdeploy/fleet/rollout"
 )
 
@@ -32,6 +34,12 @@ type session struct {
 	secrets map[string]map[string]string
 	ex      *executor.Executor
 	fleet   *rollout.Fleet
+	// pushed are the images of the services with image_delivery: push,
+	// saved from this machine's engine (in pushDir), by reference; and
+	// what the plan needs to know of them.
+	pushed  map[string]*push.Image
+	pushDir string
+	pushIn  map[string]plan.PushedImage
 }
 
 // open reads both files and every host's state; the secrets too when the
@@ -65,7 +73,75 @@ func (g *globals) openLoaded(ctx context.Context, inv *inventory.Inventory, proj
 	if err := g.read(ctx, s); err != nil {
 		return nil, err
 	}
+	if err := s.readPushed(ctx); err != nil {
+		s.close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// readPushed saves, from this machine's engine, the image of every service
+// that fleet pushes (image_delivery: push), and asks each host what it
+// holds of it: the plan compares the containers with this machine's image,
+// and says what pushing it would send each host.
+func (s *session) readPushed(ctx context.Context) error {
+	for _, svc := range s.project.Services {
+		if svc.ImageDelivery != "push" || s.pushed[svc.Image] != nil {
+			continue
+		}
+		if s.pushDir == "" {
+			dir, err := os.MkdirTemp("", "fleet-push-")
+			if err != nil {
+				return err
+			}
+			s.pushDir, s.pushed, s.pushIn = dir, map[string]*push.Image{}, map[string]plan.PushedImage{}
+		}
+		img, err := push.Save(ctx, s.pushDir, svc.Image)
+		if err != nil {
+			return fmt.Errorf("service %s (image_delivery: push): %w", svc.Name, err)
+		}
+		s.pushed[svc.Image] = img
+	}
+	if len(s.pushed) == 0 {
+		return nil
+	}
+	// One more exchange with each host: its images and their layers.
+	var mu sync.Mutex
+	held := map[string][]executor.Image{}
+	var wg sync.WaitGroup
+	for name, c := range s.fleet.Conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if images, err := c.Engine().Images(ctx); err == nil {
+				mu.Lock()
+				held[name] = images
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for ref, img := range s.pushed {
+		pi := plan.PushedImage{ID: img.ID, Bytes: map[string]int64{}}
+		for host, images := range held {
+			pi.Bytes[host] = img.Cost(images)
+		}
+		s.pushIn[ref] = pi
+	}
+	return nil
+}
+
+// pushTo sends the image, saved by readPushed, to host.
+func (s *session) pushTo(ctx context.Context, host, ref string) (int64, error) {
+	img, c := s.pushed[ref], s.fleet.Conns[host]
+	if img == nil || c == nil {
+		return 0, fmt.Errorf("image %s was not saved from this machine's engine for host %s", ref, host)
+	}
+	sent, err := push.ToHost(ctx, pushHost{c, s.project.Name}, []*push.Image{img})
+	if err != nil {
+		return 0, err
+	}
+	return sent[0].Bytes, nil
 }
 
 // openProject reads the inventory alone and every host's state for the
@@ -138,13 +214,18 @@ func hashKnownHosts(inv *inventory.Inventory) bool {
 	return false
 }
 
-func (s *session) close() { s.ex.Close() }
+func (s *session) close() {
+	s.ex.Close()
+	if s.pushDir != "" {
+		os.RemoveAll(s.pushDir)
+	}
+}
 
 func (s *session) plan(services []string, reschedule bool) *plan.Plan {
 	return plan.Compute(plan.Input{
 		Project: s.project, Inventory: s.inv, Scope: s.scope,
 		Live: s.fleet.Live(s.project.Name), Secrets: s.secrets,
-		Services: services, Reschedule: reschedule,
+		Services: services, Reschedule: reschedule, Pushed: s.pushIn,
 	})
 }
 

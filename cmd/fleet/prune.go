@@ -7,7 +7,6 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -156,7 +155,7 @@ func writePruneReport(out *output, r pruneReport, hosts []string, verbose bool) 
 		if len(pr.Images)+len(pr.Containers) == 0 && len(hosts) > 1 && !verbose {
 			continue // the total says it
 		}
-		fmt.Fprintf(out.stdout, "%s: %s %s and %s; %s %s\n", h, removed, count(n, "image"), count(len(pr.Containers), "stopped container"), would, diskText(pr.Freed))
+		fmt.Fprintf(out.stdout, "%s: %s %s and %s; %s %s\n", h, removed, count(n, "image"), count(len(pr.Containers), "stopped container"), would, plan.SizeText(pr.Freed))
 		if !verbose && !r.DryRun {
 			continue
 		}
@@ -172,7 +171,7 @@ func writePruneReport(out *output, r pruneReport, hosts []string, verbose bool) 
 			if !img.Removed {
 				mark = "="
 			}
-			fmt.Fprintf(out.stdout, "  %s image %s %s, %s of its own", mark, shortImageID(img.ID), name, diskText(img.Bytes))
+			fmt.Fprintf(out.stdout, "  %s image %s %s, %s of its own", mark, shortImageID(img.ID), name, plan.SizeText(img.Bytes))
 			if img.Kept != "" {
 				fmt.Fprintf(out.stdout, "; kept: %s", img.Kept)
 			}
@@ -180,7 +179,7 @@ func writePruneReport(out *output, r pruneReport, hosts []string, verbose bool) 
 		}
 	}
 	if len(hosts) > 1 {
-		fmt.Fprintf(out.stdout, "%d hosts: %s %s and %s; %s %s\n", len(hosts), removed, count(images, "image"), count(containers, "stopped container"), would, diskText(freed))
+		fmt.Fprintf(out.stdout, "%d hosts: %s %s and %s; %s %s\n", len(hosts), removed, count(images, "image"), count(containers, "stopped container"), would, plan.SizeText(freed))
 	}
 	for _, h := range slices.Sorted(maps.Keys(r.Failed)) {
 		fmt.Fprintf(out.stderr, "fleet: host %s not pruned: %s\n", h, r.Failed[h])
@@ -192,32 +191,6 @@ func count(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
-}
-
-// diskText writes a byte count as docker's own commands do: 12.3MB, with
-// three digits at most where the unit allows.
-func diskText(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	f, prefixes := float64(n)/unit, "kMGT"
-	i := 0
-	for ; f >= unit && i < len(prefixes)-1; i++ {
-		f /= unit
-	}
-	decimals := 0
-	switch {
-	case f < 10:
-		decimals = 2
-	case f < 100:
-		decimals = 1
-	}
-	text := strconv.FormatFloat(f, 'f', decimals, 64)
-	if strings.Contains(text, ".") {
-		text = strings.TrimRight(strings.TrimRight(text, "0"), ".")
-	}
-	return text + string(prefixes[i]) + "B"
 }
 
 func shortImageID(id string) string {

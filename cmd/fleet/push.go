@@ -114,11 +114,11 @@ func writePushReport(w io.Writer, r pushReport, images []*push.Image, targets []
 			case s.Already:
 				line += "already there"
 			case s.Whole:
-				line += fmt.Sprintf("%s sent, the whole image (the host's engine did not take it without the %d layers it has: %s)", diskText(s.Bytes), s.Shared, s.Why)
+				line += fmt.Sprintf("%s sent, the whole image (the host's engine did not take it without the %d layers it has: %s)", plan.SizeText(s.Bytes), s.Shared, s.Why)
 			case s.Shared > 0:
-				line += fmt.Sprintf("%s sent (%d of %d layers there already)", diskText(s.Bytes), s.Shared, s.Layers)
+				line += fmt.Sprintf("%s sent (%d of %d layers there already)", plan.SizeText(s.Bytes), s.Shared, s.Layers)
 			default:
-				line += fmt.Sprintf("%s sent", diskText(s.Bytes))
+				line += fmt.Sprintf("%s sent", plan.SizeText(s.Bytes))
 			}
 			if s.Warning != "" {
 				line += "; warning: " + s.Warning
@@ -135,7 +135,7 @@ func writePushReport(w io.Writer, r pushReport, images []*push.Image, targets []
 			fmt.Fprintf(w, "%s: not pushed: %s\n", t.Name, why)
 		}
 	}
-	fmt.Fprintf(w, "%s to %s: %s sent, %s not sent (there already)\n", plural(len(images), "image"), plural(len(targets)-len(r.Failed), "host"), diskText(sent), diskText(max(spared, 0)))
+	fmt.Fprintf(w, "%s to %s: %s sent, %s not sent (there already)\n", plural(len(images), "image"), plural(len(targets)-len(r.Failed), "host"), plan.SizeText(sent), plan.SizeText(max(spared, 0)))
 }
 
 // pushHost is a host connection as a push drives it.
