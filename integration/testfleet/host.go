@@ -85,7 +85,7 @@ func (h *Host) up(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(h.Dir, "etc", "sshd_config"), []byte(h.sshdConfig()), 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(h.Dir, "etc", "daemon.json"), []byte("{}\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(h.Dir, "etc", "daemon.json"), h.fleet.daemonJSON(), 0o644); err != nil {
 		return err
 	}
 	for _, s := range [][]string{

@@ -28,7 +28,7 @@ func (f *Fleet) startLaptop(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), f.daemonJSON(), 0o644); err != nil {
 		return err
 	}
 	cg := f.cgroup() + "/laptop"

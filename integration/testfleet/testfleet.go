@@ -88,6 +88,10 @@ type Options struct {
 	// which [Host.FillDisk] can fill as a full disk would be; 0, the
 	// default, keeps them on this machine's disk.
 	DiskSize func(k int) int64
+	// InsecureRegistries lets the hosts' engines and the laptop's use a
+	// registry in the fleet's address range without TLS, as a registry on
+	// one test host must be used by the others.
+	InsecureRegistries bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -109,8 +113,17 @@ type Fleet struct {
 	LaptopDocker string
 
 	natPortsOnly bool
+	insecure     bool
 	log          io.Writer
 	mu           sync.Mutex
+}
+
+// daemonJSON is the configuration of the fleet's engines.
+func (f *Fleet) daemonJSON() []byte {
+	if f.insecure {
+		return []byte(`{"insecure-registries": ["198.18.0.0/15"]}` + "\n")
+	}
+	return []byte("{}\n")
 }
 
 func diskSize(opts Options, k int) int64 {
@@ -170,6 +183,7 @@ func Up(ctx context.Context, opts Options) (*Fleet, error) {
 		Dir:    filepath.Join(opts.StateDir, opts.Name),
 
 		natPortsOnly: opts.NATPortsOnly,
+		insecure:     opts.InsecureRegistries,
 		log:          log,
 	}
 	if err := purge(ctx, opts.StateDir, opts.Name, f.log); err != nil {
