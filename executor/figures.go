@@ -45,6 +45,16 @@ func (c *Conn) figures(ctx context.Context) figuresResult {
 	return f.figures(ctx)
 }
 
+// DiskFree is the space free for the engine on the host: on the filesystem
+// of /var/lib/docker (of / on a host without it), in bytes.
+func (c *Conn) DiskFree(ctx context.Context) (int64, error) {
+	r := c.figures(ctx)
+	if r.err != nil {
+		return 0, c.fail("reading its free disk space", r.err)
+	}
+	return r.diskFree, nil
+}
+
 // figures over SFTP starts no process on the host: two file reads and a
 // statvfs@openssh.com request.
 func (s sftpFiles) figures(ctx context.Context) figuresResult {

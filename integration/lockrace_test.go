@@ -49,6 +49,7 @@ func (p *project) start(await []string, args ...string) *running {
 	p.t.Helper()
 	cmd := exec.Command(fleetBin, append([]string{"--ssh-config", "none", "--no-color",
 		"-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory}, args...)...)
+	cmd.Env = append(os.Environ(), p.env...)
 	r, w := io.Pipe()
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {

@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/fleetdeploy/fleet/integration/testfleet"
 )
@@ -56,7 +58,7 @@ func TestPushSendsOnlyTheLayersAHostLacks(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		laptop(t, dir, "rmi", "push-test/app:1", "push-test/app:2", "push-test/base")
-		for _, h := range fleet.Hosts[:4] {
+		for _, h := range fleet.Hosts {
 			h.Run(ctx, "docker", "rmi", "push-test/app:1", "push-test/app:2")
 		}
 	})
@@ -109,6 +111,61 @@ func TestPushSendsOnlyTheLayersAHostLacks(t *testing.T) {
 	h4 := fleet.Hosts[3]
 	out = p.expect(0, []string{"h4: push-test/app:2 3."}, "--hosts", "h4", "push", "push-test/app:2")
 	t.Log(out)
+
+	// A host without room for what it lacks is told before anything is
+	// sent. Ctrl-C in the middle of a push leaves no image and no
+	// temporary file behind, here or on the host, and the next push sends
+	// the image.
+	h5 := fleet.Hosts[4]
+	free, err := h5.FillDisk(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.expect(1, []string{"h5: not pushed: only 1.", "free for Docker, and image push-test/app:2 needs about", "fleet prune"}, "--hosts", "h5", "push", "push-test/app:2")
+	if err := free(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h5.Delay(ctx, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	p.env = append(p.env, "TMPDIR="+tmp)
+	start, err := h5.ReceivedBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := p.start(nil, "--hosts", "h5", "push", "push-test/app:2")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if n, _ := h5.ReceivedBytes(); n-start > 1<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the push to h5 never got going:\n%s", run)
+		}
+	}
+	run.cmd.Process.Signal(syscall.SIGINT)
+	code, out := run.wait()
+	h5.Delay(ctx, 0)
+	if sent, _ := h5.ReceivedBytes(); code != 130 || sent-start > 3<<20 {
+		t.Fatalf("fleet push interrupted after 1 MiB: exit %d after %d bytes sent (want 130 before the whole image)\n%s", code, sent-start, out)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("an interrupted push left %d files in TMPDIR: %v", len(left), left)
+	}
+	if _, err := h5.Run(ctx, "docker", "image", "inspect", "push-test/app:2"); err == nil {
+		t.Error("an interrupted push left push-test/app:2 on h5")
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		left, _ := h5.Run(ctx, "sh", "-c", "ls /var/lib/docker/tmp")
+		if strings.TrimSpace(string(left)) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("an interrupted push left on h5, in /var/lib/docker/tmp: %s", left)
+			break
+		}
+	}
+	p.expect(0, []string{"h5: push-test/app:2 3."}, "--hosts", "h5", "push", "push-test/app:2")
 
 	// image_delivery: push: a build on the laptop and fleet apply are
 	// the whole release, even when the tag stays the same.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fleetdeploy/fleet/executor"
+	"github.com/fleetdeploy/fleet/plan"
 )
 
 // Host is what a push needs of a host: its engine, and a place to record
@@ -18,6 +19,8 @@ type Host interface {
 	Images(ctx context.Context) ([]executor.Image, error)
 	Platform(ctx context.Context) (string, error)
 	ImageInspect(ctx context.Context, ref string) (*executor.Image, error)
+	// DiskFree is the space free for the engine, in bytes.
+	DiskFree(ctx context.Context) (int64, error)
 	Load(ctx context.Context, r io.Reader) error
 	// RecordImage records that the push brought image id to the host as
 	// ref; nil when there is no project to record it for.
@@ -80,6 +83,9 @@ func toHost(ctx context.Context, h Host, img *Image, held []executor.Image) (Sen
 		}
 	}
 	s.Shared = img.Shared(chains)
+	if err := roomFor(ctx, h, img, img.Cost(held)); err != nil {
+		return s, err
+	}
 	var err error
 	s.Bytes, err = load(ctx, h, img, s.Shared)
 	if err == nil {
@@ -104,6 +110,22 @@ func toHost(ctx context.Context, h Host, img *Image, held []executor.Image) (Sen
 		s.Warning = fmt.Sprintf("fleet prune will not remove %s from this host: %v", img.Ref, err)
 	}
 	return s, nil
+}
+
+// roomFor makes sure the host has room for what the image brings, before
+// anything is sent: the engine unpacks a loaded tar to a temporary
+// directory before it registers its layers, so for a moment the new layers
+// take twice their size.
+func roomFor(ctx context.Context, h Host, img *Image, bytes int64) error {
+	free, err := h.DiskFree(ctx)
+	if err != nil {
+		return err
+	}
+	if need := 2 * bytes; free < need {
+		return fmt.Errorf("only %s free for Docker, and image %s needs about %s there (%s of layers the host lacks, unpacked, then registered): free space first (fleet prune removes what fleet brought that nothing needs)",
+			plan.SizeText(free), img.Ref, plan.SizeText(need), plan.SizeText(bytes))
+	}
+	return nil
 }
 
 // load sends the image's tar without the files of its first skip layers,

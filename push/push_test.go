@@ -123,6 +123,14 @@ type fakeHost struct {
 	lies     bool
 	loads    [][]string // the entries of each tar loaded
 	recorded []string
+	free     int64 // bytes free for the engine; 0: plenty
+}
+
+func (h *fakeHost) DiskFree(context.Context) (int64, error) {
+	if h.free == 0 {
+		return 1 << 40, nil
+	}
+	return h.free, nil
 }
 
 func (h *fakeHost) Host() string                                     { return "h1" }
@@ -211,6 +219,14 @@ func TestToHost(t *testing.T) {
 				t.Errorf("the host has no app:2 after the push: %v", err)
 			}
 		})
+	}
+}
+
+func TestToHostRefusesWhatDoesNotFit(t *testing.T) {
+	h := &fakeHost{platform: "linux/amd64", free: 500}
+	_, err := ToHost(context.Background(), h, []*Image{saved(t)})
+	if err == nil || !strings.Contains(err.Error(), "only 500B free for Docker, and image app:2 needs about") || len(h.loads) != 0 {
+		t.Errorf("%v, %d loads; want a refusal naming the host, the space free and the space needed, nothing sent", err, len(h.loads))
 	}
 }
 

@@ -102,9 +102,10 @@ func main() {
 		sig := <-sigs
 		if readOnly.Load() {
 			fmt.Fprintln(os.Stderr, "fleet: interrupted")
-			os.Exit(signalExit(sig))
+			os.Exit(int(signalExit(sig)))
 		}
 		fmt.Fprintln(os.Stderr, "fleet: interrupted: finishing or undoing what is in flight (interrupt again to stop at once)")
+		interrupted.Store(signalExit(sig))
 		cancel()
 		sig = <-sigs
 		// Stopping at once may leave instances down: say which, and how
@@ -116,12 +117,20 @@ func main() {
 			}
 			fmt.Fprintln(os.Stderr, "fleet: run fleet apply to repair it")
 		}
-		os.Exit(signalExit(sig))
+		os.Exit(int(signalExit(sig)))
 	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	cancel()
+	if by := interrupted.Load(); by != 0 && code != 0 {
+		// Cut short by the interrupt: said as a shell says it.
+		code = int(by)
+	}
 	os.Exit(code)
 }
+
+// interrupted is the exit code of the signal that interrupted the
+// command, once one did.
+var interrupted atomic.Int32
 
 // changesNothing names the commands that change nothing, on the hosts or
 // here: stopped at any moment, they leave nothing half done, so the first
@@ -140,9 +149,9 @@ var changesNothing = map[string]bool{
 var readOnly atomic.Bool
 
 // signalExit is the exit code of a process ended by sig.
-func signalExit(sig os.Signal) int {
+func signalExit(sig os.Signal) int32 {
 	if s, ok := sig.(syscall.Signal); ok {
-		return 128 + int(s)
+		return 128 + int32(s)
 	}
 	return 130
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -85,7 +86,13 @@ func (c *pushCmd) Run(ctx context.Context, g *globals, out *output) error {
 		name := targets[i].Name
 		report.Hosts[name] = r.Value
 		if r.Err != nil {
-			report.Failed[name] = strings.TrimPrefix(r.Err.Error(), "host "+name+": ")
+			// The line names the host already, and what it was doing.
+			why := r.Err
+			var he *executor.HostError
+			for errors.As(why, &he) && he.Host == name {
+				why = he.Err
+			}
+			report.Failed[name] = why.Error()
 		}
 	}
 	if g.JSON {
@@ -135,7 +142,9 @@ func writePushReport(w io.Writer, r pushReport, images []*push.Image, targets []
 			fmt.Fprintf(w, "%s: not pushed: %s\n", t.Name, why)
 		}
 	}
-	fmt.Fprintf(w, "%s to %s: %s sent, %s not sent (there already)\n", plural(len(images), "image"), plural(len(targets)-len(r.Failed), "host"), plan.SizeText(sent), plan.SizeText(max(spared, 0)))
+	if given := len(targets) - len(r.Failed); given > 0 {
+		fmt.Fprintf(w, "%s to %s: %s sent, %s not sent (there already)\n", plural(len(images), "image"), plural(given, "host"), plan.SizeText(sent), plan.SizeText(max(spared, 0)))
+	}
 }
 
 // pushHost is a host connection as a push drives it.
@@ -157,6 +166,8 @@ func (h pushHost) ImageInspect(ctx context.Context, ref string) (*executor.Image
 }
 
 func (h pushHost) Load(ctx context.Context, r io.Reader) error { return h.c.Engine().Load(ctx, r) }
+
+func (h pushHost) DiskFree(ctx context.Context) (int64, error) { return h.c.DiskFree(ctx) }
 
 func (h pushHost) RecordImage(ctx context.Context, id, ref string) error {
 	if h.project == "" {
