@@ -17,7 +17,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fleetdeploy/fleet/executor"
-	"github.com/fleetdeploy/fleet/plan"
 	"github.com/fleetdeploy/fleet/rollout"
 )
 
@@ -52,20 +51,10 @@ type hostReport struct {
 }
 
 func (c *hostsCmd) Run(ctx context.Context, g *globals, out *output) error {
-	inv, err := g.loadInventory()
-	if err != nil {
-		return err
-	}
-	hosts, err := g.selected(inv)
-	if err != nil {
-		return err
-	}
 	// The project, when fleet.yaml is there, to count its instances.
-	project := ""
-	if _, err := os.Stat(g.File); err == nil {
-		if p, err := plan.LoadProject(g.File, inv); err == nil {
-			project = p.Name
-		}
+	inv, hosts, project, err := g.hostsAndProject()
+	if err != nil {
+		return err
 	}
 	ex := executor.New(ctx, g.executorOptions(inv))
 	defer ex.Close()

@@ -47,6 +47,27 @@ func (g *globals) loadBoth() (*inventory.Inventory, *plan.Project, error) {
 }
 
 // selected applies --hosts to the inventory.
+// hostsAndProject reads the inventory, the hosts that --hosts selects, and
+// the project's name when fleet.yaml is there and valid ("" otherwise):
+// what the commands that work on hosts rather than services need.
+func (g *globals) hostsAndProject() (*inventory.Inventory, []*inventory.Host, string, error) {
+	inv, err := g.loadInventory()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	hosts, err := g.selected(inv)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	project := ""
+	if _, err := os.Stat(g.File); err == nil {
+		if p, err := plan.LoadProject(g.File, inv); err == nil {
+			project = p.Name
+		}
+	}
+	return inv, hosts, project, nil
+}
+
 func (g *globals) selected(inv *inventory.Inventory) ([]*inventory.Host, error) {
 	if g.Hosts == "" {
 		return inv.Hosts, nil

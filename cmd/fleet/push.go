@@ -39,20 +39,10 @@ type pushReport struct {
 }
 
 func (c *pushCmd) Run(ctx context.Context, g *globals, out *output) error {
-	inv, err := g.loadInventory()
-	if err != nil {
-		return err
-	}
-	hosts, err := g.selected(inv)
-	if err != nil {
-		return err
-	}
 	// The project, when fleet.yaml is there, to record what was pushed.
-	project := ""
-	if _, err := os.Stat(g.File); err == nil {
-		if p, err := plan.LoadProject(g.File, inv); err == nil {
-			project = p.Name
-		}
+	inv, hosts, project, err := g.hostsAndProject()
+	if err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "fleet-push-")
 	if err != nil {
