@@ -210,6 +210,21 @@ services:
 		p.expect(0, []string{"No changes"}, "plan")
 	}
 
+	// A timer's reconcile on a machine without the image (no engine at
+	// all here) repairs with what the hosts have, and says it could not
+	// push; the commands that only look do not need the image.
+	if _, err := fleet.Hosts[0].Run(ctx, "sh", "-c", "docker stop $(docker ps -q --filter label=fleet.project=pushed)"); err != nil {
+		t.Fatal(err)
+	}
+	laptopEnv := p.env
+	p.env = []string{"DOCKER_HOST=unix:///nonexistent/docker.sock"}
+	p.expect(0, []string{"no local Docker engine to read image push-test/app:live from", "the hosts keep the image they have", "h1"}, "reconcile")
+	if err := serving(ctx, fleet.Hosts[0].Addr+":8099", "2"); err != nil {
+		t.Error(err)
+	}
+	p.expect(0, []string{"push-test/app:live"}, "status")
+	p.env = laptopEnv
+
 	// What is not in the laptop's engine is named.
 	p.expect(1, []string{"image push-test/app:9 is not in the local Docker engine", "docker images"}, "push", "push-test/app:9")
 }

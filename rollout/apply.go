@@ -54,7 +54,9 @@ type Applier struct {
 	// once, one call at a time.
 	Events func(Event)
 	// Push sends image, of a service with image_delivery: push, to host,
-	// the layers it lacks, and says how many bytes that took.
+	// the layers it lacks, and says how many bytes that took; or
+	// ErrNothingToPush when this run has no such image (then the host's
+	// copy serves, if it has one).
 	Push func(ctx context.Context, host, image string) (sent int64, err error)
 	// Who (user@machine) and Cause (the --message, or "" for a summary of
 	// the changes) go into the record of each new revision.
@@ -1368,22 +1370,29 @@ func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.Ser
 		}
 	}
 	image := sp.Template.Image
-	if s.ImageDelivery == "push" {
-		if a.Push == nil {
-			return fmt.Errorf("image %s is delivered by push (image_delivery: push), and this run has no image to push", image)
-		}
-		a.event(Event{Service: s.Name, Host: host, What: "pushing " + image, Begin: true})
-		sent, err := a.Push(ctx, host, image)
-		if err != nil {
-			return err
-		}
-		a.event(Event{Service: s.Name, Host: host, What: fmt.Sprintf("pushed %s (%s sent)", image, plan.SizeText(sent)), End: true})
-		return nil
-	}
 	had, err := eng.ImageInspect(ctx, image)
 	present := err == nil
 	if err != nil && !errors.Is(err, executor.ErrNotFound) {
 		return err
+	}
+	if s.ImageDelivery == "push" {
+		var sent int64
+		err := ErrNothingToPush
+		if a.Push != nil {
+			sent, err = a.Push(ctx, host, image)
+		}
+		switch {
+		case errors.Is(err, ErrNothingToPush) && present:
+			return nil // what the host has serves
+		case errors.Is(err, ErrNothingToPush):
+			return fmt.Errorf("image %s is not on the host, and this machine has none to push (image_delivery: push): run fleet apply where the image is built", image)
+		case err != nil:
+			return err
+		}
+		if sent > 0 {
+			a.event(Event{Service: s.Name, Host: host, What: fmt.Sprintf("pushed %s (%s sent)", image, plan.SizeText(sent))})
+		}
+		return nil
 	}
 	switch {
 	case s.Pull == "always" || (s.Pull == "missing" && !present && s.ImageDelivery == "pull"):
@@ -1399,6 +1408,9 @@ func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.Ser
 	}
 	return nil
 }
+
+// ErrNothingToPush is an Applier's Push without the image to push.
+var ErrNothingToPush = errors.New("no image to push")
 
 // recordPull records the image a pull brought to host, unless the host
 // had it already (had): that one is not fleet's to prune. A record that

@@ -239,3 +239,29 @@ func TestAnUndoCutShortByALostConnectionIsDoneAgain(t *testing.T) {
 		t.Errorf("h1: %s, want r1", got)
 	}
 }
+
+// TestPushedImageWithoutAnImageToPush: a service whose image fleet pushes
+// (image_delivery: push), applied by a run that has no image to push (a
+// rollback, a timer's reconcile on a machine that builds nothing), runs
+// what the hosts have; a host without it is said, and nothing changes.
+func TestPushedImageWithoutAnImageToPush(t *testing.T) {
+	w := newWorld(t)
+	pushed := release{extra: "  app:\n    image: hello:2\n    hosts: role=web\n    image_delivery: push\n    update: {monitor: 0s, healthy_deadline: 300ms}\n"}
+	r := w.apply(context.Background(), pushed, nil)
+	if err := r.res.Err(); err == nil || !strings.Contains(err.Error(), "image hello:2 is not on the host, and this machine has none to push (image_delivery: push)") {
+		t.Errorf("without the image anywhere: %v", err)
+	}
+	if o := r.outcome(t, "app"); o.Changed != 0 {
+		t.Errorf("without the image anywhere: %s", counts(o))
+	}
+	w.f.Load("hello:2", webHosts...)
+	r = w.apply(context.Background(), pushed, nil)
+	if err := r.res.Err(); err != nil {
+		t.Fatalf("with the image on the hosts: %v", err)
+	}
+	for _, h := range webHosts {
+		if got := w.instances("app")[h]; got != "r1" {
+			t.Errorf("%s: %s, want r1", h, got)
+		}
+	}
+}

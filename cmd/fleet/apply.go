@@ -57,6 +57,9 @@ func (c *applyCmd) run(ctx context.Context, g *globals, out *output, m *metrics)
 		return err
 	}
 	defer s.close()
+	if err := s.readPushed(ctx, false, nil); err != nil {
+		return err
+	}
 	return s.apply(ctx, g, out, applyRun{saved: saved, file: c.PlanFile, services: c.Service, yes: c.Yes,
 		reschedule: c.Reschedule, lockWait: c.LockWait, cause: c.Message, command: "fleet apply", metrics: m})
 }

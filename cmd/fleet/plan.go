@@ -73,18 +73,18 @@ func (g *globals) openLoaded(ctx context.Context, inv *inventory.Inventory, proj
 	if err := g.read(ctx, s); err != nil {
 		return nil, err
 	}
-	if err := s.readPushed(ctx); err != nil {
-		s.close()
-		return nil, err
-	}
 	return s, nil
 }
 
 // readPushed saves, from this machine's engine, the image of every service
 // that fleet pushes (image_delivery: push), and asks each host what it
 // holds of it: the plan compares the containers with this machine's image,
-// and says what pushing it would send each host.
-func (s *session) readPushed(ctx context.Context) error {
+// and says what pushing it would send each host. Plan and apply need it;
+// the commands that only look, and rollback (whose revisions' images stay
+// on the hosts), do without. With optional (reconcile, on a machine that
+// may build nothing), an image this machine cannot give is said in warn,
+// and the hosts keep what they have of it.
+func (s *session) readPushed(ctx context.Context, optional bool, warn func(string)) error {
 	for _, svc := range s.project.Services {
 		if svc.ImageDelivery != "push" || s.pushed[svc.Image] != nil {
 			continue
@@ -98,7 +98,12 @@ func (s *session) readPushed(ctx context.Context) error {
 		}
 		img, err := push.Save(ctx, s.pushDir, svc.Image)
 		if err != nil {
-			return fmt.Errorf("service %s (image_delivery: push): %w", svc.Name, err)
+			err = fmt.Errorf("service %s (image_delivery: push): %w", svc.Name, err)
+			if !optional || ctx.Err() != nil {
+				return err
+			}
+			warn(err.Error() + "; the hosts keep the image they have")
+			continue
 		}
 		s.pushed[svc.Image] = img
 	}
@@ -135,7 +140,7 @@ func (s *session) readPushed(ctx context.Context) error {
 func (s *session) pushTo(ctx context.Context, host, ref string) (int64, error) {
 	img, c := s.pushed[ref], s.fleet.Conns[host]
 	if img == nil || c == nil {
-		return 0, fmt.Errorf("image %s was not saved from this machine's engine for host %s", ref, host)
+		return 0, rollout.ErrNothingToPush
 	}
 	sent, err := push.ToHost(ctx, pushHost{c, s.project.Name}, []*push.Image{img})
 	if err != nil {
@@ -254,6 +259,9 @@ func (c *planCmd) run(ctx context.Context, g *globals, out *output, m *metrics) 
 		return err
 	}
 	defer s.close()
+	if err := s.readPushed(ctx, false, nil); err != nil {
+		return err
+	}
 	p := s.plan(c.Service, c.Reschedule)
 	m.observe(s, p)
 	if g.JSON {

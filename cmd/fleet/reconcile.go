@@ -59,6 +59,9 @@ func (c *reconcileCmd) run(ctx context.Context, g *globals, out *output, m *metr
 		return err
 	}
 	defer s.close()
+	if err := s.readPushed(ctx, true, func(msg string) { fmt.Fprintln(out.stderr, "fleet: warning: "+msg) }); err != nil {
+		return err
+	}
 	// Instances of hosts that cannot be read are placed on others, and
 	// the extras removed once those hosts are back.
 	p := s.plan(c.Service, true)
