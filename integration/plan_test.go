@@ -107,7 +107,7 @@ func (p *project) runTTYWith(input string, args ...string) (screen string, code 
 		p.t.Fatal(err)
 	}
 	cmd := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
-	cmd.Env = append(os.Environ(), "TERM=xterm", "COLUMNS=100", "LINES=40")
+	cmd.Env = append(append(os.Environ(), "TERM=xterm", "COLUMNS=100", "LINES=40"), p.env...)
 	if input != "" {
 		cmd.Stdin = strings.NewReader(input)
 	}

@@ -145,7 +145,6 @@ func TestPushSendsOnlyTheLayersAHostLacks(t *testing.T) {
 	}
 	run.cmd.Process.Signal(syscall.SIGINT)
 	code, out := run.wait()
-	h5.Delay(ctx, 0)
 	if sent, _ := h5.ReceivedBytes(); code != 130 || sent-start > 3<<20 {
 		t.Fatalf("fleet push interrupted after 1 MiB: exit %d after %d bytes sent (want 130 before the whole image)\n%s", code, sent-start, out)
 	}
@@ -165,7 +164,12 @@ func TestPushSendsOnlyTheLayersAHostLacks(t *testing.T) {
 			break
 		}
 	}
-	p.expect(0, []string{"h5: push-test/app:2 3."}, "--hosts", "h5", "push", "push-test/app:2")
+	// Again, on a terminal: a line of progress while it runs.
+	screen, code := p.runTTY("--hosts", "h5", "push", "push-test/app:2")
+	h5.Delay(ctx, 0)
+	if code != 0 || !strings.Contains(screen, "pushing: 0 of 1 hosts done, ") || !strings.Contains(screen, "h5: push-test/app:2 3.") {
+		t.Errorf("fleet push on a terminal: exit %d, want 0 with a line of progress, then the report:\n%q", code, screen)
+	}
 
 	// image_delivery: push: a build on the laptop and fleet apply are
 	// the whole release, even when the tag stays the same.

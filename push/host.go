@@ -47,8 +47,9 @@ type Sent struct {
 }
 
 // ToHost sends the images to h, one after the other, and says what each
-// cost. It stops at the first image the host could not be given.
-func ToHost(ctx context.Context, h Host, images []*Image) ([]Sent, error) {
+// cost. It stops at the first image the host could not be given. sending,
+// when not nil, is told of the bytes as they go (from another goroutine).
+func ToHost(ctx context.Context, h Host, images []*Image, sending func(n int64)) ([]Sent, error) {
 	platform, err := h.Platform(ctx)
 	if err != nil {
 		return nil, err
@@ -62,7 +63,7 @@ func ToHost(ctx context.Context, h Host, images []*Image) ([]Sent, error) {
 		if !samePlatform(img.Platform, platform) {
 			return sent, fmt.Errorf("image %s is for %s and host %s runs %s: build it for %s (docker build --platform %s)", img.Ref, img.Platform, h.Host(), platform, platform, platform)
 		}
-		s, err := toHost(ctx, h, img, held)
+		s, err := toHost(ctx, h, img, held, sending)
 		if err != nil {
 			return sent, err
 		}
@@ -72,7 +73,7 @@ func ToHost(ctx context.Context, h Host, images []*Image) ([]Sent, error) {
 	return sent, nil
 }
 
-func toHost(ctx context.Context, h Host, img *Image, held []executor.Image) (Sent, error) {
+func toHost(ctx context.Context, h Host, img *Image, held []executor.Image, sending func(int64)) (Sent, error) {
 	s := Sent{Image: img.Ref, ID: img.ID, Layers: len(img.Layers)}
 	chains := make([][]string, len(held))
 	for i, hi := range held {
@@ -87,7 +88,7 @@ func toHost(ctx context.Context, h Host, img *Image, held []executor.Image) (Sen
 		return s, err
 	}
 	var err error
-	s.Bytes, err = load(ctx, h, img, s.Shared)
+	s.Bytes, err = load(ctx, h, img, s.Shared, sending)
 	if err == nil {
 		err = check(ctx, h, img)
 	}
@@ -97,7 +98,7 @@ func toHost(ctx context.Context, h Host, img *Image, held []executor.Image) (Sen
 		// more with everything.
 		s.Whole, s.Why = true, err.Error()
 		var whole int64
-		whole, err = load(ctx, h, img, 0)
+		whole, err = load(ctx, h, img, 0, sending)
 		s.Bytes += whole
 		if err == nil {
 			err = check(ctx, h, img)
@@ -130,13 +131,13 @@ func roomFor(ctx context.Context, h Host, img *Image, bytes int64) error {
 
 // load sends the image's tar without the files of its first skip layers,
 // streamed as it is made, and returns the bytes sent.
-func load(ctx context.Context, h Host, img *Image, skip int) (int64, error) {
+func load(ctx context.Context, h Host, img *Image, skip int, sending func(int64)) (int64, error) {
 	pr, pw := io.Pipe()
 	go func() {
 		_, err := img.WriteTar(pw, skip)
 		pw.CloseWithError(err)
 	}()
-	c := &counter{r: pr}
+	c := &counter{r: pr, sending: sending}
 	err := h.Load(ctx, c)
 	pr.CloseWithError(io.ErrClosedPipe) // the writer stops, if the load ended early
 	return c.n.Load(), err
@@ -181,12 +182,16 @@ func sameRef(tag, ref string) bool {
 // counter counts the bytes read through it; the load reads in a
 // goroutine of its own.
 type counter struct {
-	r io.Reader
-	n atomic.Int64
+	r       io.Reader
+	n       atomic.Int64
+	sending func(int64)
 }
 
 func (c *counter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
+	if c.sending != nil && n > 0 {
+		c.sending(int64(n))
+	}
 	return n, err
 }

@@ -192,7 +192,7 @@ func TestToHost(t *testing.T) {
 		{"an engine that loses what it was not sent gets it whole", &fakeHost{platform: "linux/amd64", images: []executor.Image{base}, lies: true}, 1, 2, true, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			sent, err := ToHost(context.Background(), c.host, []*Image{saved(t)})
+			sent, err := ToHost(context.Background(), c.host, []*Image{saved(t)}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -224,7 +224,7 @@ func TestToHost(t *testing.T) {
 
 func TestToHostRefusesWhatDoesNotFit(t *testing.T) {
 	h := &fakeHost{platform: "linux/amd64", free: 500}
-	_, err := ToHost(context.Background(), h, []*Image{saved(t)})
+	_, err := ToHost(context.Background(), h, []*Image{saved(t)}, nil)
 	if err == nil || !strings.Contains(err.Error(), "only 500B free for Docker, and image app:2 needs about") || len(h.loads) != 0 {
 		t.Errorf("%v, %d loads; want a refusal naming the host, the space free and the space needed, nothing sent", err, len(h.loads))
 	}
@@ -232,7 +232,7 @@ func TestToHostRefusesWhatDoesNotFit(t *testing.T) {
 
 func TestToHostRefusesAnotherPlatform(t *testing.T) {
 	h := &fakeHost{platform: "linux/arm64"}
-	_, err := ToHost(context.Background(), h, []*Image{saved(t)})
+	_, err := ToHost(context.Background(), h, []*Image{saved(t)}, nil)
 	if err == nil || !strings.Contains(err.Error(), "image app:2 is for linux/amd64 and host h1 runs linux/arm64") || len(h.loads) != 0 {
 		t.Errorf("%v, %d loads; want a refusal naming both platforms, nothing sent", err, len(h.loads))
 	}

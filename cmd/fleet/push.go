@@ -10,6 +10,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/term"
 
 	"github.com/fleetdeploy/fleet/executor"
 	"github.com/fleetdeploy/fleet/plan"
@@ -63,14 +68,13 @@ func (c *pushCmd) Run(ctx context.Context, g *globals, out *output) error {
 	for i, h := range hosts {
 		targets[i] = rollout.Target(h)
 	}
+	shown := startPushProgress(out.stderr, len(targets))
 	results, _ := executor.Map(ctx, ex, targets, "pushing", func(ctx context.Context, c *executor.Conn) ([]push.Sent, error) {
-		sent, err := push.ToHost(ctx, pushHost{c, project}, images)
-		if err != nil {
-			// The images it did get are said with the failure.
-			return sent, err
-		}
-		return sent, nil
+		// The images it did get are said with a failure too.
+		defer shown.hostDone()
+		return push.ToHost(ctx, pushHost{c, project}, images, shown.sending)
 	})
+	shown.stop()
 	report := pushReport{Hosts: map[string][]push.Sent{}, Failed: map[string]string{}}
 	for i, r := range results {
 		name := targets[i].Name
@@ -99,6 +103,48 @@ func (c *pushCmd) Run(ctx context.Context, g *globals, out *output) error {
 		return silentError{1, fmt.Sprintf("%d of %d hosts not given every image (%s): run it again to send what is still missing", n, len(targets), strings.Join(failed, ", "))}
 	}
 	return nil
+}
+
+// pushProgress is, on a terminal, one line redrawn while a push runs: hosts
+// done and bytes sent. Elsewhere (a log, a pipe) it shows nothing: the
+// report at the end says it all.
+type pushProgress struct {
+	sent, done atomic.Int64
+	stopped    chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startPushProgress(w io.Writer, hosts int) *pushProgress {
+	p := &pushProgress{stopped: make(chan struct{})}
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return p
+	}
+	start := time.Now()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.stopped:
+				fmt.Fprint(f, "\r\x1b[K")
+				return
+			case <-tick.C:
+				fmt.Fprintf(f, "\r\x1b[Kpushing: %d of %d hosts done, %s sent (%.0fs)", p.done.Load(), hosts, plan.SizeText(p.sent.Load()), time.Since(start).Seconds())
+			}
+		}
+	}()
+	return p
+}
+
+func (p *pushProgress) sending(n int64) { p.sent.Add(n) }
+func (p *pushProgress) hostDone()       { p.done.Add(1) }
+
+func (p *pushProgress) stop() {
+	close(p.stopped)
+	p.wg.Wait()
 }
 
 // writePushReport prints a line per host and image, and a total.
