@@ -28,15 +28,18 @@ type metrics struct {
 	changesOK bool
 
 	// Known once the hosts were read.
-	read        bool
-	up, down    int
-	drift       map[[2]string]int // service, kind: instances not as fleet.yaml says
-	changes     map[[2]string]int // service, kind: changes made
-	desired     map[string]int
-	running     map[string]int
-	revision    map[string]int
-	services    []string
-	lastSuccess float64 // of an earlier run, from the file as it was
+	read     bool
+	up, down int
+	drift    map[[2]string]int // service, kind: instances not as fleet.yaml says
+	changes  map[[2]string]int // service, kind: changes made
+	desired  map[string]int
+	running  map[string]int
+	revision map[string]int
+	services []string
+	// proxyPending: hosts whose proxy the run found on another image than
+	// proxy_image; proxyUpgraded: those it upgraded.
+	proxyPending, proxyUpgraded int
+	lastSuccess                 float64 // of an earlier run, from the file as it was
 }
 
 // metricKinds are the kinds of change, each said even when none was
@@ -97,6 +100,7 @@ func (m *metrics) observe(s *session, p *plan.Plan) {
 	m.project = s.project.Name
 	m.down = len(p.Unreachable)
 	m.up = len(s.scope) - m.down
+	m.proxyPending = len(p.ProxyUpgrades)
 	m.drift = map[[2]string]int{}
 	m.desired, m.running, m.revision = map[string]int{}, map[string]int{}, map[string]int{}
 	m.services = nil
@@ -159,6 +163,7 @@ func (m *metrics) applied(res *rollout.Result) {
 	if m.changes == nil {
 		m.changes = map[[2]string]int{}
 	}
+	m.proxyUpgraded = len(res.ProxyUpgraded)
 	for _, o := range res.Outcomes {
 		for kind, n := range o.ByKind {
 			m.changes[[2]string{o.Service, string(kind)}] += n
@@ -201,6 +206,9 @@ func (m *metrics) write(code int) error {
 		m.byKind(&b, "fleet_drift", m.drift, sample)
 		gauge("fleet_changes", "Changes the last run made, by kind.")
 		m.byKind(&b, "fleet_changes", m.changes, sample)
+		gauge("fleet_proxy_upgrades", "Hosts whose proxy runs another image than proxy_image: found by the run, and upgraded by it.")
+		sample("fleet_proxy_upgrades", project+","+label("state", "found"), float64(m.proxyPending))
+		sample("fleet_proxy_upgrades", project+","+label("state", "upgraded"), float64(m.proxyUpgraded))
 		gauge("fleet_instances", "Instances of each service: desired, and running after the run.")
 		for _, svc := range m.services {
 			sample("fleet_instances", project+","+label("service", svc)+","+label("state", "desired"), float64(m.desired[svc]))

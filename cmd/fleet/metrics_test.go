@@ -28,7 +28,8 @@ func TestMetricsFileFormat(t *testing.T) {
 	m.desired = map[string]int{"web": 3, "worker": 1}
 	m.running = map[string]int{"web": 3}
 	m.revision = map[string]int{"web": 7}
-	m.applied(&rollout.Result{Outcomes: []rollout.Outcome{{Service: "web", ByKind: map[plan.Kind]int{plan.Start: 2}}}})
+	m.proxyPending = 3
+	m.applied(&rollout.Result{Outcomes: []rollout.Outcome{{Service: "web", ByKind: map[plan.Kind]int{plan.Start: 2}}}, ProxyUpgraded: []string{"h1", "h2"}})
 	if err := m.write(0); err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +51,8 @@ func TestMetricsFileFormat(t *testing.T) {
 		`fleet_instances{project="sh\"op",service="worker",state="running"} 0`,
 		`fleet_revision{project="sh\"op",service="web"} 7`,
 		`fleet_lock_held{project="sh\"op"} 0`,
+		`fleet_proxy_upgrades{project="sh\"op",state="found"} 3`,
+		`fleet_proxy_upgrades{project="sh\"op",state="upgraded"} 2`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("no line %s in:\n%s", want, text)
