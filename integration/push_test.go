@@ -106,6 +106,26 @@ func TestPushSendsOnlyTheLayersAHostLacks(t *testing.T) {
 		}
 	}
 
+	// --gzip: a layer that compresses costs a fraction of itself.
+	os.WriteFile(filepath.Join(dir, "text.bin"), []byte(strings.Repeat("fleet pushes only what a host lacks\n", 1<<20/36)), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile.text"), []byte("FROM push-test/base\nCOPY text.bin /text.bin\n"), 0o644)
+	laptop(t, dir, "build", "-q", "-f", "Dockerfile.text", "-t", "push-test/text:1", ".")
+	t.Cleanup(func() {
+		laptop(t, dir, "rmi", "push-test/text:1")
+		h1 := fleet.Hosts[0]
+		h1.Run(ctx, "docker", "rmi", "push-test/text:1")
+	})
+	before = received(three[:1])
+	p.expect(0, []string{"h1: push-test/text:1 "}, "--hosts", "h1", "push", "--gzip", "push-test/text:1")
+	if link := received(three[:1])[0] - before[0]; link > appLayer/4 {
+		t.Errorf("h1 received %d bytes for a 1 MiB layer of text, gzipped", link)
+	} else {
+		t.Logf("h1 received %d bytes for a 1 MiB layer of text, gzipped", link)
+	}
+	if got := strings.TrimSpace(string(must(fleet.Hosts[0].Run(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", "push-test/text:1")))); got != laptop(t, dir, "image", "inspect", "--format", "{{.Id}}", "push-test/text:1") {
+		t.Errorf("h1: push-test/text:1 is %s after a gzipped push, not the laptop's image", got)
+	}
+
 	// Again: nothing to send. A host that never had v1 gets the base too.
 	p.expect(0, []string{"h1: push-test/app:2 already there", "h3: push-test/app:2 already there"}, "--hosts", hostList, "push", "push-test/app:2")
 	h4 := fleet.Hosts[3]

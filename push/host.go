@@ -1,6 +1,7 @@
 package push
 
 import (
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -46,10 +47,20 @@ type Sent struct {
 	Warning string `json:"warning,omitempty"`
 }
 
+// Options change how images are sent.
+type Options struct {
+	// Gzip compresses what is sent (at gzip's fastest level, which every
+	// engine's load reads): worth it on a link slower than about 25 MB/s,
+	// a waste of CPU on a LAN (BENCHMARKS.md).
+	Gzip bool
+	// Sending, when not nil, is told of the bytes as they go, from
+	// another goroutine.
+	Sending func(n int64)
+}
+
 // ToHost sends the images to h, one after the other, and says what each
-// cost. It stops at the first image the host could not be given. sending,
-// when not nil, is told of the bytes as they go (from another goroutine).
-func ToHost(ctx context.Context, h Host, images []*Image, sending func(n int64)) ([]Sent, error) {
+// cost. It stops at the first image the host could not be given.
+func ToHost(ctx context.Context, h Host, images []*Image, opts Options) ([]Sent, error) {
 	platform, err := h.Platform(ctx)
 	if err != nil {
 		return nil, err
@@ -63,7 +74,7 @@ func ToHost(ctx context.Context, h Host, images []*Image, sending func(n int64))
 		if !samePlatform(img.Platform, platform) {
 			return sent, fmt.Errorf("image %s is for %s and host %s runs %s: build it for %s (docker build --platform %s)", img.Ref, img.Platform, h.Host(), platform, platform, platform)
 		}
-		s, err := toHost(ctx, h, img, held, sending)
+		s, err := toHost(ctx, h, img, held, opts)
 		if err != nil {
 			return sent, err
 		}
@@ -73,7 +84,7 @@ func ToHost(ctx context.Context, h Host, images []*Image, sending func(n int64))
 	return sent, nil
 }
 
-func toHost(ctx context.Context, h Host, img *Image, held []executor.Image, sending func(int64)) (Sent, error) {
+func toHost(ctx context.Context, h Host, img *Image, held []executor.Image, opts Options) (Sent, error) {
 	s := Sent{Image: img.Ref, ID: img.ID, Layers: len(img.Layers)}
 	chains := make([][]string, len(held))
 	for i, hi := range held {
@@ -88,7 +99,7 @@ func toHost(ctx context.Context, h Host, img *Image, held []executor.Image, send
 		return s, err
 	}
 	var err error
-	s.Bytes, err = load(ctx, h, img, s.Shared, sending)
+	s.Bytes, err = load(ctx, h, img, s.Shared, opts)
 	if err == nil {
 		err = check(ctx, h, img)
 	}
@@ -98,7 +109,7 @@ func toHost(ctx context.Context, h Host, img *Image, held []executor.Image, send
 		// more with everything.
 		s.Whole, s.Why = true, err.Error()
 		var whole int64
-		whole, err = load(ctx, h, img, 0, sending)
+		whole, err = load(ctx, h, img, 0, opts)
 		s.Bytes += whole
 		if err == nil {
 			err = check(ctx, h, img)
@@ -131,13 +142,22 @@ func roomFor(ctx context.Context, h Host, img *Image, bytes int64) error {
 
 // load sends the image's tar without the files of its first skip layers,
 // streamed as it is made, and returns the bytes sent.
-func load(ctx context.Context, h Host, img *Image, skip int, sending func(int64)) (int64, error) {
+func load(ctx context.Context, h Host, img *Image, skip int, opts Options) (int64, error) {
 	pr, pw := io.Pipe()
 	go func() {
-		_, err := img.WriteTar(pw, skip)
+		var w io.Writer = pw
+		var zw *gzip.Writer
+		if opts.Gzip {
+			zw, _ = gzip.NewWriterLevel(pw, gzip.BestSpeed)
+			w = zw
+		}
+		_, err := img.WriteTar(w, skip)
+		if zw != nil && err == nil {
+			err = zw.Close()
+		}
 		pw.CloseWithError(err)
 	}()
-	c := &counter{r: pr, sending: sending}
+	c := &counter{r: pr, sending: opts.Sending}
 	err := h.Load(ctx, c)
 	pr.CloseWithError(io.ErrClosedPipe) // the writer stops, if the load ended early
 	return c.n.Load(), err

@@ -2,6 +2,8 @@ package push
 
 import (
 	"archive/tar"
+	"bufio"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -148,6 +150,17 @@ func (h *fakeHost) ImageInspect(_ context.Context, ref string) (*executor.Image,
 
 func (h *fakeHost) Load(_ context.Context, r io.Reader) error {
 	names := []string{}
+	// The engine reads a compressed tar as well.
+	br := bufio.NewReader(r)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return err
+		}
+		r = zr
+	} else {
+		r = br
+	}
 	tr := tar.NewReader(r)
 	for {
 		hd, err := tr.Next()
@@ -192,7 +205,7 @@ func TestToHost(t *testing.T) {
 		{"an engine that loses what it was not sent gets it whole", &fakeHost{platform: "linux/amd64", images: []executor.Image{base}, lies: true}, 1, 2, true, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			sent, err := ToHost(context.Background(), c.host, []*Image{saved(t)}, nil)
+			sent, err := ToHost(context.Background(), c.host, []*Image{saved(t)}, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -222,9 +235,24 @@ func TestToHost(t *testing.T) {
 	}
 }
 
+func TestToHostGzip(t *testing.T) {
+	plain, zipped := &fakeHost{platform: "linux/amd64"}, &fakeHost{platform: "linux/amd64"}
+	a, err := ToHost(context.Background(), plain, []*Image{saved(t)}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ToHost(context.Background(), zipped, []*Image{saved(t)}, Options{Gzip: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(plain.loads[0], zipped.loads[0]) || b[0].Bytes >= a[0].Bytes/2 {
+		t.Errorf("gzip: %d bytes for %v, plain: %d bytes for %v; want the same tar, in less than half the bytes", b[0].Bytes, zipped.loads[0], a[0].Bytes, plain.loads[0])
+	}
+}
+
 func TestToHostRefusesWhatDoesNotFit(t *testing.T) {
 	h := &fakeHost{platform: "linux/amd64", free: 500}
-	_, err := ToHost(context.Background(), h, []*Image{saved(t)}, nil)
+	_, err := ToHost(context.Background(), h, []*Image{saved(t)}, Options{})
 	if err == nil || !strings.Contains(err.Error(), "only 500B free for Docker, and image app:2 needs about") || len(h.loads) != 0 {
 		t.Errorf("%v, %d loads; want a refusal naming the host, the space free and the space needed, nothing sent", err, len(h.loads))
 	}
@@ -232,7 +260,7 @@ func TestToHostRefusesWhatDoesNotFit(t *testing.T) {
 
 func TestToHostRefusesAnotherPlatform(t *testing.T) {
 	h := &fakeHost{platform: "linux/arm64"}
-	_, err := ToHost(context.Background(), h, []*Image{saved(t)}, nil)
+	_, err := ToHost(context.Background(), h, []*Image{saved(t)}, Options{})
 	if err == nil || !strings.Contains(err.Error(), "image app:2 is for linux/amd64 and host h1 runs linux/arm64") || len(h.loads) != 0 {
 		t.Errorf("%v, %d loads; want a refusal naming both platforms, nothing sent", err, len(h.loads))
 	}

@@ -142,7 +142,7 @@ func (s *session) pushTo(ctx context.Context, host, ref string) (int64, error) {
 	if img == nil || c == nil {
 		return 0, rollout.ErrNothingToPush
 	}
-	sent, err := push.ToHost(ctx, pushHost{c, s.project.Name}, []*push.Image{img}, nil)
+	sent, err := push.ToHost(ctx, pushHost{c, s.project.Name}, []*push.Image{img}, push.Options{})
 	if err != nil {
 		return 0, err
 	}
