@@ -184,11 +184,11 @@ func TestPushSendsOnlyTheLayersAHostLacks(t *testing.T) {
 			break
 		}
 	}
-	// Again, on a terminal: a line of progress while it runs.
+	// Again, on a terminal: its progress while it runs, host by host.
 	screen, code := p.runTTY("--hosts", "h5", "push", "push-test/app:2")
 	h5.Delay(ctx, 0)
-	if code != 0 || !strings.Contains(screen, "pushing: 0 of 1 hosts done, ") || !strings.Contains(screen, "h5: push-test/app:2 3.") {
-		t.Errorf("fleet push on a terminal: exit %d, want 0 with a line of progress, then the report:\n%q", code, screen)
+	if code != 0 || !strings.Contains(screen, "pushing: 0 of 1 hosts done, ") || !strings.Contains(screen, "  h5: ") || !strings.Contains(screen, "h5: push-test/app:2 3.") {
+		t.Errorf("fleet push on a terminal: exit %d, want 0 with its progress, the bytes h5 was sent, then the report:\n%q", code, screen)
 	}
 
 	// image_delivery: push: a build on the laptop and fleet apply are

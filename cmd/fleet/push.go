@@ -63,19 +63,22 @@ func (c *pushCmd) Run(ctx context.Context, g *globals, out *output) error {
 		}
 		images = append(images, img)
 	}
+	gzip := c.Gzip
 	ex := executor.New(ctx, g.executorOptions(inv))
 	defer ex.Close()
 	targets := make([]executor.Target, len(hosts))
 	for i, h := range hosts {
 		targets[i] = rollout.Target(h)
 	}
-	opts := push.Options{Gzip: c.Gzip}
-	shown := startPushProgress(out.stderr, len(targets))
-	opts.Sending = shown.sending
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.Name
+	}
+	shown := startPushProgress(out.stderr, names)
 	results, _ := executor.Map(ctx, ex, targets, "pushing", func(ctx context.Context, c *executor.Conn) ([]push.Sent, error) {
 		// The images it did get are said with a failure too.
-		defer shown.hostDone()
-		return push.ToHost(ctx, pushHost{c, project}, images, opts)
+		defer shown.hostDone(c.Host())
+		return push.ToHost(ctx, pushHost{c, project}, images, push.Options{Gzip: gzip, Sending: shown.sending(c.Host())})
 	})
 	shown.stop()
 	report := pushReport{Hosts: map[string][]push.Sent{}, Failed: map[string]string{}}
@@ -108,17 +111,24 @@ func (c *pushCmd) Run(ctx context.Context, g *globals, out *output) error {
 	return nil
 }
 
-// pushProgress is, on a terminal, one line redrawn while a push runs: hosts
-// done and bytes sent. Elsewhere (a log, a pipe) it shows nothing: the
-// report at the end says it all.
+// pushProgress is, on a terminal, a block redrawn while a push runs: a
+// line for the whole push, then one per host with the bytes it was sent so
+// far, as many as the terminal has room for, those still under way first.
+// Elsewhere (a log, a pipe) it shows nothing: the report at the end says
+// it all.
 type pushProgress struct {
-	sent, done atomic.Int64
-	stopped    chan struct{}
-	wg         sync.WaitGroup
+	hosts   []string
+	sent    map[string]*atomic.Int64
+	done    map[string]*atomic.Bool
+	stopped chan struct{}
+	wg      sync.WaitGroup
 }
 
-func startPushProgress(w io.Writer, hosts int) *pushProgress {
-	p := &pushProgress{stopped: make(chan struct{})}
+func startPushProgress(w io.Writer, hosts []string) *pushProgress {
+	p := &pushProgress{hosts: hosts, sent: map[string]*atomic.Int64{}, done: map[string]*atomic.Bool{}, stopped: make(chan struct{})}
+	for _, h := range hosts {
+		p.sent[h], p.done[h] = new(atomic.Int64), new(atomic.Bool)
+	}
 	f, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return p
@@ -129,21 +139,64 @@ func startPushProgress(w io.Writer, hosts int) *pushProgress {
 		defer p.wg.Done()
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
+		drawn := 0
 		for {
 			select {
 			case <-p.stopped:
-				fmt.Fprint(f, "\r\x1b[K")
+				if drawn > 0 {
+					fmt.Fprintf(f, "\x1b[%dF\x1b[J", drawn)
+				}
 				return
 			case <-tick.C:
-				fmt.Fprintf(f, "\r\x1b[Kpushing: %d of %d hosts done, %s sent (%.0fs)", p.done.Load(), hosts, plan.SizeText(p.sent.Load()), time.Since(start).Seconds())
+				width, height, err := term.GetSize(int(f.Fd()))
+				if err != nil || width <= 0 {
+					width, height = 80, 24
+				}
+				lines := p.lines(time.Since(start), max(height-2, 2))
+				if drawn > 0 {
+					fmt.Fprintf(f, "\x1b[%dF\x1b[J", drawn)
+				}
+				for _, l := range lines {
+					if len(l) > width-1 {
+						l = l[:width-1]
+					}
+					fmt.Fprintln(f, l)
+				}
+				drawn = len(lines)
 			}
 		}
 	}()
 	return p
 }
 
-func (p *pushProgress) sending(n int64) { p.sent.Add(n) }
-func (p *pushProgress) hostDone()       { p.done.Add(1) }
+// lines is the block to show, at most room lines.
+func (p *pushProgress) lines(took time.Duration, room int) []string {
+	var total int64
+	done := 0
+	var going, finished []string
+	for _, h := range p.hosts {
+		n := p.sent[h].Load()
+		total += n
+		if p.done[h].Load() {
+			done++
+			finished = append(finished, fmt.Sprintf("  %s: %s sent, done", h, plan.SizeText(n)))
+		} else {
+			going = append(going, fmt.Sprintf("  %s: %s sent", h, plan.SizeText(n)))
+		}
+	}
+	lines := []string{fmt.Sprintf("pushing: %d of %d hosts done, %s sent (%.0fs)", done, len(p.hosts), plan.SizeText(total), took.Seconds())}
+	hosts := append(going, finished...)
+	if len(hosts) > room-1 {
+		hosts = append(hosts[:room-2], fmt.Sprintf("  and %d more", len(hosts)-(room-2)))
+	}
+	return append(lines, hosts...)
+}
+
+func (p *pushProgress) sending(host string) func(int64) {
+	return func(n int64) { p.sent[host].Add(n) }
+}
+
+func (p *pushProgress) hostDone(host string) { p.done[host].Store(true) }
 
 func (p *pushProgress) stop() {
 	close(p.stopped)
