@@ -45,6 +45,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -403,6 +404,10 @@ func checkTools(ctx context.Context, log io.Writer) error {
 // an error carries the command and its standard error.
 func run(ctx context.Context, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
+	// Killed with the harness: a run killed half-way up (as
+	// TestCrashThenCleanStart does) must leave no ssh-keygen behind to
+	// write a host key into the next run's fresh directory.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
