@@ -87,9 +87,14 @@ func ToHost(ctx context.Context, h Host, images []*Image, opts Options) ([]Sent,
 func toHost(ctx context.Context, h Host, img *Image, held []executor.Image, opts Options) (Sent, error) {
 	s := Sent{Image: img.Ref, ID: img.ID, Layers: len(img.Layers)}
 	chains := make([][]string, len(held))
+	hadIt := false // under another name: the load only tags it
 	for i, hi := range held {
 		chains[i] = hi.Layers
-		if hi.ID == img.ID && (img.Ref == img.ID || slices.ContainsFunc(hi.RepoTags, func(t string) bool { return sameRef(t, img.Ref) })) {
+		if hi.ID != img.ID {
+			continue
+		}
+		hadIt = true
+		if img.Ref == img.ID || slices.ContainsFunc(hi.RepoTags, func(t string) bool { return sameRef(t, img.Ref) }) {
 			s.Already, s.Shared = true, len(img.Layers)
 			return s, nil
 		}
@@ -117,6 +122,11 @@ func toHost(ctx context.Context, h Host, img *Image, held []executor.Image, opts
 	}
 	if err != nil {
 		return s, err
+	}
+	// An image the host had before is not fleet's to prune, as with a
+	// pull that found it there.
+	if hadIt {
+		return s, nil
 	}
 	if err := h.RecordImage(ctx, img.ID, img.Ref); err != nil {
 		s.Warning = fmt.Sprintf("fleet prune will not remove %s from this host: %v", img.Ref, err)

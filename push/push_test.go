@@ -235,6 +235,23 @@ func TestToHost(t *testing.T) {
 	}
 }
 
+// TestToHostTagsWhatTheHostHadWithoutRecordingIt: an image the host holds
+// under another name is only tagged (no layer sent), and not recorded for
+// fleet prune: it was not fleet's to begin with.
+func TestToHostTagsWhatTheHostHadWithoutRecordingIt(t *testing.T) {
+	h := &fakeHost{platform: "linux/amd64", images: []executor.Image{{ID: "sha256:img2", RepoTags: []string{"user/own:1"}, Layers: []string{"sha256:a", "sha256:b"}}}}
+	sent, err := ToHost(context.Background(), h, []*Image{saved(t)}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.loads) != 1 || slices.ContainsFunc(h.loads[0], func(n string) bool { return strings.HasSuffix(n, "layer.tar") }) || sent[0].Shared != 2 {
+		t.Errorf("loads %v, %d layers there; want one tar without layers", h.loads, sent[0].Shared)
+	}
+	if len(h.recorded) != 0 {
+		t.Errorf("recorded %v for prune; the host had the image before", h.recorded)
+	}
+}
+
 func TestToHostGzip(t *testing.T) {
 	plain, zipped := &fakeHost{platform: "linux/amd64"}, &fakeHost{platform: "linux/amd64"}
 	a, err := ToHost(context.Background(), plain, []*Image{saved(t)}, Options{})
