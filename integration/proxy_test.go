@@ -74,8 +74,11 @@ func withProxy(t *testing.T) string {
 type load struct {
 	ok, failed atomic.Int64
 	dropped    atomic.Int64 // by a reload (see reloadDrop)
-	mu         sync.Mutex
-	errs       []string
+	// slow counts the requests that took over a second, and slowest is
+	// the longest any took, in nanoseconds.
+	slow, slowest atomic.Int64
+	mu            sync.Mutex
+	errs          []string
 	// firstSeen is when each version was first answered by each host.
 	firstSeen map[string]map[string]time.Time
 	stop      chan struct{}
@@ -134,6 +137,7 @@ func startLoadOver(t *testing.T, scheme string, roots *x509.CertPool, post bool,
 				req.Host = site
 				began := time.Now()
 				resp, err := client.Do(req)
+				l.took(time.Since(began))
 				if err != nil {
 					err = fmt.Errorf("%w (on a kept-alive connection: %v; at %s)", err, reused, began.Format("15:04:05.000"))
 				}
@@ -198,6 +202,19 @@ func reloadDrop(err error, reused bool) bool {
 // whole-suite runs (5 hosts' upgrades); allowed, 4 an event.
 func dropsAllowed(n int64, events int) int64 { return max(4*int64(events), n/2000) }
 
+// took counts a request that took d.
+func (l *load) took(d time.Duration) {
+	if d > time.Second {
+		l.slow.Add(1)
+	}
+	for {
+		was := l.slowest.Load()
+		if int64(d) <= was || l.slowest.CompareAndSwap(was, int64(d)) {
+			return
+		}
+	}
+}
+
 // until keeps the load going until at least n requests were answered.
 func (l *load) until(n int64) {
 	for l.ok.Load()+l.failed.Load()+l.dropped.Load() < n {
@@ -234,7 +251,8 @@ func (l *load) checkReloaded(t *testing.T, during string, events int) {
 	if events > 0 {
 		allowed = func(n int64) int64 { return dropsAllowed(n, events) }
 	}
-	t.Logf("%s: %d requests answered, %d failed, %d on a fresh connection closed unanswered", during, ok, failed, dropped)
+	t.Logf("%s: %d requests answered, %d failed, %d on a fresh connection closed unanswered; %d took over a second, the slowest %s",
+		during, ok, failed, dropped, l.slow.Load(), time.Duration(l.slowest.Load()).Round(time.Millisecond))
 	if failed > 0 {
 		t.Errorf("%s: %d of %d requests failed through the proxy, e.g. %q", during, failed, all, l.errs)
 	}

@@ -321,12 +321,6 @@ func hostFields(d *yamlfile.Doc, h *rawHost, what string, withAddress bool) map[
 		"lb": func(v *yaml.Node) {
 			if b, ok := d.Bool(v, what+".lb"); ok {
 				h.lb = &b
-				if b {
-					// Accepting it would promise upstream lists that
-					// nothing keeps.
-					d.Errorf(v, "%s.lb: load balancer hosts are not available in this version of fleet", what).Hint =
-						"remove lb: true and keep the load balancer's upstream list by hand for now"
-				}
 			}
 		},
 		"labels": func(v *yaml.Node) {

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -10,11 +11,17 @@ import (
 )
 
 // SelectedHosts returns the hosts a service may run on, sorted by name.
+// A proxied service runs on no load balancer: those send its requests
+// to the hosts that run it.
 func (s *Service) SelectedHosts(inv *inventory.Inventory) []*inventory.Host {
-	if s.Hosts == nil {
-		return inv.Hosts
+	hosts := inv.Hosts
+	if s.Hosts != nil {
+		hosts = inv.Select(s.Hosts)
 	}
-	return inv.Select(s.Hosts)
+	if s.Proxy != nil && Balanced(inv) {
+		hosts = slices.DeleteFunc(slices.Clone(hosts), func(h *inventory.Host) bool { return h.LB })
+	}
+	return hosts
 }
 
 // check finds what fleet.yaml asks for that the inventory cannot give.
@@ -36,6 +43,19 @@ func (p *Project) check(inv *inventory.Inventory, errs *diag.List) {
 		}
 		hosts := s.SelectedHosts(inv)
 		selected[s.Name] = hosts
+		if s.Proxy != nil && s.Hosts != nil {
+			var lbs []string
+			for _, h := range inv.Select(s.Hosts) {
+				if h.LB {
+					lbs = append(lbs, h.Name)
+				}
+			}
+			if len(lbs) > 0 {
+				e := errs.Add(s.hosts.pos, "%s.hosts: %q selects %s, a load balancer (lb: true), which sends the service's requests to its hosts rather than run it", w, s.Hosts.Text, strings.Join(lbs, ", "))
+				e.Hint = "leave the load balancers out of the selector (role=web, say), or take lb: true off the host"
+				continue
+			}
+		}
 		if len(hosts) == 0 {
 			if s.Hosts != nil && len(inv.Check(s.Hosts)) == 0 {
 				errs.Add(s.hosts.pos, "%s.hosts: %q matches no host", w, s.Hosts.Text).Hint = "fleet inventory lists the hosts with their labels and groups"

@@ -159,6 +159,13 @@ type Plan struct {
 	Unreachable []HostProblem `json:"unreachable"`
 	// ProxyUpgrades are carried out before any service.
 	ProxyUpgrades []ProxyUpgrade `json:"proxy_upgrades"`
+	// Balanced says that the inventory has load balancers (see
+	// Balancer): the hosts serve proxied services to them over plain
+	// HTTP.
+	Balanced bool `json:"balanced,omitempty"`
+	// Balancers are the load balancers' routes, changed or not; the
+	// changes are carried out with their services.
+	Balancers []Balancer `json:"balancers"`
 	// Fingerprints hash each host's live state; a saved plan is applied
 	// only while they still match.
 	Fingerprints map[string]string `json:"fingerprints"`
@@ -275,12 +282,14 @@ type Summary struct {
 	Unchanged int `json:"unchanged"`
 	// ProxyUpgrade counts hosts, not instances.
 	ProxyUpgrade int `json:"proxy_upgrade"`
+	// Balance counts the load balancers' routes that change.
+	Balance int `json:"balance"`
 }
 
 // Changes reports whether the plan does anything.
 func (p *Plan) Changes() bool {
 	s := p.Summary
-	return s.Create+s.Update+s.Replace+s.Remove+s.Start+s.ProxyUpgrade > 0
+	return s.Create+s.Update+s.Replace+s.Remove+s.Start+s.ProxyUpgrade+s.Balance > 0
 }
 
 // Compute makes the plan. It reads nothing but its input.
@@ -324,6 +333,13 @@ func Compute(in Input) *Plan {
 			}
 		}
 	}
+	p.Balanced = Balanced(in.Inventory)
+	p.Balancers = balancers(in, p)
+	for _, b := range p.Balancers {
+		if b.Reason != "" {
+			p.Summary.Balance++
+		}
+	}
 	p.ProxyUpgrades = proxyUpgrades(in, p)
 	p.Summary.ProxyUpgrade = len(p.ProxyUpgrades)
 	return p
@@ -338,21 +354,30 @@ type ProxyUpgrade struct {
 }
 
 // proxyUpgrades are the hosts where the project's proxied services keep
-// or get an instance and the proxy runs another image than proxy_image.
+// or get an instance, and the load balancers, whose proxy runs another
+// image than proxy_image.
 func proxyUpgrades(in Input, p *Plan) []ProxyUpgrade {
 	out := []ProxyUpgrade{}
+	consider := func(host string) {
+		lh := in.Live.Hosts[host]
+		if lh == nil || !(lh.Proxy == ProxyCutShort || lh.Proxy == ProxyRunning && lh.ProxyImage != in.Project.ProxyImage) ||
+			slices.ContainsFunc(out, func(u ProxyUpgrade) bool { return u.Host == host }) {
+			return
+		}
+		out = append(out, ProxyUpgrade{Host: host, From: lh.ProxyImage, To: in.Project.ProxyImage})
+	}
 	for _, sp := range p.Services {
 		if s := in.Project.Service(sp.Name); s == nil || s.Proxy == nil {
 			continue
 		}
 		for _, a := range sp.Actions {
-			lh := in.Live.Hosts[a.Host]
-			if a.Kind == Remove || lh == nil || !(lh.Proxy == ProxyCutShort || lh.Proxy == ProxyRunning && lh.ProxyImage != in.Project.ProxyImage) ||
-				slices.ContainsFunc(out, func(u ProxyUpgrade) bool { return u.Host == a.Host }) {
-				continue
+			if a.Kind != Remove {
+				consider(a.Host)
 			}
-			out = append(out, ProxyUpgrade{Host: a.Host, From: lh.ProxyImage, To: in.Project.ProxyImage})
 		}
+	}
+	for _, b := range p.Balancers {
+		consider(b.LB)
 	}
 	slices.SortFunc(out, func(a, b ProxyUpgrade) int { return strings.Compare(a.Host, b.Host) })
 	return out
@@ -465,7 +490,7 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 	if s.Proxy != nil {
 		if hosts := lackProxy(in.Live, sp); len(hosts) > 0 {
 			ports := fmt.Sprintf("port %d", ProxyPort)
-			if s.Proxy.TLS != TLSOff {
+			if HostTLS(s, Balanced(in.Inventory)) != TLSOff {
 				ports = fmt.Sprintf("ports %d and %d", ProxyPort, ProxyTLSPort)
 			}
 			sp.Notes = append(sp.Notes, fmt.Sprintf("the proxy is made (or started) first on %s: a container %s (%s) on the host's network, serving %s",
@@ -671,7 +696,7 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 	// nothing (the proxy was removed, or the host rebooted and the
 	// container has a new address): put back in place.
 	if a.Kind == Unchanged && c.Running && s.Proxy != nil {
-		if why := routeDrift(in.Live.Hosts[k.Host], s, c); why != "" {
+		if why := routeDrift(in.Live.Hosts[k.Host], s, HostTLS(s, Balanced(in.Inventory)), c); why != "" {
 			a.Kind, a.Drift = Update, true
 			a.Reasons = append(a.Reasons, why)
 			a.Before = &Settings{Resources: Resources{CPUs: c.CPUs, Memory: c.Memory}, Restart: c.Restart}
@@ -693,9 +718,9 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 // routeDrift says why a running container of a proxied service does not
 // serve as fleet.yaml says: none of its addresses, on the service's proxy
 // port, is in the service's route on the host's proxy, or the route is
-// for another host name or path. A host whose routes were not read says
-// nothing.
-func routeDrift(lh *LiveHost, s *Service, c *LiveContainer) string {
+// for another host name or path, or not served with tls. A host whose
+// routes were not read says nothing.
+func routeDrift(lh *LiveHost, s *Service, tls TLS, c *LiveContainer) string {
 	if lh == nil || lh.Routes == nil {
 		return ""
 	}
@@ -707,12 +732,12 @@ func routeDrift(lh *LiveHost, s *Service, c *LiveContainer) string {
 	switch path := strings.TrimSuffix(s.Proxy.Path, "/"); {
 	case !in:
 		return "not in its route on the host's proxy"
-	case r.Host != s.Proxy.Host || r.Path != path || r.TLS != s.Proxy.TLS:
+	case r.Host != s.Proxy.Host || r.Path != path || r.TLS != tls:
 		was := r.Path
 		if was == "" {
 			was = "/"
 		}
-		return fmt.Sprintf("its route serves %s, not %s", siteText(r.Host, was, r.TLS), siteText(s.Proxy.Host, s.Proxy.Path, s.Proxy.TLS))
+		return fmt.Sprintf("its route serves %s, not %s", siteText(r.Host, was, r.TLS), siteText(s.Proxy.Host, s.Proxy.Path, tls))
 	}
 	return ""
 }

@@ -51,6 +51,25 @@ func (p *Plan) Render(w io.Writer, st Style, verbose bool) error {
 		}
 		b.WriteString("\n")
 	}
+	var lbs []string
+	for _, lb := range p.Balancers {
+		if lb.Reason == "" && !verbose {
+			continue
+		}
+		marker, to := st.marker(Update), strings.Join(lb.Hosts, ", ")
+		switch {
+		case lb.Reason == "":
+			marker, lb.Reason = st.marker(Unchanged), "unchanged"
+		case lb.Was == nil:
+			marker = st.marker(Create)
+		case len(lb.Hosts) == 0:
+			marker, to = st.marker(Remove), "nothing"
+		}
+		lbs = append(lbs, fmt.Sprintf("  %s %-12s %s → %s: %s\n", marker, lb.LB, lb.Service, to, lb.Reason))
+	}
+	if len(lbs) > 0 {
+		b.WriteString(st.paint("1", "load balancers") + "\n" + strings.Join(lbs, "") + "\n")
+	}
 	for _, sp := range p.Services {
 		var lines []string
 		for _, a := range sp.Actions {
@@ -135,6 +154,9 @@ func (p *Plan) SummaryLine() string {
 	add(s.Remove, "remove")
 	if s.ProxyUpgrade > 0 {
 		parts = append(parts, fmt.Sprintf("the proxy to upgrade on %s", plural(s.ProxyUpgrade, "host")))
+	}
+	if s.Balance > 0 {
+		parts = append(parts, fmt.Sprintf("%s to change", plural(s.Balance, "load-balancer route")))
 	}
 	line := "Plan: " + strings.Join(parts, ", ") + fmt.Sprintf(", %d unchanged.", s.Unchanged)
 	if len(p.Unreachable) > 0 {

@@ -176,18 +176,28 @@ func slotOf(id, dial string) (int, bool) {
 // first, as Caddy tries them in order: exact host names before wildcards,
 // then the longest path.
 func (c *config) setRoute(r Route, upstreams []string) {
+	var rt route
+	if len(upstreams) > 0 {
+		rt = newRoute(r, upstreams)
+	}
+	c.placeRoute(r, rt)
+}
+
+// placeRoute puts rt in place of r's route, or with rt nil removes it (see
+// setRoute).
+func (c *config) placeRoute(r Route, rt route) {
 	for _, name := range []string{ServerName, TLSServerName} {
 		c.editRoutes(name, func(rs []route) []route {
 			return slices.DeleteFunc(rs, func(old route) bool { return old["@id"] == r.ID || old["@id"] == redirectID(r.ID) })
 		})
 	}
-	if len(upstreams) > 0 {
+	if rt != nil {
 		home := ServerName
 		if r.TLS != plan.TLSOff {
 			home = TLSServerName
 			c.editRoutes(ServerName, func(rs []route) []route { return append(rs, newRedirect(r)) })
 		}
-		c.editRoutes(home, func(rs []route) []route { return append(rs, newRoute(r, upstreams)) })
+		c.editRoutes(home, func(rs []route) []route { return append(rs, rt) })
 		switch r.TLS {
 		case plan.TLSInternal:
 			c.setPolicy(r.Host, true)

@@ -64,6 +64,15 @@ type Applier struct {
 	// Rollback is set by fleet rollback, for the record of the revision it
 	// makes.
 	Rollback *plan.RollbackOf
+	// LBAddresses are, by host, where load balancers reach its proxy
+	// (plan.LBAddress).
+	LBAddresses map[string]string
+
+	// plan is what Apply carries out; lbs are its load balancers, and
+	// balanced says that there are some (see plan.Balanced).
+	plan     *plan.Plan
+	lbs      []string
+	balanced bool
 
 	hosts   map[string]Host // as carried out: Hosts, or the fleet's
 	mu      sync.Mutex
@@ -290,6 +299,7 @@ func (a *Applier) Apply(ctx context.Context, p *plan.Plan) (*Result, error) {
 			a.event(Event{Host: host, What: "connected again: " + lost.Error()})
 		})
 	}
+	a.plan, a.lbs, a.balanced = p, lbsOf(p), p.Balanced
 	byName := map[string]*plan.ServicePlan{}
 	for _, sp := range p.Services {
 		byName[sp.Name] = sp
@@ -310,6 +320,14 @@ func (a *Applier) Apply(ctx context.Context, p *plan.Plan) (*Result, error) {
 			continue
 		}
 		o := a.service(ctx, s, sp)
+		if a.balanceNeeded(s, sp) {
+			if err := a.balance(ctx, s, sp, nil); err != nil {
+				a.event(Event{Service: s.Name, What: "the load balancers could not be brought up to date", Err: err})
+				if o.Err == nil {
+					o.Err = fmt.Errorf("the load balancers could not be brought up to date: %w", err)
+				}
+			}
+		}
 		if err := a.record(ctx, s, sp, o); err != nil {
 			a.event(Event{Service: s.Name, What: "the revision could not be recorded everywhere", Err: err})
 		}
@@ -782,6 +800,14 @@ func (a *Applier) service(ctx context.Context, s *plan.Service, sp *plan.Service
 	}()
 	if o.Err != nil {
 		return o
+	}
+	// A host that loses its last instance leaves the load balancers
+	// first.
+	if leaving := leavingHosts(sp); len(leaving) > 0 && a.balanceNeeded(s, sp) {
+		if err := a.balance(ctx, s, sp, leaving); err != nil {
+			o.Err = fmt.Errorf("the load balancers could not leave %s out, so no instance was removed: %w", strings.Join(leaving, ", "), err)
+			return o
+		}
 	}
 	f = a.parallel(ctx, s.Name, removes, a.removeFn(s, sp))
 	o.Failed += f

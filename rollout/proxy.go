@@ -25,13 +25,13 @@ import (
 // routeTimeout bounds one change of a route, on the way back too.
 const routeTimeout = 30 * time.Second
 
-// routeOf is the service's route through the proxy.
+// routeOf is the service's route through the hosts' proxies.
 func (a *Applier) routeOf(s *plan.Service) proxy.Route {
 	return proxy.Route{
 		ID:           proxy.RouteID(a.Project.Name, s.Name),
 		Host:         s.Proxy.Host,
 		Path:         s.Proxy.Path,
-		TLS:          s.Proxy.TLS,
+		TLS:          plan.HostTLS(s, a.balanced),
 		DrainTimeout: s.Proxy.DrainTimeout,
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fleetdeploy/fleet/executor"
+	"github.com/fleetdeploy/fleet/inventory"
 	"github.com/fleetdeploy/fleet/plan"
 	"github.com/fleetdeploy/fleet/rollout"
 )
@@ -167,7 +168,7 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 
 	prog := newProgress(g, out)
 	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: prog.event,
-		Who: me.User + "@" + me.Machine, Cause: r.cause, Rollback: r.rollback, Push: s.pushTo}
+		Who: me.User + "@" + me.Machine, Cause: r.cause, Rollback: r.rollback, Push: s.pushTo, LBAddresses: lbAddresses(s.inv)}
 	if r.quiet && !g.Verbose {
 		a.Events = nil
 	}
@@ -495,4 +496,13 @@ func summarize(g *globals, out *output, res *rollout.Result) {
 		fmt.Fprintf(w, "service %-16s %-11s %s\n", o.Service, state, counts)
 	}
 	fmt.Fprintf(w, "Applied in %s.\n", res.Duration.Round(100*time.Millisecond))
+}
+
+// lbAddresses are, by host, where load balancers reach its proxy.
+func lbAddresses(inv *inventory.Inventory) map[string]string {
+	out := map[string]string{}
+	for _, h := range inv.Hosts {
+		out[h.Name] = plan.LBAddress(h)
+	}
+	return out
 }

@@ -15,7 +15,18 @@ func (g *globals) loadInventory() (*inventory.Inventory, error) {
 	if _, err := os.Stat(g.Inventory); err != nil {
 		return nil, fmt.Errorf("inventory %s: %w (name another with -i FILE or -i DIR, or run \"fleet init\" for a starter)", g.Inventory, errors.Unwrap(err))
 	}
-	return inventory.Load(g.Inventory, inventory.Options{SSHConfig: g.SSHConfig})
+	inv, err := inventory.Load(g.Inventory, inventory.Options{SSHConfig: g.SSHConfig})
+	if err != nil || g.LB == "" {
+		return inv, err
+	}
+	lbs, err := g.selectIn(inv, "--lb", g.LB)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range lbs {
+		h.LB = true
+	}
+	return inv, nil
 }
 
 // loadBoth reads the inventory and fleet.yaml, and returns every problem of
@@ -46,7 +57,6 @@ func (g *globals) loadBoth() (*inventory.Inventory, *plan.Project, error) {
 	return nil, nil, all
 }
 
-// selected applies --hosts to the inventory.
 // hostsAndProject reads the inventory, the hosts that --hosts selects, and
 // the project's name when fleet.yaml is there and valid ("" otherwise):
 // what the commands that work on hosts rather than services need.
@@ -68,17 +78,23 @@ func (g *globals) hostsAndProject() (*inventory.Inventory, []*inventory.Host, st
 	return inv, hosts, project, nil
 }
 
+// selected applies --hosts to the inventory.
 func (g *globals) selected(inv *inventory.Inventory) ([]*inventory.Host, error) {
 	if g.Hosts == "" {
 		return inv.Hosts, nil
 	}
-	sel, err := inventory.ParseSelector(g.Hosts)
+	return g.selectIn(inv, "--hosts", g.Hosts)
+}
+
+// selectIn returns the hosts that flag's selector text picks, at least one.
+func (g *globals) selectIn(inv *inventory.Inventory, flag, text string) ([]*inventory.Host, error) {
+	sel, err := inventory.ParseSelector(text)
 	if err != nil {
 		se := err.(*inventory.SelectorError)
-		return nil, fmt.Errorf("--hosts %q: at character %d: %s", g.Hosts, se.Offset+1, se.Msg)
+		return nil, fmt.Errorf("%s %q: at character %d: %s", flag, text, se.Offset+1, se.Msg)
 	}
 	for _, p := range inv.Check(sel) {
-		msg := fmt.Sprintf("--hosts %q: %s", g.Hosts, p.Msg)
+		msg := fmt.Sprintf("%s %q: %s", flag, text, p.Msg)
 		if p.Hint != "" {
 			msg += " (" + p.Hint + ")"
 		}
@@ -86,7 +102,7 @@ func (g *globals) selected(inv *inventory.Inventory) ([]*inventory.Host, error) 
 	}
 	hosts := inv.Select(sel)
 	if len(hosts) == 0 {
-		return nil, fmt.Errorf("--hosts %q matches no host (\"fleet inventory\" lists them with labels and groups)", g.Hosts)
+		return nil, fmt.Errorf("%s %q matches no host (\"fleet inventory\" lists them with labels and groups)", flag, text)
 	}
 	return hosts, nil
 }

@@ -53,6 +53,34 @@ func (h *Host) Unisolate(ctx context.Context) error {
 	return nil
 }
 
+// Blackhole makes the host drop every packet it receives or sends, as a
+// host that froze or a firewall gone wrong does, while its address still
+// answers ARP: peers on its network get no error, their connections hang
+// until they time out. (A host cut off with CutOff stops answering ARP
+// too, and after about ten seconds its peers' connections fail at once
+// with "no route to host".)
+func (h *Host) Blackhole(ctx context.Context) error {
+	for _, chain := range []string{"INPUT", "OUTPUT"} {
+		if _, err := h.Run(ctx, "iptables", "-w", "-I", chain, "1", "-j", "DROP"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Unblackhole undoes Blackhole; on a host that is not blackholed it does
+// nothing.
+func (h *Host) Unblackhole(ctx context.Context) error {
+	for _, chain := range []string{"INPUT", "OUTPUT"} {
+		for {
+			if _, err := h.Run(ctx, "iptables", "-w", "-D", chain, "-j", "DROP"); err != nil {
+				break
+			}
+		}
+	}
+	return nil
+}
+
 // DropSSHConnections ends every SSH connection to the host at once, as a
 // broken NAT entry or an sshd killed by the OOM killer does: each
 // connection's own sshd process is killed, and the kernel closes its
