@@ -33,6 +33,34 @@ func Balanced(inv *inventory.Inventory) bool {
 	return inv != nil && slices.ContainsFunc(inv.Hosts, func(h *inventory.Host) bool { return h.LB })
 }
 
+// IdleBalancers are the inventory's load balancers when no service of p
+// is proxied: they route nothing for it. Not an error: projects share an
+// inventory, and another one's services may be proxied.
+func (p *Project) IdleBalancers(inv *inventory.Inventory) []string {
+	for _, s := range p.Services {
+		if s.Proxy != nil {
+			return nil
+		}
+	}
+	var out []string
+	for _, h := range inv.Hosts {
+		if h.LB {
+			out = append(out, h.Name)
+		}
+	}
+	return out
+}
+
+// IdleBalancersWarning says what IdleBalancers found, "" for nothing.
+func (p *Project) IdleBalancersWarning(inv *inventory.Inventory) string {
+	lbs := p.IdleBalancers(inv)
+	if len(lbs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s: load balancer (lb: true, or --lb), but no service of project %s has proxy:, so they route nothing for it (serve a service through the proxy, or take lb off)",
+		strings.Join(lbs, ", "), p.Name)
+}
+
 // HostTLS is how the hosts that run s serve its route: over plain HTTP
 // when load balancers stand in front of them (balanced), which serve it
 // with s's TLS.

@@ -77,6 +77,32 @@ func TestValidateChecksAgainstTheInventory(t *testing.T) {
 	}
 }
 
+// Load balancers: a proxied service that names one is refused; one that
+// routes nothing for the project is warned of; --lb makes one as lb: true
+// does, and a --lb that matches nothing is refused.
+func TestValidateLoadBalancers(t *testing.T) {
+	inv := "hosts:\n  web1: {address: 203.0.113.10}\n  lb1: {address: 203.0.113.20, lb: true}\n"
+	proxied := "project: shop\nservices:\n  web:\n    image: nginx:1.27\n    hosts: [web1, lb1]\n    proxy: {host: shop.example.com, port: 80}\n"
+	_, errOut, code := inDir(t, map[string]string{"inventory.yaml": inv, "fleet.yaml": proxied}, "validate")
+	if code != 1 || !strings.Contains(errOut, `fleet.yaml:5:12: service web.hosts: "web1,lb1" selects lb1, a load balancer (lb: true)`) {
+		t.Errorf("a proxied service on a load balancer: exit %d:\n%s", code, errOut)
+	}
+	plain := "project: shop\nservices:\n  web: {image: nginx:1.27}\n"
+	_, errOut, code = inDir(t, map[string]string{"inventory.yaml": inv, "fleet.yaml": plain}, "validate")
+	if code != 0 || !strings.Contains(errOut, "inventory.yaml: warning: lb1: load balancer (lb: true, or --lb), but no service of project shop has proxy:") {
+		t.Errorf("a load balancer with nothing to route: exit %d:\n%s", code, errOut)
+	}
+	noLB := "hosts:\n  web1: {address: 203.0.113.10}\n  lb1: {address: 203.0.113.20}\n"
+	_, errOut, code = inDir(t, map[string]string{"inventory.yaml": noLB, "fleet.yaml": proxied}, "--lb", "lb1", "validate")
+	if code != 1 || !strings.Contains(errOut, "selects lb1, a load balancer") {
+		t.Errorf("--lb lb1: exit %d:\n%s", code, errOut)
+	}
+	_, errOut, code = inDir(t, map[string]string{"inventory.yaml": noLB, "fleet.yaml": proxied}, "--lb", "role=lb", "validate")
+	if code != 1 || !strings.Contains(errOut, `--lb "role=lb": no host has a label "role"`) {
+		t.Errorf("--lb that matches nothing: exit %d:\n%s", code, errOut)
+	}
+}
+
 func TestValidateJSON(t *testing.T) {
 	out, _, code := inDir(t, map[string]string{
 		"inventory.yaml": "hosts:\n  web1: {}\n",

@@ -270,8 +270,13 @@ func (c *planCmd) run(ctx context.Context, g *globals, out *output, m *metrics) 
 		if err := enc.Encode(p); err != nil {
 			return err
 		}
-	} else if err := p.Render(out.stdout, g.style(out), g.Verbose); err != nil {
-		return err
+	} else {
+		if err := p.Render(out.stdout, g.style(out), g.Verbose); err != nil {
+			return err
+		}
+		if w := s.project.IdleBalancersWarning(s.inv); w != "" {
+			fmt.Fprintf(out.stderr, "fleet: warning: %s\n", w)
+		}
 	}
 	if c.Out != "" {
 		if err := savePlan(c.Out, g, p); err != nil {

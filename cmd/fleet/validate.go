@@ -48,6 +48,9 @@ func (c *validateCmd) Run(g *globals, out *output) error {
 			return err
 		default:
 			v.Warnings = toJSON(inv.Warnings)
+			if w := p.IdleBalancersWarning(inv); w != "" {
+				v.Warnings = append(v.Warnings, problemJSON{File: g.Inventory, Message: w})
+			}
 			v.Project, v.Services, v.Hosts = p.Name, len(p.Services), len(inv.Hosts)
 		}
 		enc := json.NewEncoder(out.stdout)
@@ -65,6 +68,9 @@ func (c *validateCmd) Run(g *globals, out *output) error {
 	}
 	for _, w := range inv.Warnings {
 		fmt.Fprintf(out.stderr, "%s: warning: %s\n", w.Pos, w.Msg)
+	}
+	if w := p.IdleBalancersWarning(inv); w != "" {
+		fmt.Fprintf(out.stderr, "%s: warning: %s\n", g.Inventory, w)
 	}
 	fmt.Fprintf(out.stdout, "%s: project %s, %s\n", g.File, p.Name, plural(len(p.Services), "service"))
 	fmt.Fprintf(out.stdout, "%s: %s (%s)\n", g.Inventory, plural(len(inv.Hosts), "host"), inv.Format)
