@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -149,6 +148,15 @@ func TestKilledSickReleaseIsNotTrusted(t *testing.T) {
 // soon as it prints a line holding marker; it returns what it printed.
 func killAt(t *testing.T, p *project, marker string) string {
 	t.Helper()
+	out, _ := signalAt(t, p, marker, syscall.SIGKILL)
+	return out
+}
+
+// signalAt runs "fleet --json apply --yes" on p and sends it sig as soon
+// as it prints a line holding marker; it returns what it printed, and
+// its exit code.
+func signalAt(t *testing.T, p *project, marker string, sig syscall.Signal) (string, int) {
+	t.Helper()
 	cmd := exec.Command(fleetBin, "--ssh-config", "none", "--json", "-f", filepath.Join(p.dir, "fleet.yaml"), "-i", fleet.Inventory, "apply", "--yes")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -162,17 +170,21 @@ func killAt(t *testing.T, p *project, marker string) string {
 	for sc.Scan() {
 		seen.WriteString(sc.Text() + "\n")
 		if strings.Contains(sc.Text(), marker) {
-			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Process.Signal(sig)
 			break
 		}
 	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	io.Copy(io.Discard, stdout)
+	if sig == syscall.SIGKILL {
+		cmd.Process.Signal(sig)
+	}
+	for sc.Scan() {
+		seen.WriteString(sc.Text() + "\n")
+	}
 	cmd.Wait()
 	if !strings.Contains(seen.String(), marker) {
 		t.Fatalf("apply ended before printing %s:\n%s", marker, seen.String())
 	}
-	return seen.String()
+	return seen.String(), cmd.ProcessState.ExitCode()
 }
 
 // TestInterruptedApplyUndoesTheStepInFlight sends SIGINT (Ctrl-C) in the

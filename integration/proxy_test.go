@@ -780,6 +780,29 @@ func TestProxyKilledAtAnyMomentDropsNoRequest(t *testing.T) {
 		p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
 		serves(strconv.Itoa(version))
 	})
+
+	// Ctrl-C once both proxies serve: the handover on that host is
+	// finished (the old one stops gracefully), the run stops before the
+	// next host, and the next apply upgrades the others.
+	t.Run("Ctrl-C while both proxies serve", func(t *testing.T) {
+		next := image + "-i"
+		eachHost(t, func(h *testfleet.Host) error { _, err := h.Run(ctx, "docker", "tag", image, next); return err })
+		p.write(strings.Replace(project(strconv.Itoa(version)), "proxy_image: "+image, "proxy_image: "+next, 1))
+		l := startLoad(t, site, 10, hosts...)
+		said, code := signalAt(t, p, `"what":"both serve`, syscall.SIGINT)
+		if code != 130 || !strings.Contains(said, "interrupted before the proxy on h2 was upgraded") {
+			t.Errorf("Ctrl-C during a proxy upgrade: exit %d, want 130 and the hosts not upgraded named:\n%s", code, said)
+		}
+		if err := proxyAlone(ctx, hosts[0], next); err != nil {
+			t.Errorf("the handover on h1, interrupted once both served: %v", err)
+		}
+		p.expect(0, []string{"proxy upgraded on h2, h3"}, "apply", "--yes")
+		l.until(1000)
+		l.checkReloaded(t, "Ctrl-C during a proxy upgrade, and the next apply", len(hosts))
+		eachOf(t, hosts, func(h *testfleet.Host) error { return proxyAlone(ctx, h, next) })
+		p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
+		serves(strconv.Itoa(version))
+	})
 }
 
 // longRequests are requests 3 s long, started on every host every 300 ms

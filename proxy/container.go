@@ -173,6 +173,10 @@ func Upgrade(ctx context.Context, host string, eng Engine, h Host, image string,
 		return nil, fmt.Errorf("upgrading the proxy on %s to %s: %w", host, image, err)
 	}
 	said("both serve: the old one stops next")
+	// From here the handover is finished even when the run is
+	// interrupted: the old one's graceful stop fails no request, and two
+	// proxies left serving would each take only some of the changes.
+	ctx = context.WithoutCancel(ctx)
 	// Caddy ends its requests in flight within its grace period, and is
 	// killed only after it.
 	if err := eng.Stop(ctx, old.ID, max(old.StopGrace, grace+5*time.Second)); err != nil {

@@ -72,6 +72,9 @@ func (a *Applier) ensureProxy(ctx context.Context, host string, make bool) error
 // before any service is changed, its old proxy still serving.
 func (a *Applier) upgradeProxies(ctx context.Context, ups []plan.ProxyUpgrade, res *Result) error {
 	for _, u := range ups {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted before the proxy on %s was upgraded: run fleet apply again to go on", u.Host)
+		}
 		h := a.host(u.Host)
 		if h == nil {
 			return fmt.Errorf("upgrading the proxy on %s: the host is not connected", u.Host)
