@@ -44,7 +44,7 @@ func TestLoadBalancerSkipsACutOffHost(t *testing.T) {
 	if err := servesThrough(ctx, lb, site, "1"); err != nil {
 		t.Fatalf("through the load balancer: %v", err)
 	}
-	if out := p.expect(0, nil, "status"); strings.Contains(out, "h5 ") {
+	if out := p.expect(0, []string{"load balancer h5: web → h1, h2, h3, h4"}, "status"); strings.Contains(out, "h5 ") {
 		t.Errorf("an instance runs on the load balancer:\n%s", out)
 	}
 	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -115,10 +116,11 @@ func (c *statusCmd) show(ctx context.Context, g *globals, out *output, s *sessio
 		}
 		return a.Slot < b.Slot
 	})
+	balancers := balancersOf(s, routes)
 	if g.JSON {
 		enc := json.NewEncoder(out.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"instances": list, "unreachable": s.fleet.Unreachable}); err != nil {
+		if err := enc.Encode(map[string]any{"instances": list, "balancers": balancers, "unreachable": s.fleet.Unreachable}); err != nil {
 			return err
 		}
 	} else {
@@ -156,6 +158,11 @@ func (c *statusCmd) show(ctx context.Context, g *globals, out *output, s *sessio
 			}
 			tw.Flush()
 		}
+		for _, b := range balancers {
+			if c.Service == "" || b.Service == c.Service {
+				fmt.Fprintf(out.stdout, "load balancer %s: %s → %s\n", b.LB, b.Service, strings.Join(b.Hosts, ", "))
+			}
+		}
 		for _, host := range slices.Sorted(maps.Keys(s.fleet.Unreachable)) {
 			fmt.Fprintf(out.stdout, "! host %s unreachable: %s\n", host, s.fleet.Unreachable[host])
 		}
@@ -180,4 +187,38 @@ func (c *statusCmd) open(ctx context.Context, g *globals) (*session, error) {
 		services = []string{c.Service}
 	}
 	return g.open(ctx, services, false)
+}
+
+// balancerStatus is a load balancer's route for a service, as its proxy
+// has it: the hosts it sends to (an address that is no host's as it is).
+type balancerStatus struct {
+	LB      string   `json:"lb"`
+	Service string   `json:"service"`
+	Hosts   []string `json:"hosts"`
+}
+
+// balancersOf are the routes of the load balancers that answered.
+func balancersOf(s *session, routes map[string]map[string]plan.LiveRoute) []balancerStatus {
+	byAddr := map[string]string{}
+	for _, h := range s.inv.Hosts {
+		byAddr[plan.LBAddress(h)] = h.Name
+	}
+	out := []balancerStatus{}
+	for _, h := range s.scope {
+		if !h.LB {
+			continue
+		}
+		for _, svc := range slices.Sorted(maps.Keys(routes[h.Name])) {
+			b := balancerStatus{LB: h.Name, Service: svc, Hosts: []string{}}
+			for _, u := range routes[h.Name][svc].Upstreams {
+				if name, ok := byAddr[u]; ok {
+					u = name
+				}
+				b.Hosts = append(b.Hosts, u)
+			}
+			slices.Sort(b.Hosts)
+			out = append(out, b)
+		}
+	}
+	return out
 }
