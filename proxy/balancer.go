@@ -69,10 +69,6 @@ func (a *Admin) Balance(ctx context.Context, r Route, upstreams []string, check 
 
 // newBalancer is a load balancer's route (see Balance).
 func newBalancer(r Route, upstreams []string, check Check) route {
-	ups := make([]any, len(upstreams))
-	for i, u := range upstreams {
-		ups[i] = map[string]any{"dial": u}
-	}
 	health := map[string]any{
 		"passive": map[string]any{"fail_duration": balancerFailFor.String(), "max_fails": 1},
 	}
@@ -87,25 +83,19 @@ func newBalancer(r Route, upstreams []string, check Check) route {
 			"fails":    1,
 		}
 	}
-	return route{
-		"@id":   r.ID,
-		"match": []any{match(r)},
-		"handle": []any{map[string]any{
-			"handler":       "reverse_proxy",
-			"upstreams":     ups,
-			"health_checks": health,
-			"load_balancing": map[string]any{
-				"try_duration": (check.Timeout + balancerDial + time.Second).String(),
-				"try_interval": "250ms",
-			},
-			"transport": map[string]any{
-				"protocol":                "http",
-				"dial_timeout":            balancerDial.String(),
-				"response_header_timeout": check.Timeout.String(),
-			},
-		}},
-		"terminal": true,
-	}
+	return proxyRoute(r, map[string]any{
+		"upstreams":     dials(upstreams),
+		"health_checks": health,
+		"load_balancing": map[string]any{
+			"try_duration": (check.Timeout + balancerDial + time.Second).String(),
+			"try_interval": "250ms",
+		},
+		"transport": map[string]any{
+			"protocol":                "http",
+			"dial_timeout":            balancerDial.String(),
+			"response_header_timeout": check.Timeout.String(),
+		},
+	})
 }
 
 // sameJSON reports whether a route read from the proxy says what want

@@ -367,22 +367,33 @@ func match(r Route) map[string]any {
 }
 
 func newRoute(r Route, upstreams []string) route {
+	return proxyRoute(r, map[string]any{
+		"upstreams": dials(upstreams),
+		// A container that stops answering between two changes (it
+		// crashed, say) costs a retry on another one, not an error.
+		"load_balancing": map[string]any{"try_duration": "5s", "try_interval": "250ms"},
+	})
+}
+
+// proxyRoute is r's route, handled by a reverse_proxy handler with the
+// given settings.
+func proxyRoute(r Route, settings map[string]any) route {
+	settings["handler"] = "reverse_proxy"
+	return route{
+		"@id":      r.ID,
+		"match":    []any{match(r)},
+		"handle":   []any{settings},
+		"terminal": true,
+	}
+}
+
+// dials are upstreams as a reverse_proxy handler lists them.
+func dials(upstreams []string) []any {
 	ups := make([]any, len(upstreams))
 	for i, u := range upstreams {
 		ups[i] = map[string]any{"dial": u}
 	}
-	return route{
-		"@id":   r.ID,
-		"match": []any{match(r)},
-		"handle": []any{map[string]any{
-			"handler":   "reverse_proxy",
-			"upstreams": ups,
-			// A container that stops answering between two changes (it
-			// crashed, say) costs a retry on another one, not an error.
-			"load_balancing": map[string]any{"try_duration": "5s", "try_interval": "250ms"},
-		}},
-		"terminal": true,
-	}
+	return ups
 }
 
 // durationOf reads a Caddy duration: a Go duration string or nanoseconds.
