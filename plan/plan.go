@@ -497,6 +497,12 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 				strings.Join(hosts, ", "), ProxyContainer, in.Project.ProxyImage, ports))
 		}
 	}
+	if s.Proxy != nil {
+		if hosts := nonRootProxies(in.Inventory, sp); len(hosts) > 0 {
+			sp.Warnings = append(sp.Warnings, fmt.Sprintf("%s: fleet logs in as another user than root there, and the proxy's admin socket and files are root's: its route cannot be changed (for now, log in as root on the hosts that serve proxied services, user: root)",
+				strings.Join(hosts, ", ")))
+		}
+	}
 	if pi, ok := in.Pushed[sp.Template.Image]; ok && s.ImageDelivery == "push" {
 		pushes(sp, pi)
 	} else if s.Pull == "never" {
@@ -525,6 +531,21 @@ func pushes(sp *ServicePlan, pi PushedImage) {
 		sp.Notes = append(sp.Notes, fmt.Sprintf("image %s (%s) is pushed first from this machine, only the layers each host lacks: %s",
 			sp.Template.Image, shortID(pi.ID), strings.Join(parts, ", ")))
 	}
+}
+
+// nonRootProxies names the hosts where sp changes an instance and fleet
+// logs in as another user than root: it cannot reach the proxy there.
+func nonRootProxies(inv *inventory.Inventory, sp *ServicePlan) []string {
+	var hosts []string
+	for _, a := range sp.Actions {
+		if a.Kind == Unchanged || slices.Contains(hosts, a.Host) {
+			continue
+		}
+		if h := inv.Host(a.Host); h != nil && h.User != "root" {
+			hosts = append(hosts, a.Host)
+		}
+	}
+	return hosts
 }
 
 // lackProxy names the hosts where no proxy runs and sp puts a container
@@ -647,7 +668,13 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 	// A tag that now names another image on the host; or, for an image
 	// that fleet pushes, on this machine.
 	if a.Kind == Unchanged {
-		if pi, ok := in.Pushed[sp.Template.Image]; ok && s.ImageDelivery == "push" {
+		if s.Proxy != nil {
+		if hosts := nonRootProxies(in.Inventory, sp); len(hosts) > 0 {
+			sp.Warnings = append(sp.Warnings, fmt.Sprintf("%s: fleet logs in as another user than root there, and the proxy's admin socket and files are root's: its route cannot be changed (for now, log in as root on the hosts that serve proxied services, user: root)",
+				strings.Join(hosts, ", ")))
+		}
+	}
+	if pi, ok := in.Pushed[sp.Template.Image]; ok && s.ImageDelivery == "push" {
 			if pi.ID != c.ImageID {
 				a.Kind = Replace
 				a.Reasons = append(a.Reasons, fmt.Sprintf("image %s here is %s (container runs %s)", sp.Template.Image, shortID(pi.ID), shortID(c.ImageID)))
