@@ -40,7 +40,7 @@ func (c *Conn) figures(ctx context.Context) figuresResult {
 			return figuresResult{err: err}
 		}
 		// SFTP failed to start for some other reason: a shell still can.
-		return shellFiles{c}.figures(ctx)
+		return shellFiles{c: c}.figures(ctx)
 	}
 	return f.figures(ctx)
 }

@@ -86,7 +86,7 @@ func (c *Conn) files(ctx context.Context) (files, error) {
 		c.fsys = sftpFiles{c}
 		c.logf("files over SFTP")
 	case errors.Is(err, errNoSFTP):
-		c.fsys = shellFiles{c}
+		c.fsys = shellFiles{c: c}
 		c.logf("files through exec sessions (%v)", err)
 	default:
 		return nil, err

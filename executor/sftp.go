@@ -336,7 +336,7 @@ func (s sftpFiles) createFile(ctx context.Context, dst string, data []byte, mode
 		return nil
 	})
 	if noLink {
-		return shellFiles(s).createFile(ctx, dst, data, mode)
+		return shellFiles{c: s.c}.createFile(ctx, dst, data, mode)
 	}
 	return err
 }

@@ -18,7 +18,13 @@ import (
 // POSIX shell script, a constant: every path reaches it as a quoted
 // argument ("$1"), never as shell text, and file content travels on its
 // standard input. Scripts say "missing" and "exists" by their exit status.
-type shellFiles struct{ c *Conn }
+//
+// With privileged set, each script runs through `sudo -n` when the target
+// logs in as another user with sudo (see [Conn.AsRoot]).
+type shellFiles struct {
+	c          *Conn
+	privileged bool
+}
 
 func (shellFiles) transport() string { return TransportExec }
 
@@ -32,7 +38,7 @@ const (
 // status into fs.ErrNotExist or fs.ErrExist.
 func (s shellFiles) script(ctx context.Context, name, script string, stdin []byte, args ...string) ([]byte, error) {
 	var out bytes.Buffer
-	cmd := Cmd{Args: append([]string{"sh", "-c", script, name}, args...), Stdout: &out}
+	cmd := Cmd{Args: append([]string{"sh", "-c", script, name}, args...), Stdout: &out, Privileged: s.privileged}
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -114,7 +120,7 @@ func (s shellFiles) newFile(ctx context.Context, name, script, dst string, data 
 		go func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
-			s.c.Run(ctx, Cmd{Args: []string{"rm", "-f", tmp}})
+			s.c.Run(ctx, Cmd{Args: []string{"rm", "-f", tmp}, Privileged: s.privileged})
 		}()
 	}
 	return err

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -887,4 +889,53 @@ func (lr *longRequests) check(t *testing.T, l *load) {
 	if overlapped == 0 {
 		t.Error("no 3 s request was in flight on an instance when it was replaced")
 	}
+}
+
+// TestProxyThroughSudo deploys a proxied service as a login user other
+// than root, with sudo: the proxy's admin socket and slot files, in its
+// volume, are root's, and fleet reaches them through sudo (the socket by
+// docker system dial-stdio). The first deploy, a rolling update under
+// load that fails no request, status and plan all work as they do for
+// root.
+func TestProxyThroughSudo(t *testing.T) {
+	ctx := context.Background()
+	image := withProxy(t)
+	cleanupProject(t, "pxu")
+	if err := fleet.AddUser(ctx, "deploy", true); err != nil {
+		t.Fatal(err)
+	}
+	const site = "pxu.fleet.test"
+	hosts := fleet.Hosts[:2]
+	project := func(version string) string {
+		return strings.Replace(proxiedProject("pxu", image, site, version, "", ""), "    pull: never\n", "    pull: never\n    hosts: [h1, h2]\n", 1)
+	}
+	p := newProject(t, project("1"))
+	inv, err := os.ReadFile(fleet.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.inventory = filepath.Join(p.dir, "inventory.yaml")
+	if err := os.WriteFile(p.inventory, []byte(strings.Replace(string(inv), "  user: root\n", "  user: deploy\n  sudo: true\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := p.expect(2, nil, "plan", "--detailed-exitcode"); strings.Contains(out, "warning") {
+		t.Errorf("the plan warns of a login with sudo:\n%s", out)
+	}
+	p.expect(0, []string{"2 changed"}, "apply", "--yes")
+	for _, h := range hosts {
+		throughProxyOn(ctx, t, h, site, "1")
+	}
+	l := startLoad(t, site, 10, hosts...)
+	p.write(project("2"))
+	p.expect(0, []string{"2 changed"}, "apply", "--yes")
+	l.until(1000)
+	l.check(t, "a rolling update through sudo")
+	for _, h := range hosts {
+		throughProxyOn(ctx, t, h, site, "2")
+	}
+	out, _, code := p.run("status", "--json")
+	if code != 0 || strings.Count(out, `"in_route": true`) != len(hosts) {
+		t.Errorf("status --json: exit %d, want every instance in its route:\n%s", code, out)
+	}
+	p.expect(0, []string{"No changes"}, "plan", "--detailed-exitcode")
 }

@@ -171,10 +171,10 @@ func TestBalanceCheckPath(t *testing.T) {
 	}
 }
 
-// A host reached as another user than root cannot have its proxy driven:
-// the plan says so before apply tries.
+// A host reached as another user than root, without sudo, cannot have
+// its proxy driven: the plan says so before apply tries.
 func TestProxyNeedsRootLogin(t *testing.T) {
-	inv, err := inventory.Parse("inventory.yaml", []byte("defaults: {user: deploy}\nhosts:\n  h1: {}\n  h2: {user: root}\n"), inventory.Options{SSHConfig: "none"})
+	inv, err := inventory.Parse("inventory.yaml", []byte("defaults: {user: deploy}\nhosts:\n  h1: {}\n  h2: {user: root}\n  h3: {sudo: true}\n"), inventory.Options{SSHConfig: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestProxyNeedsRootLogin(t *testing.T) {
 		live.Hosts[h.Name] = &LiveHost{MemAvailable: 4 << 30, CPUs: 2, Images: map[string]string{}}
 	}
 	plan := Compute(Input{Project: p, Inventory: inv, Scope: inv.Hosts, Live: live})
-	want := []string{"h1: fleet logs in as another user than root there, and the proxy's admin socket and files are root's: its route cannot be changed (for now, log in as root on the hosts that serve proxied services, user: root)"}
+	want := []string{"h1: fleet logs in as another user than root there, without sudo, and the proxy's admin socket and files are root's: its route cannot be changed (set sudo: true for the host, or log in as root)"}
 	if !slices.Equal(plan.Services[0].Warnings, want) {
 		t.Errorf("warnings %q, want %q", plan.Services[0].Warnings, want)
 	}

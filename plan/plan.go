@@ -499,7 +499,7 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 	}
 	if s.Proxy != nil {
 		if hosts := nonRootProxies(in.Inventory, sp); len(hosts) > 0 {
-			sp.Warnings = append(sp.Warnings, fmt.Sprintf("%s: fleet logs in as another user than root there, and the proxy's admin socket and files are root's: its route cannot be changed (for now, log in as root on the hosts that serve proxied services, user: root)",
+			sp.Warnings = append(sp.Warnings, fmt.Sprintf("%s: fleet logs in as another user than root there, without sudo, and the proxy's admin socket and files are root's: its route cannot be changed (set sudo: true for the host, or log in as root)",
 				strings.Join(hosts, ", ")))
 		}
 	}
@@ -534,14 +534,15 @@ func pushes(sp *ServicePlan, pi PushedImage) {
 }
 
 // nonRootProxies names the hosts where sp changes an instance and fleet
-// logs in as another user than root: it cannot reach the proxy there.
+// logs in as another user than root, without sudo: it cannot reach the
+// proxy there.
 func nonRootProxies(inv *inventory.Inventory, sp *ServicePlan) []string {
 	var hosts []string
 	for _, a := range sp.Actions {
 		if a.Kind == Unchanged || slices.Contains(hosts, a.Host) {
 			continue
 		}
-		if h := inv.Host(a.Host); h != nil && h.User != "root" {
+		if h := inv.Host(a.Host); h != nil && h.User != "root" && !h.Sudo {
 			hosts = append(hosts, a.Host)
 		}
 	}
@@ -669,12 +670,12 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 	// that fleet pushes, on this machine.
 	if a.Kind == Unchanged {
 		if s.Proxy != nil {
-		if hosts := nonRootProxies(in.Inventory, sp); len(hosts) > 0 {
-			sp.Warnings = append(sp.Warnings, fmt.Sprintf("%s: fleet logs in as another user than root there, and the proxy's admin socket and files are root's: its route cannot be changed (for now, log in as root on the hosts that serve proxied services, user: root)",
-				strings.Join(hosts, ", ")))
+			if hosts := nonRootProxies(in.Inventory, sp); len(hosts) > 0 {
+				sp.Warnings = append(sp.Warnings, fmt.Sprintf("%s: fleet logs in as another user than root there, without sudo, and the proxy's admin socket and files are root's: its route cannot be changed (set sudo: true for the host, or log in as root)",
+					strings.Join(hosts, ", ")))
+			}
 		}
-	}
-	if pi, ok := in.Pushed[sp.Template.Image]; ok && s.ImageDelivery == "push" {
+		if pi, ok := in.Pushed[sp.Template.Image]; ok && s.ImageDelivery == "push" {
 			if pi.ID != c.ImageID {
 				a.Kind = Replace
 				a.Reasons = append(a.Reasons, fmt.Sprintf("image %s here is %s (container runs %s)", sp.Template.Image, shortID(pi.ID), shortID(c.ImageID)))

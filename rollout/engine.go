@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetdeploy/fleet/executor"
+	"github.com/fleetdeploy/fleet/proxy"
 )
 
 // Engine is what a rollout needs of one host's container engine: to make,
@@ -60,6 +61,9 @@ type Host interface {
 	ReadFile(ctx context.Context, path string) ([]byte, error)
 	WriteFile(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error
 	MkdirAll(ctx context.Context, path string) error
+	// Root reaches what is root's on the host, as the proxy's socket and
+	// files are: through sudo for a login user with sudo set.
+	Root() proxy.Host
 	MarkUnchecked(ctx context.Context, project, id string, unchecked bool) error
 	// RecordImage records that a run brought image id to the host, by
 	// ref: fleet prune removes only what is recorded (see images.go).
@@ -115,6 +119,28 @@ func (h *connHost) WriteFile(ctx context.Context, path string, r io.Reader, mode
 
 func (h *connHost) MkdirAll(ctx context.Context, path string) error {
 	return doConn(ctx, h, func(c *executor.Conn) error { return c.MkdirAll(ctx, path) })
+}
+
+func (h *connHost) Root() proxy.Host { return rootHost{h} }
+
+// rootHost is what is root's on a connHost, over whichever connection is
+// current at each call.
+type rootHost struct{ h *connHost }
+
+func (r rootHost) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return withConn(ctx, r.h, func(c *executor.Conn) (net.Conn, error) { return c.AsRoot().DialContext(ctx, network, addr) })
+}
+
+func (r rootHost) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	return withConn(ctx, r.h, func(c *executor.Conn) ([]byte, error) { return c.AsRoot().ReadFile(ctx, path) })
+}
+
+func (r rootHost) WriteFile(ctx context.Context, path string, rd io.Reader, mode fs.FileMode) error {
+	return doConn(ctx, r.h, func(c *executor.Conn) error { return c.AsRoot().WriteFile(ctx, path, rd, mode) })
+}
+
+func (r rootHost) MkdirAll(ctx context.Context, path string) error {
+	return doConn(ctx, r.h, func(c *executor.Conn) error { return c.AsRoot().MkdirAll(ctx, path) })
 }
 
 func (h *connHost) MarkUnchecked(ctx context.Context, project, id string, unchecked bool) error {

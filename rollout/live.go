@@ -224,7 +224,7 @@ func (f *Fleet) ReadRoutes(ctx context.Context, project string) {
 		go func() {
 			defer wg.Done()
 			routes := map[string]plan.LiveRoute{}
-			admin, err := proxy.Open(ctx, host, conn.Engine(), conn)
+			admin, err := proxy.Open(ctx, host, conn.Engine(), conn.AsRoot())
 			if err != nil {
 				return
 			}

@@ -51,9 +51,9 @@ func (a *Applier) ensureProxy(ctx context.Context, host string, make bool) error
 	image := a.Project.ProxyImage
 	var err error
 	if make {
-		admin, err = proxy.Ensure(ctx, host, h.Engine(), h, image, a.registryAuth(image))
+		admin, err = proxy.Ensure(ctx, host, h.Engine(), h.Root(), image, a.registryAuth(image))
 	} else {
-		admin, err = proxy.Open(ctx, host, h.Engine(), h)
+		admin, err = proxy.Open(ctx, host, h.Engine(), h.Root())
 	}
 	if err != nil {
 		return err
@@ -80,7 +80,7 @@ func (a *Applier) upgradeProxies(ctx context.Context, ups []plan.ProxyUpgrade, r
 			return fmt.Errorf("upgrading the proxy on %s: the host is not connected", u.Host)
 		}
 		a.event(Event{Service: "proxy", Host: u.Host, What: fmt.Sprintf("upgrading: %s → %s, the new one beside the old", u.From, u.To)})
-		admin, err := proxy.Upgrade(ctx, u.Host, h.Engine(), h, u.To, a.registryAuth(u.To), func(step string) {
+		admin, err := proxy.Upgrade(ctx, u.Host, h.Engine(), h.Root(), u.To, a.registryAuth(u.To), func(step string) {
 			a.event(Event{Service: "proxy", Host: u.Host, What: step, Progress: true})
 		})
 		if err != nil {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/fleetdeploy/fleet/executor"
 	"github.com/fleetdeploy/fleet/plan"
+	"github.com/fleetdeploy/fleet/proxy"
 	"github.com/fleetdeploy/fleet/rollout"
 )
 
@@ -419,6 +420,9 @@ func (h *fakeHost) MkdirAll(ctx context.Context, p string) error {
 func noFiles(host, op string) error {
 	return &executor.HostError{Host: host, Op: op, Err: errors.New("the fake fleet has no files")}
 }
+
+// Root is the host itself: the fake has no users.
+func (h *fakeHost) Root() proxy.Host { return h }
 
 // MarkUnchecked keeps the host's marks in memory; they outlive a rollout
 // as files do on a real host.
