@@ -191,4 +191,16 @@ func TestProxyNeedsRootLogin(t *testing.T) {
 	if !slices.Equal(plan.Services[0].Warnings, want) {
 		t.Errorf("warnings %q, want %q", plan.Services[0].Warnings, want)
 	}
+	// Said once, however many instances are unchanged.
+	for slot, h := range []string{"h2", "h3"} {
+		live.Hosts[h].Containers = append(live.Hosts[h].Containers, converged(t, p, "web", h, slot+2, 1))
+	}
+	plan = Compute(Input{Project: p, Inventory: inv, Scope: inv.Hosts, Live: live})
+	if !slices.Equal(plan.Services[0].Warnings, want) {
+		t.Errorf("with unchanged instances: warnings %q, want %q", plan.Services[0].Warnings, want)
+	}
+	want = []string{"h1: fleet logs in as another user than root there, without sudo, and the proxy's admin socket and files are root's: its route cannot be changed (set sudo: true for the host, or log in as root)"}
+	if !slices.Equal(plan.Services[0].Warnings, want) {
+		t.Errorf("warnings %q, want %q", plan.Services[0].Warnings, want)
+	}
 }

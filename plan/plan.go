@@ -669,12 +669,6 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 	// A tag that now names another image on the host; or, for an image
 	// that fleet pushes, on this machine.
 	if a.Kind == Unchanged {
-		if s.Proxy != nil {
-			if hosts := nonRootProxies(in.Inventory, sp); len(hosts) > 0 {
-				sp.Warnings = append(sp.Warnings, fmt.Sprintf("%s: fleet logs in as another user than root there, without sudo, and the proxy's admin socket and files are root's: its route cannot be changed (set sudo: true for the host, or log in as root)",
-					strings.Join(hosts, ", ")))
-			}
-		}
 		if pi, ok := in.Pushed[sp.Template.Image]; ok && s.ImageDelivery == "push" {
 			if pi.ID != c.ImageID {
 				a.Kind = Replace
