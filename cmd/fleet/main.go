@@ -46,6 +46,7 @@ type cli struct {
 	Prune      pruneCmd      `cmd:"" help:"Remove what fleet brought to the hosts and nothing needs any more: stopped containers fleet.yaml has no place for, and images no container uses and no kept revision can roll back to." example:"fleet prune --dry-run"`
 	Hosts_     hostsCmd      `cmd:"" name:"hosts" help:"Check every host: reachable, SSH round trip, Docker, free memory and disk, instances." example:"fleet hosts --hosts role=web"`
 	Inventory  inventoryCmd  `cmd:"" help:"Show the resolved inventory (addresses, users, keys, jump hosts, labels, groups)." example:"fleet inventory --hosts role=web --json"`
+	Export     exportCmd     `cmd:"" help:"Write the desired state as a Swarm stack, Kubernetes manifests or a Nomad job, with a comment on each setting that does not carry over." example:"fleet export kubernetes -o shop.k8s.yaml"`
 	Init       initCmd       `cmd:"" help:"Write a commented starter fleet.yaml and inventory.yaml." example:"fleet init"`
 	Completion completionCmd `cmd:"" help:"Print the shell completion script for bash, zsh or fish: commands, flags, services and hosts complete on Tab." example:"source <(fleet completion bash)"`
 	Complete_  completeCmd   `cmd:"" name:"__complete" hidden:"" help:"The words that may complete a command line (what the completion scripts ask)."`
@@ -142,7 +143,7 @@ var interrupted atomic.Int32
 var changesNothing = map[string]bool{
 	"validate": true, "plan": true, "status": true, "history": true, "hosts": true,
 	"inventory": true, "lock status": true, "version": true, "logs": true,
-	"completion": true, "__complete": true,
+	"completion": true, "__complete": true, "export": true,
 }
 
 // readOnly says whether the command being run is one of changesNothing;
