@@ -286,3 +286,19 @@ func TestHCLStringEscapes(t *testing.T) {
 		}
 	}
 }
+
+// TestKubernetesServiceNamesBeginWithALetter: fleet's names may begin
+// with a digit, a Kubernetes Service's may not.
+func TestKubernetesServiceNamesBeginWithALetter(t *testing.T) {
+	p, inv := parse(t, "project: x\nservices:\n  2fa_api:\n    image: nginx\n    proxy: {host: x.example.com, port: 80}\n", "hosts:\n  h1: {}\n")
+	out, err := Kubernetes(p, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(out), "name: svc-2fa-api\n") != 2 {
+		t.Errorf("the Ingress does not name the Service svc-2fa-api:\n%s", out)
+	}
+	if !strings.Contains(string(out), "kind: Service\nmetadata:\n  labels:\n    app.kubernetes.io/name: 2fa-api\n    app.kubernetes.io/part-of: x\n  name: svc-2fa-api\n") {
+		t.Errorf("Service name:\n%s", out)
+	}
+}

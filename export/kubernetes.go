@@ -59,6 +59,16 @@ func Kubernetes(p *plan.Project, inv *inventory.Inventory) ([]byte, error) {
 // Kubernetes object name, which has no "_".
 func dnsName(s string) string { return strings.ReplaceAll(s, "_", "-") }
 
+// serviceName is the name of a fleet service's Kubernetes Service, which
+// must begin with a letter (RFC 1035), where fleet's names may begin with
+// a digit.
+func serviceName(s *plan.Service) string {
+	if n := dnsName(s.Name); n[0] >= 'a' && n[0] <= 'z' {
+		return n
+	}
+	return "svc-" + dnsName(s.Name)
+}
+
 func pullSecretName(registry string) string {
 	r := strings.NewReplacer(".", "-", ":", "-", "_", "-")
 	return "regcred-" + strings.ToLower(r.Replace(registry))
@@ -456,7 +466,7 @@ func k8sService(p *plan.Project, s *plan.Service) *yaml.Node {
 	if len(ports) == 0 {
 		return nil
 	}
-	doc, _ := object("v1", "Service", dnsName(s.Name), appLabels(p, s))
+	doc, _ := object("v1", "Service", serviceName(s), appLabels(p, s))
 	spec := child(doc, "spec")
 	set(spec, "selector", appLabels(p, s))
 	list := seq()
@@ -485,7 +495,7 @@ func k8sIngress(p *plan.Project, s *plan.Service) *yaml.Node {
 	port := mapping()
 	set(port, "number", num(px.Port))
 	backend := mapping()
-	set(backend, "name", str(dnsName(s.Name)))
+	set(backend, "name", str(serviceName(s)))
 	set(backend, "port", port)
 	b := mapping()
 	set(b, "service", backend)

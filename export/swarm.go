@@ -113,11 +113,11 @@ func swarmService(p *plan.Project, s *plan.Service, inv *inventory.Inventory, se
 		for _, pt := range s.Ports {
 			m := mapping()
 			set(m, "target", num(pt.Container))
-			set(m, "published", num(pt.Host))
+			published := set(m, "published", num(pt.Host))
 			set(m, "protocol", str(pt.Proto))
 			set(m, "mode", str("host"))
 			if pt.HostIP != "" {
-				note(m.Content[0], fmt.Sprintf("bound to %s by fleet: Swarm publishes on every address of the node; firewall port %d.", pt.HostIP, pt.Host))
+				note(published, fmt.Sprintf("bound to %s by fleet: Swarm publishes on every address of the node; firewall port %d.", pt.HostIP, pt.Host))
 			}
 			list.Content = append(list.Content, m)
 		}
