@@ -38,7 +38,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -343,6 +342,10 @@ func (f *fleetRun) run(version string, args ...string) (*measured, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	// Peak RSS is the process's VmHWM, sampled: the Maxrss of its rusage
+	// is no use here, since Linux carries the high-water mark of the
+	// memory an exec replaces into it, and Go starts a child with
+	// CLONE_VM, from the simulator's own memory of thousands of hosts.
 	m := &measured{}
 	var stop atomic.Bool
 	sampled := make(chan struct{})
@@ -359,6 +362,10 @@ func (f *fleetRun) run(version string, args ...string) (*measured, error) {
 						n, _ := strconv.Atoi(strings.TrimSpace(v))
 						m.threads = max(m.threads, n)
 					}
+					if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+						kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+						m.rssMiB = max(m.rssMiB, float64(kb)/1024)
+					}
 				}
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -369,9 +376,6 @@ func (f *fleetRun) run(version string, args ...string) (*measured, error) {
 	stop.Store(true)
 	<-sampled
 	m.out = out.String()
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		m.rssMiB = float64(ru.Maxrss) / 1024 // KiB on Linux
-	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return m, fmt.Errorf("fleet %s: exit %d:\n%s", strings.Join(args, " "), ee.ExitCode(), tail(m.out, 30))
