@@ -76,14 +76,21 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 		// The history and the marks are read beside the engine's state,
 		// over the same connection; a host whose history cannot be read
 		// is still planned, from its containers alone.
+		// The two are read at once too: each costs a few round trips of
+		// SFTP requests that wait on one another, and a host's plan waits
+		// for the longer chain, not for both end to end.
 		r := read{conn: c}
-		done := make(chan struct{})
+		done := make(chan struct{}, 2)
 		go func() {
-			defer close(done)
+			defer func() { done <- struct{}{} }()
 			r.recorded, _ = recorded(ctx, c, project)
+		}()
+		go func() {
+			defer func() { done <- struct{}{} }()
 			r.unchecked, r.uncheckedErr = readUnchecked(ctx, c, project)
 		}()
 		st, err := c.Engine().State(ctx, project)
+		<-done
 		<-done
 		r.state = st
 		if err == nil && r.uncheckedErr != nil {
