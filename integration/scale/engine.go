@@ -34,6 +34,7 @@ type Times struct {
 type engine struct {
 	times *Times
 	stats *Stats
+	trace func(string)
 
 	mu         sync.Mutex
 	containers map[string]*container // by ID
@@ -149,6 +150,9 @@ func (e *engine) serve(rw io.ReadWriter) {
 
 func (e *engine) handle(req *http.Request, body []byte) answer {
 	e.stats.EngineRequests.Add(1)
+	if e.trace != nil {
+		e.trace("engine " + req.Method + " " + req.URL.Path)
+	}
 	p := req.URL.Path
 	// A versioned path (/v1.43/...) is the same call.
 	if rest, ok := strings.CutPrefix(p, "/v1."); ok {

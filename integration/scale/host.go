@@ -37,6 +37,7 @@ type sim struct {
 	hosts  []*host
 	client ssh.PublicKey // the one key fleet logs in with
 	oneWay time.Duration // delay of every packet, each way
+	trace  func(host, what string)
 	times  Times
 	stats  Stats
 }
@@ -56,6 +57,9 @@ func (s *sim) startHost(name string) (*host, error) {
 	}
 	h := &host{name: name, ln: ln, port: ln.Addr().(*net.TCPAddr).Port, key: key, eng: newEngine(&s.times, &s.stats),
 		files: hostFiles(), sim: s, conns: map[net.Conn]bool{}}
+	if s.trace != nil {
+		h.eng.trace = func(what string) { h.tracef("%s", what) }
+	}
 	go h.accept()
 	return h, nil
 }
@@ -110,6 +114,7 @@ func (h *host) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 	}
 	defer conn.Close()
 	h.sim.stats.Handshakes.Add(1)
+	h.tracef("handshake done")
 	go func() {
 		// keepalive@openssh.com and anything else global: OpenSSH
 		// answers failure to what it does not know, and keepalives are
@@ -122,6 +127,7 @@ func (h *host) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 	}()
 	for nch := range chans {
 		h.sim.stats.Channels.Add(1)
+		h.tracef("channel %s", nch.ChannelType())
 		switch nch.ChannelType() {
 		case "direct-streamlocal@openssh.com":
 			var p struct {
@@ -159,6 +165,7 @@ func (h *host) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 func (h *host) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer ch.Close()
 	for r := range reqs {
+		h.tracef("session request %s", r.Type)
 		switch r.Type {
 		case "subsystem":
 			var p struct{ Name string }
@@ -169,7 +176,11 @@ func (h *host) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			r.Reply(true, nil)
 			h.sim.stats.SFTP.Add(1)
 			go ssh.DiscardRequests(reqs)
-			srv := sftp.NewRequestServer(ch, h.files)
+			files := h.files
+			if h.sim.trace != nil {
+				files = tracedFiles(files, func(what string) { h.tracef("sftp %s", what) })
+			}
+			srv := sftp.NewRequestServer(ch, files)
 			srv.Serve()
 			srv.Close()
 			ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
@@ -189,6 +200,62 @@ func (h *host) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			}
 		}
 	}
+}
+
+func (h *host) tracef(format string, args ...any) {
+	if h.sim.trace != nil {
+		h.sim.trace(h.name, fmt.Sprintf(format, args...))
+	}
+}
+
+// tracedFiles tells of every SFTP request.
+func tracedFiles(f sftp.Handlers, trace func(string)) sftp.Handlers {
+	return sftp.Handlers{
+		FileGet:  tracedGet{f.FileGet, trace},
+		FilePut:  tracedPut{f.FilePut, trace},
+		FileCmd:  tracedCmd{f.FileCmd.(fileCmds), trace},
+		FileList: tracedList{f.FileList, trace},
+	}
+}
+
+type tracedGet struct {
+	sftp.FileReader
+	trace func(string)
+}
+
+func (t tracedGet) Fileread(r *sftp.Request) (io.ReaderAt, error) {
+	t.trace("open for reading " + r.Filepath)
+	return t.FileReader.Fileread(r)
+}
+
+type tracedPut struct {
+	sftp.FileWriter
+	trace func(string)
+}
+
+func (t tracedPut) Filewrite(r *sftp.Request) (io.WriterAt, error) {
+	t.trace("open for writing " + r.Filepath)
+	return t.FileWriter.Filewrite(r)
+}
+
+type tracedCmd struct {
+	fileCmds
+	trace func(string)
+}
+
+func (t tracedCmd) Filecmd(r *sftp.Request) error {
+	t.trace(r.Method + " " + r.Filepath)
+	return t.fileCmds.Filecmd(r)
+}
+
+type tracedList struct {
+	sftp.FileLister
+	trace func(string)
+}
+
+func (t tracedList) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
+	t.trace(r.Method + " " + r.Filepath)
+	return t.FileLister.Filelist(r)
 }
 
 // hostFiles is a host's file system as fleet sees it over SFTP: empty but

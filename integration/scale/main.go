@@ -37,6 +37,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,8 @@ func main() {
 	flag.StringVar(&o.Fleet, "fleet", "", "fleet binary to measure (default: built from this tree)")
 	flag.StringVar(&o.Args, "args", "", "extra global flags for every fleet run, space-separated (e.g. \"--parallel 64\")")
 	flag.BoolVar(&o.JSON, "json", false, "print the result as one JSON object")
+	flag.BoolVar(&o.PlanOnly, "plan-only", false, "measure the plan alone (no apply of version 2)")
+	flag.BoolVar(&o.Trace, "trace", false, "print every handshake, channel, SFTP and engine request the hosts serve, with its time")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the run's directory (inventory, known_hosts, fleet.yaml, outputs)")
 	flag.Parse()
 	res, err := run(context.Background(), o, os.Stderr)
@@ -80,6 +83,8 @@ type options struct {
 	Args        string
 	JSON        bool
 	Keep        bool
+	PlanOnly    bool
+	Trace       bool
 }
 
 // Result is one run's measurements; its JSON is what -json prints.
@@ -164,6 +169,11 @@ func run(ctx context.Context, o options, log *os.File) (*Result, error) {
 	}
 	if !nothingToDo(plan.out) {
 		return nil, fmt.Errorf("plan of the converged fleet has something to do:\n%s", tail(plan.out, 20))
+	}
+	if o.PlanOnly {
+		return &Result{Hosts: o.Hosts, RTTms: res.RTTms, Cores: res.Cores, PlanS: round(plan.wall.Seconds()), PlanRSSMiB: round(plan.rssMiB),
+			PeakRSSMiB: round(plan.rssMiB), MaxFDs: plan.fds, MaxThreads: plan.threads, PlanLines: lines(plan.out),
+			Handshakes: s.counts().handshakes - before.handshakes, Deploy1S: res.Deploy1S}, nil
 	}
 	apply, err := f.run("v2", "apply", "--yes")
 	if err != nil {
@@ -274,6 +284,15 @@ func startSim(o options, dir string) (*sim, error) {
 		return nil, err
 	}
 	s := &sim{client: client, oneWay: o.RTT / 2, times: o.Times}
+	if o.Trace {
+		start := time.Now()
+		var mu sync.Mutex
+		s.trace = func(host, what string) {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintf(os.Stderr, "%8.3fs %s %s\n", time.Since(start).Seconds(), host, what)
+		}
+	}
 	var known, inv bytes.Buffer
 	fmt.Fprintf(&inv, "defaults:\n  user: root\n  identity_file: %s\n  known_hosts: %s\nhosts:\n",
 		filepath.Join(dir, "id_ed25519"), filepath.Join(dir, "known_hosts"))
