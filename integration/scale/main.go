@@ -101,6 +101,8 @@ type Result struct {
 
 	PeakRSSMiB float64  `json:"peak_rss_mib"` // the larger of plan's and apply's
 	PlanRSSMiB float64  `json:"plan_rss_mib"`
+	PlanCPUS   float64  `json:"plan_cpu_s"` // CPU time of the fleet process
+	ApplyCPUS  float64  `json:"apply_cpu_s"`
 	MaxFDs     int      `json:"max_fds"`
 	MaxThreads int      `json:"max_threads"` // of the fleet process; its goroutines are not visible from outside
 	Handshakes int64    `json:"handshakes"`  // SSH handshakes the hosts served, in the measured plan and apply
@@ -171,7 +173,7 @@ func run(ctx context.Context, o options, log *os.File) (*Result, error) {
 		return nil, fmt.Errorf("plan of the converged fleet has something to do:\n%s", tail(plan.out, 20))
 	}
 	if o.PlanOnly {
-		return &Result{Hosts: o.Hosts, RTTms: res.RTTms, Cores: res.Cores, PlanS: round(plan.wall.Seconds()), PlanRSSMiB: round(plan.rssMiB),
+		return &Result{Hosts: o.Hosts, RTTms: res.RTTms, Cores: res.Cores, PlanS: round(plan.wall.Seconds()), PlanRSSMiB: round(plan.rssMiB), PlanCPUS: round(plan.cpu.Seconds()),
 			PeakRSSMiB: round(plan.rssMiB), MaxFDs: plan.fds, MaxThreads: plan.threads, PlanLines: lines(plan.out),
 			Handshakes: s.counts().handshakes - before.handshakes, Deploy1S: res.Deploy1S}, nil
 	}
@@ -187,6 +189,8 @@ func run(ctx context.Context, o options, log *os.File) (*Result, error) {
 
 	res.PlanS, res.ApplyS = round(plan.wall.Seconds()), round(apply.wall.Seconds())
 	res.PlanRSSMiB = round(plan.rssMiB)
+	res.PlanCPUS, res.ApplyCPUS = round(plan.cpu.Seconds()), round(apply.cpu.Seconds())
+	res.PlanCPUS, res.ApplyCPUS = round(plan.cpu.Seconds()), round(apply.cpu.Seconds())
 	res.PeakRSSMiB = round(max(plan.rssMiB, apply.rssMiB))
 	res.MaxFDs = max(plan.fds, apply.fds)
 	res.MaxThreads = max(plan.threads, apply.threads)
@@ -346,6 +350,7 @@ type measured struct {
 	rssMiB  float64
 	fds     int
 	threads int
+	cpu     time.Duration // of the fleet process, user and system
 }
 
 func (f *fleetRun) run(version string, args ...string) (*measured, error) {
@@ -395,6 +400,7 @@ func (f *fleetRun) run(version string, args ...string) (*measured, error) {
 	stop.Store(true)
 	<-sampled
 	m.out = out.String()
+	m.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return m, fmt.Errorf("fleet %s: exit %d:\n%s", strings.Join(args, " "), ee.ExitCode(), tail(m.out, 30))
