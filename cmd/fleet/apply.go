@@ -166,7 +166,7 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 		return fmt.Errorf("%w: nothing was changed", err)
 	}
 
-	prog := newProgress(g, out)
+	prog := newProgress(g, out, len(locked))
 	a := &rollout.Applier{Project: s.project, Fleet: s.fleet, Secrets: s.secrets, Events: prog.event,
 		Who: me.User + "@" + me.Machine, Cause: r.cause, Rollback: r.rollback, Push: s.pushTo, LBAddresses: lbAddresses(s.inv)}
 	if r.quiet && !g.Verbose {

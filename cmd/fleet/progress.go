@@ -23,6 +23,11 @@ type progress struct {
 	json  bool
 	w     io.Writer
 	start time.Time
+	// condensed leaves out, in a pipe or a log, every instance's and
+	// host's line but its failures: for a large fleet, the steps and the
+	// counts say what a thousand lines would bury. -v shows them all.
+	condensed bool
+	counted   struct{ done, failed int }
 
 	// The live block, on a terminal only.
 	live    bool
@@ -47,8 +52,12 @@ type working struct {
 	since         time.Time
 }
 
-func newProgress(g *globals, out *output) *progress {
-	p := &progress{json: g.JSON, w: out.stdout, start: time.Now()}
+// condenseAbove is the number of hosts above which a log of apply shows
+// steps and failures rather than every instance's line.
+const condenseAbove = 50
+
+func newProgress(g *globals, out *output, hosts int) *progress {
+	p := &progress{json: g.JSON, w: out.stdout, start: time.Now(), condensed: hosts > condenseAbove && !g.Verbose}
 	if f, ok := out.stdout.(*os.File); ok && !g.JSON && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb" {
 		p.live, p.fd = true, int(f.Fd())
 		p.stop, p.stopped = make(chan struct{}), make(chan struct{})
@@ -62,6 +71,8 @@ func (p *progress) event(e rollout.Event) {
 	switch {
 	case p.json:
 		p.jsonLine(e)
+	case !p.live && p.condensed:
+		p.condensedLine(e)
 	case !p.live:
 		if !e.Progress {
 			fmt.Fprintln(p.w, p.line(e))
@@ -77,6 +88,29 @@ func (p *progress) event(e rollout.Event) {
 			fmt.Fprintln(p.w, p.line(e))
 		}
 		p.draw()
+	}
+}
+
+// condensedLine shows e in a log of a large fleet: a service's own events,
+// with the count of instances done so far on each step, and failures.
+func (p *progress) condensedLine(e rollout.Event) {
+	if e.End && e.Slot > 0 {
+		if e.Err != nil {
+			p.counted.failed++
+		} else {
+			p.counted.done++
+		}
+	}
+	switch {
+	case e.Progress:
+	case e.Err != nil:
+		fmt.Fprintln(p.w, p.line(e))
+	case e.Host == "":
+		line := p.line(e)
+		if e.Step > 0 {
+			line += fmt.Sprintf(" (%d instances done so far, %d failed)", p.counted.done, p.counted.failed)
+		}
+		fmt.Fprintln(p.w, line)
 	}
 }
 
@@ -208,9 +242,9 @@ func (p *progress) draw() {
 	if p.service == "" && len(p.working) == 0 {
 		return
 	}
-	width := 80
-	if w, _, err := term.GetSize(p.fd); err == nil && w > 0 {
-		width = w
+	width, height := 80, 24
+	if w, h, err := term.GetSize(p.fd); err == nil && w > 0 {
+		width, height = w, h
 	}
 	now := time.Now()
 	var lines []string
@@ -221,12 +255,21 @@ func (p *progress) draw() {
 		}
 		lines = append(lines, fmt.Sprintf("%s  (%.1fs)", head, now.Sub(p.start).Seconds()))
 	}
-	for _, w := range p.working {
+	// The block fits the terminal, or clearing it would leave lines
+	// behind: a step of 100 instances shows the longest-running first.
+	shown := p.working
+	if room := max(1, height-3); len(shown) > room {
+		shown = shown[:room-1]
+	}
+	for _, w := range shown {
 		where := w.host
 		if w.slot > 0 {
 			where += fmt.Sprintf("/%d", w.slot)
 		}
 		lines = append(lines, fmt.Sprintf("  %-14s %5.1fs  %s", where, now.Sub(w.since).Seconds(), w.what))
+	}
+	if more := len(p.working) - len(shown); more > 0 {
+		lines = append(lines, fmt.Sprintf("  and %d more", more))
 	}
 	for _, l := range lines {
 		fmt.Fprintln(p.w, cut(l, width-1))

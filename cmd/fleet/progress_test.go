@@ -111,3 +111,21 @@ func TestPlainProgressIsOneTimestampedLinePerEvent(t *testing.T) {
 		t.Errorf("plain progress:\n%s", buf.String())
 	}
 }
+
+// A log of a large fleet keeps the steps, with counts, and the failures.
+func TestCondensedProgressKeepsStepsAndFailures(t *testing.T) {
+	var buf bytes.Buffer
+	p := &progress{w: &buf, start: time.Now(), condensed: true}
+	at := func(s float64) time.Time { return p.start.Add(time.Duration(s * float64(time.Second))) }
+	p.event(rollout.Event{Time: at(0.1), Service: "web", Host: "h1", What: "pulling a:2", Begin: true})
+	p.event(rollout.Event{Time: at(0.2), Service: "web", What: "step 1 of 2: h1/1, h2/2", Step: 1, Steps: 2})
+	p.event(rollout.Event{Time: at(0.3), Service: "web", Host: "h1", Slot: 1, What: "healthy", End: true})
+	p.event(rollout.Event{Time: at(0.4), Service: "web", Host: "h2", Slot: 2, What: "failed", End: true, Err: errors.New("not healthy")})
+	p.event(rollout.Event{Time: at(0.5), Service: "web", What: "step 2 of 2: h3/3", Step: 2, Steps: 2})
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 3 || !strings.HasSuffix(lines[0], "web: step 1 of 2: h1/1, h2/2 (0 instances done so far, 0 failed)") ||
+		!strings.HasSuffix(lines[1], "web h2/2: failed: not healthy") ||
+		!strings.HasSuffix(lines[2], "web: step 2 of 2: h3/3 (1 instances done so far, 1 failed)") {
+		t.Errorf("condensed progress:\n%s", buf.String())
+	}
+}
