@@ -522,3 +522,29 @@ func TestSizeText(t *testing.T) {
 		}
 	}
 }
+
+// A service with many alike actions shows them as one line with their
+// count; the one that differs keeps a line of its own; -v shows them all.
+func TestRenderGroupsAlikeActionsOfALargeFleet(t *testing.T) {
+	sp := &ServicePlan{Name: "web", Revision: 2, NewRevision: true}
+	for i := 1; i <= 60; i++ {
+		sp.Actions = append(sp.Actions, &Action{Kind: Replace, Host: fmt.Sprintf("h%02d", i), Slot: i, Reasons: []string{"image a:1 → a:2"}})
+	}
+	sp.Actions = append(sp.Actions, &Action{Kind: Create, Host: "h61", Slot: 61, Reasons: []string{"container missing"}, Drift: true})
+	p := &Plan{Services: []*ServicePlan{sp}}
+	var b bytes.Buffer
+	if err := p.Render(&b, Style{}, false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"-/+ 60 × on h01, h02, h03 and 57 more: image a:1 → a:2\n", " 1 × on h61: container missing (drift)\n", "fleet plan -v"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	p.Render(&b, Style{}, true)
+	if n := strings.Count(b.String(), "slot "); n != 61 {
+		t.Errorf("verbose: %d instance lines, want 61:\n%s", n, b.String())
+	}
+}

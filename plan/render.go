@@ -34,10 +34,24 @@ func (st Style) marker(k Kind) string {
 	return m
 }
 
+// groupAbove is the number of a service's action lines above which the
+// human plan shows alike actions as one line, unless verbose.
+const groupAbove = 50
+
+// someHosts names the first hosts of a group and counts the rest.
+func someHosts(hosts []string) string {
+	const named = 3
+	if len(hosts) <= named+1 {
+		return strings.Join(hosts, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(hosts[:named], ", "), len(hosts)-named)
+}
+
 // Render writes the plan for people: by service, then host, one line per
-// action with its marker and reasons, then the service's notes and
-// warnings; unchanged instances only when verbose; then the unreachable
-// hosts and a summary line.
+// action with its marker and reasons (alike actions as one line with
+// their count, for a service with many and unless verbose), then the
+// service's notes and warnings; unchanged instances only when verbose;
+// then the unreachable hosts and a summary line.
 func (p *Plan) Render(w io.Writer, st Style, verbose bool) error {
 	var b strings.Builder
 	if len(p.ProxyUpgrades) > 0 {
@@ -72,6 +86,13 @@ func (p *Plan) Render(w io.Writer, st Style, verbose bool) error {
 	}
 	for _, sp := range p.Services {
 		var lines []string
+		type group struct {
+			kind    Kind
+			reasons string
+			hosts   []string
+		}
+		var groups []*group
+		byKey := map[string]*group{}
 		for _, a := range sp.Actions {
 			if a.Kind == Unchanged && !verbose {
 				continue
@@ -88,6 +109,21 @@ func (p *Plan) Render(w io.Writer, st Style, verbose bool) error {
 				reasons = "in place: " + reasons
 			}
 			lines = append(lines, fmt.Sprintf("  %s %-12s slot %-3d %s", st.marker(a.Kind), a.Host, a.Slot, reasons))
+			key := string(a.Kind) + "\x00" + reasons
+			if byKey[key] == nil {
+				byKey[key] = &group{kind: a.Kind, reasons: reasons}
+				groups = append(groups, byKey[key])
+			}
+			byKey[key].hosts = append(byKey[key].hosts, a.Host)
+		}
+		if len(lines) > groupAbove && !verbose {
+			// A thousand lines that say the same bury the one that does
+			// not: alike actions are one line each, with their count.
+			lines = lines[:0]
+			for _, g := range groups {
+				lines = append(lines, fmt.Sprintf("  %s %d × on %s: %s", st.marker(g.kind), len(g.hosts), someHosts(g.hosts), g.reasons))
+			}
+			lines = append(lines, "  (fleet plan -v lists every instance)")
 		}
 		if len(lines) == 0 && len(sp.Notes) == 0 {
 			continue
