@@ -99,20 +99,25 @@ type Result struct {
 	ApplyFloorX float64 `json:"apply_x_floor"`
 	Steps       int     `json:"steps"`
 
-	PeakRSSMiB float64  `json:"peak_rss_mib"` // the larger of plan's and apply's
-	PlanRSSMiB float64  `json:"plan_rss_mib"`
-	PlanCPUS   float64  `json:"plan_cpu_s"` // CPU time of the fleet process
-	ApplyCPUS  float64  `json:"apply_cpu_s"`
-	MaxFDs     int      `json:"max_fds"`
-	MaxThreads int      `json:"max_threads"` // of the fleet process; its goroutines are not visible from outside
-	Handshakes int64    `json:"handshakes"`  // SSH handshakes the hosts served, in the measured plan and apply
-	Channels   int64    `json:"channels"`
-	Execs      int64    `json:"execs"` // exec sessions asked for (the simulator refuses them)
-	PlanLines  int      `json:"plan_lines"`
-	ApplyLines int      `json:"apply_lines"`
-	OnNewImage int      `json:"on_new_image"` // hosts whose instance runs the new image after the apply
-	Converged  bool     `json:"converged"`    // a plan after the apply has nothing to do
-	Unknown    []string `json:"unknown_requests,omitempty"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"` // the larger of plan's and apply's
+	PlanRSSMiB float64 `json:"plan_rss_mib"`
+	PlanCPUS   float64 `json:"plan_cpu_s"` // CPU time of the fleet process
+	ApplyCPUS  float64 `json:"apply_cpu_s"`
+	MaxFDs     int     `json:"max_fds"`
+	MaxThreads int     `json:"max_threads"` // of the fleet process; its goroutines are not visible from outside
+	Handshakes int64   `json:"handshakes"`  // SSH handshakes the hosts served, in the measured plan and apply
+	Channels   int64   `json:"channels"`
+	Execs      int64   `json:"execs"`
+	// ApplyEngineRequests counts the Engine API requests of the apply,
+	// most of them health checks: the engine's inspect of each new
+	// container until it passes and through monitor.
+	ApplyEngineRequests int64    `json:"apply_engine_requests"`
+	FDLimit             int      `json:"fd_limit"` // the fleet process's soft limit on open files, as it ran // exec sessions asked for (the simulator refuses them)
+	PlanLines           int      `json:"plan_lines"`
+	ApplyLines          int      `json:"apply_lines"`
+	OnNewImage          int      `json:"on_new_image"` // hosts whose instance runs the new image after the apply
+	Converged           bool     `json:"converged"`    // a plan after the apply has nothing to do
+	Unknown             []string `json:"unknown_requests,omitempty"`
 
 	Deploy1S float64 `json:"deploy_v1_s"` // the first deploy, not a measurement of interest
 }
@@ -177,11 +182,13 @@ func run(ctx context.Context, o options, log *os.File) (*Result, error) {
 			PeakRSSMiB: round(plan.rssMiB), MaxFDs: plan.fds, MaxThreads: plan.threads, PlanLines: lines(plan.out),
 			Handshakes: s.counts().handshakes - before.handshakes, Deploy1S: res.Deploy1S}, nil
 	}
+	beforeApply := s.counts()
 	apply, err := f.run("v2", "apply", "--yes")
 	if err != nil {
 		return nil, fmt.Errorf("apply of version 2: %w", err)
 	}
 	after := s.counts()
+	res.ApplyEngineRequests = after.requests - beforeApply.requests
 	again, err := f.run("v2", "plan")
 	if err != nil {
 		return nil, fmt.Errorf("plan after the apply: %w", err)
@@ -193,6 +200,7 @@ func run(ctx context.Context, o options, log *os.File) (*Result, error) {
 	res.PlanCPUS, res.ApplyCPUS = round(plan.cpu.Seconds()), round(apply.cpu.Seconds())
 	res.PeakRSSMiB = round(max(plan.rssMiB, apply.rssMiB))
 	res.MaxFDs = max(plan.fds, apply.fds)
+	res.FDLimit = apply.fdLimit
 	res.MaxThreads = max(plan.threads, apply.threads)
 	res.Handshakes = after.handshakes - before.handshakes
 	res.Channels = after.channels - before.channels
@@ -263,10 +271,10 @@ func moduleRoot() string {
 	}
 }
 
-type simCounts struct{ handshakes, channels int64 }
+type simCounts struct{ handshakes, channels, requests int64 }
 
 func (s *sim) counts() simCounts {
-	return simCounts{s.stats.Handshakes.Load(), s.stats.Channels.Load()}
+	return simCounts{s.stats.Handshakes.Load(), s.stats.Channels.Load(), s.stats.EngineRequests.Load()}
 }
 
 // startSim starts the hosts and writes what fleet needs to reach them: the
@@ -351,6 +359,7 @@ type measured struct {
 	fds     int
 	threads int
 	cpu     time.Duration // of the fleet process, user and system
+	fdLimit int
 }
 
 func (f *fleetRun) run(version string, args ...string) (*measured, error) {
@@ -379,6 +388,15 @@ func (f *fleetRun) run(version string, args ...string) (*measured, error) {
 		for !stop.Load() {
 			if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
 				m.fds = max(m.fds, len(ents))
+			}
+			if lim, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid)); err == nil {
+				for _, l := range strings.Split(string(lim), "\n") {
+					if rest, ok := strings.CutPrefix(l, "Max open files"); ok {
+						if f := strings.Fields(rest); len(f) > 0 {
+							m.fdLimit, _ = strconv.Atoi(f[0])
+						}
+					}
+				}
 			}
 			if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 				for _, l := range strings.Split(string(st), "\n") {
