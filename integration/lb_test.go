@@ -14,16 +14,24 @@ import (
 	"time"
 )
 
+// lbClientWait is how long the clients of TestLoadBalancerSkipsACutOffHost
+// wait for an answer.
+const lbClientWait = 10 * time.Second
+
 // TestLoadBalancerSkipsACutOffHost puts h5 in front of the other four
 // hosts as a load balancer (--lb h5, through FLEET_LB): the proxied
 // service runs on h1-h4 only, and h5's proxy sends its requests to their
 // proxies. Under steady load through h5 alone:
-//   - a rolling update during which h4 is cut off from the network fails
-//     no request: h5 leaves h4 out once its health check fails, and sends
-//     a request that h4 held again to another host;
+//   - a rolling update during which h4 drops every packet (and keeps
+//     dropping them for longer than the clients wait) fails no request:
+//     h5 leaves h4 out once its health check fails, and sends a request
+//     that h4 held to another host after drain_timeout;
 //   - h4, back, serves again, and the next apply finishes its update;
 //   - scaling in to three hosts takes h4 out of the load balancer before
 //     its instance goes.
+//
+// Then tls: internal is the load balancer's alone: it serves HTTPS with
+// its own CA and redirects HTTP, while h1-h4 go on serving plain HTTP.
 func TestLoadBalancerSkipsACutOffHost(t *testing.T) {
 	ctx := context.Background()
 	image := withProxy(t)
@@ -32,7 +40,10 @@ func TestLoadBalancerSkipsACutOffHost(t *testing.T) {
 	lb, cut := fleet.Hosts[4], fleet.Hosts[3]
 	t.Cleanup(func() { cut.Unblackhole(context.Background()) })
 	project := func(version, hosts string) string {
+		// drain_timeout 5s: a request that h4 holds is sent elsewhere
+		// after 5 s, well within the clients' wait (lbClientWait).
 		yaml := strings.Replace(proxiedProject("lbx", image, site, version, "", "failure_action: continue"), "parallelism: 2", "parallelism: 1", 1)
+		yaml = strings.Replace(yaml, "drain_timeout: 10s", "drain_timeout: 5s", 1)
 		return strings.Replace(yaml, "    pull: never\n", "    pull: never\n"+hosts, 1)
 	}
 	p := newProject(t, project("1", ""))
@@ -63,7 +74,7 @@ func TestLoadBalancerSkipsACutOffHost(t *testing.T) {
 	}
 
 	// A rolling update, one host at a time, with h4 cut off once it began.
-	l := startLoad(t, site, loadClients, lb)
+	l := startLoadWaiting(t, "http", nil, false, site, loadClients, lbClientWait, lb)
 	l.until(1000)
 	p.write(project("2", ""))
 	applied := make(chan string, 1)
@@ -83,9 +94,9 @@ func TestLoadBalancerSkipsACutOffHost(t *testing.T) {
 		t.Fatal("apply did not end within 3 minutes with h4 cut off")
 	}
 	t.Logf("apply with h4 cut off:\n%s", during)
-	// Longer than the clients wait for an answer (20 s): a request held
-	// by h4 all that time would fail.
-	time.Sleep(30*time.Second - time.Since(cutAt))
+	// Longer than the clients wait for an answer: a request held by h4
+	// all that time would fail.
+	time.Sleep(lbClientWait + 2*time.Second - time.Since(cutAt))
 	l.until(10000)
 	l.check(t, "a rolling update with h4 cut off")
 	if !strings.Contains(during, "h4") {
@@ -129,7 +140,7 @@ func TestLoadBalancerSkipsACutOffHost(t *testing.T) {
 	// the site's certificate, plain HTTP there redirects to HTTPS, and the
 	// hosts' proxies go on serving plain HTTP to it, their routes as they
 	// were.
-	p.write(strings.Replace(project("2", "    hosts: [h1, h2, h3]\n"), "drain_timeout: 10s}", "drain_timeout: 10s, tls: internal}", 1))
+	p.write(strings.Replace(project("2", "    hosts: [h1, h2, h3]\n"), "drain_timeout: 5s}", "drain_timeout: 5s, tls: internal}", 1))
 	p.expect(2, []string{"h5           web → h1, h2, h3: serves http://" + site + "/, not https://" + site + "/ (tls: internal)",
 		"Plan: 1 load-balancer route to change, 3 unchanged."}, "plan", "--detailed-exitcode")
 	p.expect(0, []string{"load balancer sends to h1, h2, h3"}, "apply", "--yes")

@@ -105,12 +105,22 @@ func startPostingLoad(t *testing.T, site string, clients int) *load {
 // the CAs in roots, and with every other client sending POST if post.
 func startLoadOver(t *testing.T, scheme string, roots *x509.CertPool, post bool, site string, clients int, hosts ...*testfleet.Host) *load {
 	t.Helper()
+	return startLoadWaiting(t, scheme, roots, post, site, clients, clientWait, hosts...)
+}
+
+// clientWait is how long a client of the load waits for an answer.
+const clientWait = 20 * time.Second
+
+// startLoadWaiting is startLoadOver with clients that wait for an answer
+// for at most wait.
+func startLoadWaiting(t *testing.T, scheme string, roots *x509.CertPool, post bool, site string, clients int, wait time.Duration, hosts ...*testfleet.Host) *load {
+	t.Helper()
 	if len(hosts) == 0 {
 		hosts = fleet.Hosts
 	}
 	l := &load{stop: make(chan struct{}), firstSeen: map[string]map[string]time.Time{}}
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients, TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: site}}
-	client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	client := &http.Client{Transport: tr, Timeout: wait}
 	for i := range clients {
 		l.wg.Add(1)
 		go func() {
