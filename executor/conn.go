@@ -247,11 +247,13 @@ func (e *Executor) dial(ctx context.Context, t Target) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	tcp, _ := conn.(*net.TCPConn)
 	c := &Conn{
 		ex:          e,
 		target:      t,
 		client:      client,
 		via:         via,
+		tcp:         tcp,
 		sessions:    make(chan struct{}, e.opts.SessionsPerHost),
 		pullStall:   e.opts.PullStallTimeout,
 		done:        make(chan struct{}),
@@ -312,10 +314,13 @@ func explainHandshake(t Target, err error) error {
 
 // Conn is the run's connection to one host.
 type Conn struct {
-	ex       *Executor // that opened it, and opens it again
-	target   Target
-	client   *ssh.Client
-	via      *Conn
+	ex     *Executor // that opened it, and opens it again
+	target Target
+	client *ssh.Client
+	via    *Conn
+	// tcp is the connection's own TCP connection; nil through a jump
+	// host (see abort).
+	tcp      *net.TCPConn
 	sessions chan struct{} // one slot per open session
 
 	done      chan struct{} // closed once the client is gone
@@ -357,6 +362,20 @@ func (c *Conn) Target() Target { return c.target }
 func (c *Conn) Close() error {
 	c.end(ErrClosed)
 	return nil
+}
+
+// abort ends a connection given up for lost without delivering what it
+// had not delivered yet: a TCP connection closed the usual way goes on
+// sending its unacknowledged data, and a host that comes back on the
+// network would then carry out a request that this run counted as failed
+// (a container created after the run moved on, say). Closed with no
+// linger, the kernel drops that data and resets the connection. Through a
+// jump host, the jump host's own connection decides.
+func (c *Conn) abort(reason error) {
+	if c.tcp != nil {
+		c.tcp.SetLinger(0)
+	}
+	c.end(reason)
 }
 
 func (c *Conn) end(reason error) {
@@ -446,7 +465,7 @@ func (c *Conn) watch(interval time.Duration, countMax int) {
 			}
 		case <-tick.C:
 			if silent := time.Since(last); silent >= interval*time.Duration(countMax) {
-				c.end(fmt.Errorf("%w: no answer to keepalives for %s: host unreachable, connection closed", ErrConnLost, silent.Round(time.Second)))
+				c.abort(fmt.Errorf("%w: no answer to keepalives for %s: host unreachable, connection closed", ErrConnLost, silent.Round(time.Second)))
 				<-gone
 				return
 			}
