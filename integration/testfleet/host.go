@@ -251,10 +251,14 @@ func (h *Host) CutOff(ctx context.Context) error {
 	return err
 }
 
-// Heal puts a cut-off host back on the network.
+// Heal puts a cut-off host back on the network, and waits until its sshd
+// answers from here: the link takes a moment to carry packets again, and
+// a test that goes on "once the host is back" must not race it.
 func (h *Host) Heal(ctx context.Context) error {
-	_, err := run(ctx, "ip", "link", "set", h.link(), "up")
-	return err
+	if _, err := run(ctx, "ip", "link", "set", h.link(), "up"); err != nil {
+		return err
+	}
+	return waitFor(ctx, "sshd of "+h.Name+" after its link came back", func() error { return sshBanner(ctx, h.Addr+":22") })
 }
 
 // StartDocker starts the host's dockerd and waits until it answers.
