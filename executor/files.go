@@ -23,6 +23,8 @@ import (
 //   - createFile makes a file that must not exist yet, whole or not at all:
 //     of two callers only one succeeds, and no reader ever sees it partly
 //     written;
+//   - touch leaves an empty file, made with the host's default mode where
+//     there was none: a marker whose name is all it says;
 //   - a missing path is an error that satisfies errors.Is(err,
 //     fs.ErrNotExist), and an existing one, where it must not exist,
 //     fs.ErrExist;
@@ -34,6 +36,7 @@ type files interface {
 	transport() string
 	writeFile(ctx context.Context, dst string, data []byte, mode fs.FileMode) error
 	createFile(ctx context.Context, dst string, data []byte, mode fs.FileMode) error
+	touch(ctx context.Context, p string) error
 	readFile(ctx context.Context, p string) ([]byte, error)
 	stat(ctx context.Context, p string) (FileInfo, error)
 	mkdir(ctx context.Context, p string) error
@@ -153,6 +156,16 @@ func (c *Conn) CreateFile(ctx context.Context, dst string, r io.Reader, mode fs.
 		}
 		return struct{}{}, f.createFile(ctx, dst, data, mode)
 	})
+	return err
+}
+
+// Touch leaves an empty file at path on the host: made where there was
+// none (with the mode the host gives new files), emptied where there was.
+// It costs two requests where WriteFile costs five, for a file whose name
+// is all it says. A missing directory is an error that satisfies
+// errors.Is(err, fs.ErrNotExist).
+func (c *Conn) Touch(ctx context.Context, p string) error {
+	_, err := fileOp(ctx, c, "making "+p, func(f files) (struct{}, error) { return struct{}{}, f.touch(ctx, p) })
 	return err
 }
 

@@ -76,6 +76,7 @@ func TestFilesOverEveryTransport(t *testing.T) {
 			if tr.suite {
 				t.Run("write and read", func(t *testing.T) { testWriteRead(t, c, s.Home) })
 				t.Run("create exclusively", func(t *testing.T) { testCreate(t, c, s.Home) })
+				t.Run("touch", func(t *testing.T) { testTouch(t, c, s.Home) })
 				t.Run("directories", func(t *testing.T) { testDirs(t, c, s.Home) })
 				t.Run("stat and clock", func(t *testing.T) { testStatClock(t, c, s.Home) })
 			}
@@ -154,6 +155,40 @@ func testWriteRead(t *testing.T, c *Conn, home string) {
 	var he *HostError
 	if _, err := c.ReadFile(ctx, filepath.Join(dir, "absent")); !errors.As(err, &he) || he.Host != c.Host() {
 		t.Errorf("error %v names no host", err)
+	}
+}
+
+func testTouch(t *testing.T, c *Conn, home string) {
+	ctx := context.Background()
+	dir := filepath.Join(home, "t")
+	if err := c.Touch(ctx, filepath.Join(dir, "x")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("touching in a missing directory: %v", err)
+	}
+	if err := c.MkdirAll(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range awkward {
+		p := filepath.Join(dir, name)
+		if err := c.Touch(ctx, p); err != nil {
+			t.Fatalf("%q: %v", name, err)
+		}
+		if fi, err := os.Stat(p); err != nil || fi.Size() != 0 || !fi.Mode().IsRegular() {
+			t.Errorf("%q: made %v, %v", name, fi, err)
+		}
+		// Touched again, a file that has content is left empty, its mode
+		// as it was.
+		if err := os.WriteFile(p, []byte("content"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Touch(ctx, p); err != nil {
+			t.Fatalf("%q again: %v", name, err)
+		}
+		if fi, err := os.Stat(p); err != nil || fi.Size() != 0 || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%q touched again: %v, %v", name, fi, err)
+		}
 	}
 }
 

@@ -341,6 +341,16 @@ func (s sftpFiles) createFile(ctx context.Context, dst string, data []byte, mode
 	return err
 }
 
+func (s sftpFiles) touch(ctx context.Context, p string) error {
+	return s.do(ctx, func(cl *sftp.Client) error {
+		f, err := cl.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err != nil {
+			return notExist(diskFull(cl, path.Dir(p), err))
+		}
+		return f.Close()
+	})
+}
+
 func (s sftpFiles) readFile(ctx context.Context, p string) ([]byte, error) {
 	var b []byte
 	err := s.do(ctx, func(cl *sftp.Client) error {

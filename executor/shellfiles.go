@@ -134,6 +134,17 @@ func (s shellFiles) createFile(ctx context.Context, dst string, data []byte, mod
 	return s.newFile(ctx, "fleet-create", createScript, dst, data, mode)
 }
 
+// touchScript empties or makes $1; a missing directory is exit 66. Not
+// ":", whose failed redirection would end the shell there.
+const touchScript = `true > "$1" && exit 0
+case $1 in */*) [ -d "${1%/*}" ] || exit 66 ;; esac
+exit 1`
+
+func (s shellFiles) touch(ctx context.Context, p string) error {
+	_, err := s.script(ctx, "fleet-touch", touchScript, nil, arg(p))
+	return err
+}
+
 const readScript = `cat "$1" && exit 0
 [ -e "$1" ] || exit 66
 exit 1`

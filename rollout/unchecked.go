@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"strings"
 	"time"
 
 	"github.com/fleetdeploy/fleet/executor"
@@ -37,9 +36,13 @@ func markUnchecked(ctx context.Context, c *executor.Conn, project, id string, un
 		}
 		return nil
 	}
-	err := c.MkdirAll(ctx, dir)
-	if err == nil {
-		err = c.WriteFile(ctx, file, strings.NewReader(""), 0o600)
+	// The directory is made only when it is missing: a mark is in the way
+	// of every start, and each request is a round trip.
+	err := c.Touch(ctx, file)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = c.MkdirAll(ctx, dir); err == nil {
+			err = c.Touch(ctx, file)
+		}
 	}
 	if err != nil {
 		return hostOpFailed(c.Host(), "marking "+executor.ShortID(id)+" as not yet healthy", err)
