@@ -53,6 +53,9 @@ type Fleet struct {
 	Routes      map[string]map[string]plan.LiveRoute
 	Proxies     map[string]plan.ProxyState
 	ProxyImages map[string]string
+	// LocksSeen holds, by host, the deploy lock as [ReadForChange] found
+	// it before it read the host's state.
+	LocksSeen LocksSeen
 }
 
 // Read connects to every host at once (bounded by the executor) and reads
@@ -61,25 +64,39 @@ type Fleet struct {
 // service. A host that cannot be reached is recorded with its reason, not
 // returned as an error.
 func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string) (*Fleet, error) {
+	return read(ctx, ex, hosts, project, false)
+}
+
+// ReadForChange is Read for a run that is to take the deploy lock: on each
+// host it reads the lock first, then the state, so that taking the lock
+// can tell whether any run held it since (see [AcquireAfterRead]). When
+// none did, what was read is still what is there, and need not be read
+// again under the lock.
+func ReadForChange(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string) (*Fleet, error) {
+	return read(ctx, ex, hosts, project, true)
+}
+
+func read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string, withLock bool) (*Fleet, error) {
 	targets := make([]executor.Target, len(hosts))
 	for i, h := range hosts {
 		targets[i] = Target(h)
 	}
-	type read struct {
+	type hostRead struct {
 		conn         *executor.Conn
 		state        *executor.HostState
 		recorded     map[string]plan.Recorded
 		unchecked    map[string]bool
 		uncheckedErr error
+		lock         *lockState
 	}
-	results, err := executor.Map(ctx, ex, targets, "reading state", func(ctx context.Context, c *executor.Conn) (read, error) {
+	results, err := executor.Map(ctx, ex, targets, "reading state", func(ctx context.Context, c *executor.Conn) (hostRead, error) {
 		// The history and the marks are read beside the engine's state,
 		// over the same connection; a host whose history cannot be read
 		// is still planned, from its containers alone.
 		// The two are read at once too: each costs a few round trips of
 		// SFTP requests that wait on one another, and a host's plan waits
 		// for the longer chain, not for both end to end.
-		r := read{conn: c}
+		r := hostRead{conn: c}
 		done := make(chan struct{}, 2)
 		go func() {
 			defer func() { done <- struct{}{} }()
@@ -89,6 +106,14 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 			defer func() { done <- struct{}{} }()
 			r.unchecked, r.uncheckedErr = readUnchecked(ctx, c, project)
 		}()
+		if withLock {
+			// Before the state, while the history is read: a lock taken
+			// after this look is a generation it does not know. One that
+			// cannot be read is taken as unknown.
+			if ls, err := readLock(ctx, c, lockDir(c, project)); err == nil {
+				r.lock = &ls
+			}
+		}
 		st, err := c.Engine().State(ctx, project)
 		<-done
 		<-done
@@ -105,7 +130,7 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 	}
 	f := &Fleet{Conns: map[string]*executor.Conn{}, States: map[string]*executor.HostState{},
 		Recorded: map[string]map[string]plan.Recorded{}, Unchecked: map[string]map[string]bool{},
-		Unreachable: map[string]string{}, Faults: map[string]string{}}
+		Unreachable: map[string]string{}, Faults: map[string]string{}, LocksSeen: LocksSeen{}}
 	for i, r := range results {
 		name := targets[i].Name
 		if r.Err != nil {
@@ -130,6 +155,9 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 		f.States[name] = r.Value.state
 		f.Recorded[name] = r.Value.recorded
 		f.Unchecked[name] = r.Value.unchecked
+		if r.Value.lock != nil {
+			f.LocksSeen[name] = *r.Value.lock
+		}
 	}
 	return f, nil
 }

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -262,6 +263,39 @@ type lockState struct {
 
 func (s lockState) free() bool { return s.gen == 0 || s.rec.Released }
 
+// LocksSeen holds the deploy lock of each host as a run found it before
+// it read the host's state ([ReadForChange]).
+type LocksSeen map[string]lockState
+
+// Untouched says whether no run has taken the lock on any of hosts since
+// it was seen free: its newest generation is still the one seen. The
+// hosts a run reads but does not lock are checked so, one listing each.
+func (seen LocksSeen) Untouched(ctx context.Context, conns []*executor.Conn, project string) bool {
+	for _, c := range conns {
+		if st, ok := seen[c.Host()]; !ok || !st.free() {
+			return false
+		}
+	}
+	var untouched atomic.Bool
+	untouched.Store(true)
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		st := seen[c.Host()]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			names, err := c.ReadDir(ctx, lockDir(c, project))
+			switch gens := generations(names); {
+			case errors.Is(err, fs.ErrNotExist) && st.gen == 0:
+			case err != nil, len(gens) == 0 && st.gen != 0, len(gens) > 0 && gens[len(gens)-1] != st.gen:
+				untouched.Store(false)
+			}
+		}()
+	}
+	wg.Wait()
+	return untouched.Load()
+}
+
 // readLock reads the newest generation of the lock in dir.
 func readLock(ctx context.Context, c *executor.Conn, dir string) (lockState, error) {
 	for tries := 0; ; tries++ {
@@ -336,6 +370,10 @@ type Lock struct {
 
 	mu    sync.Mutex
 	hosts []*hostLock
+	// seen is the lock as the run read it before the state; touched, that
+	// some host's lock was not taken straight from the generation seen.
+	seen    LocksSeen
+	touched bool
 
 	lost     chan struct{}
 	lostOnce sync.Once
@@ -374,6 +412,14 @@ func (h *hostLock) reconnect(ctx context.Context) error {
 // While the lock is held, it is renewed on every host on its own; a host
 // where it is lost closes [Lock.Lost], and [Lock.Err] says which and why.
 func Acquire(ctx context.Context, conns []*executor.Conn, project string, me Holder, wait, lease time.Duration, warn func(string)) (*Lock, error) {
+	return AcquireAfterRead(ctx, conns, project, me, wait, lease, warn, nil)
+}
+
+// AcquireAfterRead is Acquire for a run that read the hosts with
+// [ReadForChange]: on a host whose lock it saw free, it makes the next
+// generation straight away, without reading the lock again, and
+// [Lock.Untouched] then says whether that worked on every host.
+func AcquireAfterRead(ctx context.Context, conns []*executor.Conn, project string, me Holder, wait, lease time.Duration, warn func(string), seen LocksSeen) (*Lock, error) {
 	conns = append([]*executor.Conn(nil), conns...)
 	sort.Slice(conns, func(i, j int) bool { return conns[i].Host() < conns[j].Host() })
 	var id [12]byte
@@ -381,10 +427,12 @@ func Acquire(ctx context.Context, conns []*executor.Conn, project string, me Hol
 	rec := record{Holder: me, Run: hex.EncodeToString(id[:]), LeaseSeconds: lease.Seconds()}
 	deadline := time.Now().Add(wait)
 	for {
-		l, err := tryAll(ctx, conns, project, rec, lease, warn)
+		l, err := tryAll(ctx, conns, project, rec, lease, warn, seen)
 		if err == nil {
 			return l, nil
 		}
+		// After a wait, the lock has moved on since the read.
+		seen = nil
 		var held *LockHeldError
 		if !errors.As(err, &held) || time.Now().After(deadline) {
 			return nil, err
@@ -403,8 +451,8 @@ func Acquire(ctx context.Context, conns []*executor.Conn, project string, me Hol
 // taken at once. Nobody waits while holding part of it (a held host gives
 // everything back), so two runs cannot deadlock; they retry after a pause
 // with some jitter.
-func tryAll(ctx context.Context, conns []*executor.Conn, project string, rec record, lease time.Duration, warn func(string)) (*Lock, error) {
-	l := &Lock{project: project, rec: rec, lease: lease, lost: make(chan struct{})}
+func tryAll(ctx context.Context, conns []*executor.Conn, project string, rec record, lease time.Duration, warn func(string), seen LocksSeen) (*Lock, error) {
+	l := &Lock{project: project, rec: rec, lease: lease, lost: make(chan struct{}), seen: seen, touched: seen == nil}
 	l.life, l.end = context.WithCancel(context.Background())
 	if len(conns) == 0 {
 		return l, nil
@@ -461,6 +509,14 @@ func tryAll(ctx context.Context, conns []*executor.Conn, project string, rec rec
 // take takes the lock on one host, and says why when it took it over.
 func (l *Lock) take(ctx context.Context, c *executor.Conn) (*hostLock, string, error) {
 	dir := lockDir(c, l.project)
+	if st, ok := l.seen[c.Host()]; ok && st.free() {
+		if h := l.takeNext(ctx, c, dir, st.gen); h != nil {
+			return h, "", nil
+		}
+	}
+	l.mu.Lock()
+	l.touched = true
+	l.mu.Unlock()
 	if err := c.MkdirAll(ctx, dir); err != nil {
 		return nil, "", err
 	}
@@ -504,6 +560,45 @@ func (l *Lock) take(ctx context.Context, c *executor.Conn) (*hostLock, string, e
 		return h, why, nil
 	}
 	return nil, "", fmt.Errorf("host %s: the deploy lock changed hands at every look: try again", c.Host())
+}
+
+// takeNext makes generation gen+1 of the lock in dir, gen being the
+// newest one the run saw free before it read the host's state. If that
+// one is the newest then, no run held the lock in between: a run that did
+// made gen+1 itself, or removed it only once a newer one was there. Any
+// other outcome, failure included, returns nil, and take reads the lock
+// as usual, a generation of this run left behind being its own.
+func (l *Lock) takeNext(ctx context.Context, c *executor.Conn, dir string, gen int) *hostLock {
+	h := &hostLock{c: c, dir: dir, gen: gen + 1, renewed: time.Now()}
+	if gen == 0 {
+		// Perhaps no lock was ever taken here: its directory comes first.
+		if err := c.MkdirAll(ctx, dir); err != nil {
+			return nil
+		}
+	}
+	if err := c.CreateFile(ctx, genPath(dir, h.gen), bytes.NewReader(l.rec.json()), 0o644); err != nil {
+		return nil
+	}
+	names, err := c.ReadDir(ctx, dir)
+	if err != nil {
+		return nil
+	}
+	gens := generations(names)
+	if len(gens) == 0 || gens[len(gens)-1] != h.gen {
+		return nil
+	}
+	removeBelow(ctx, c, dir, gens, h.gen)
+	return h
+}
+
+// Untouched says whether the lock was taken on every host straight from
+// the generation the run saw free before reading the host's state (see
+// [AcquireAfterRead]): then no run changed those hosts since they were
+// read.
+func (l *Lock) Untouched() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.touched
 }
 
 // keep holds h and renews its lease until the lock is released or lost.

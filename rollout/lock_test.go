@@ -328,6 +328,100 @@ func TestLockStatusSaysWhatItCannotRead(t *testing.T) {
 	}
 }
 
+// seenLocks reads the lock on each host as ReadForChange does before a
+// host's state.
+func seenLocks(t *testing.T, conns []*executor.Conn) LocksSeen {
+	t.Helper()
+	seen := LocksSeen{}
+	for _, c := range conns {
+		st, err := readLock(context.Background(), c, lockDir(c, testProject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[c.Host()] = st
+	}
+	return seen
+}
+
+// TestLockUntouchedSinceRead: a run that read the hosts, then takes the
+// lock, is told whether any run held it on any host in between: on the
+// hosts it locks and on those it only read. Only then may it skip
+// reading them again.
+func TestLockUntouchedSinceRead(t *testing.T) {
+	ctx := context.Background()
+	for _, subsystem := range []string{sshtest.WithSFTP, sshtest.NoSFTP} {
+		t.Run(subsystem, func(t *testing.T) {
+			servers := []*sshtest.Server{sshtest.New(t, subsystem), sshtest.New(t, subsystem), sshtest.New(t, subsystem)}
+			mine, other := run(t, servers...), run(t, servers...)
+			locked, readOnly := mine[:2], mine[2:]
+			take := func(conns []*executor.Conn, seen LocksSeen) *Lock {
+				t.Helper()
+				l, err := AcquireAfterRead(ctx, conns, testProject, Me("mine"), 0, DefaultLease, nil, seen)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return l
+			}
+			otherRun := func(conns ...*executor.Conn) {
+				t.Helper()
+				l, err := Acquire(ctx, conns, testProject, Me("other"), 0, DefaultLease, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := l.Release(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			check := func(what string, l *Lock, seen LocksSeen, wantLocked, wantRead bool) {
+				t.Helper()
+				if got := l.Untouched(); got != wantLocked {
+					t.Errorf("%s: Untouched() = %v, want %v", what, got, wantLocked)
+				}
+				if got := seen.Untouched(ctx, readOnly, testProject); got != wantRead {
+					t.Errorf("%s: the host only read untouched = %v, want %v", what, got, wantRead)
+				}
+				// Whichever way it was taken, the lock is this run's, and
+				// another run is refused.
+				if _, err := Acquire(ctx, other[:2], testProject, Me("other"), 0, DefaultLease, nil); !errors.As(err, new(*LockHeldError)) {
+					t.Errorf("%s: another run while this one holds the lock: %v", what, err)
+				}
+				if err := l.Release(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			// Hosts that never had a lock, and nothing in between.
+			seen := seenLocks(t, mine)
+			check("first lock ever", take(locked, seen), seen, true, true)
+
+			// Nothing in between.
+			seen = seenLocks(t, mine)
+			check("nothing in between", take(locked, seen), seen, true, true)
+
+			// Another run took and let go of the lock on h2 in between:
+			// the generation after the one seen was removed with it, so
+			// making it again succeeds, and is not the newest.
+			seen = seenLocks(t, mine)
+			otherRun(other[1])
+			check("another run on a locked host", take(locked, seen), seen, false, true)
+
+			// Another run on the host only read.
+			seen = seenLocks(t, mine)
+			otherRun(other[2])
+			check("another run on the host only read", take(locked, seen), seen, true, false)
+
+			// Seen while another run held it.
+			held, err := Acquire(ctx, other, testProject, Me("other"), 0, DefaultLease, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen = seenLocks(t, mine)
+			held.Release(ctx)
+			check("seen held", take(locked, seen), seen, false, false)
+		})
+	}
+}
+
 func TestGenerations(t *testing.T) {
 	got := generations([]string{"10.json", "9.json", ".9.json.fleet-tmp-ab", "holder.json", "007.json", "0.json", "-1.json", "3.json", "x.json", "11"})
 	if fmt.Sprint(got) != "[3 9 10]" {

@@ -53,7 +53,7 @@ func (c *applyCmd) run(ctx context.Context, g *globals, out *output, m *metrics)
 			return err
 		}
 	}
-	s, err := g.open(ctx, c.Service, true)
+	s, err := g.open(ctx, c.Service, toChange)
 	if err != nil {
 		return err
 	}
@@ -125,8 +125,8 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 		locked = append(locked, c.Host())
 	}
 	sort.Strings(locked)
-	lock, err := rollout.Acquire(ctx, changedConns(s, p), s.project.Name, me, r.lockWait, rollout.DefaultLease,
-		func(msg string) { fmt.Fprintln(out.stderr, "fleet: warning: "+msg) })
+	lock, err := rollout.AcquireAfterRead(ctx, changedConns(s, p), s.project.Name, me, r.lockWait, rollout.DefaultLease,
+		func(msg string) { fmt.Fprintln(out.stderr, "fleet: warning: "+msg) }, s.fleet.LocksSeen)
 	if err != nil {
 		return err
 	}
@@ -135,10 +135,18 @@ func (s *session) apply(ctx context.Context, g *globals, out *output, r applyRun
 	// flight is finished or undone.
 	ctx, stopLock := lock.Context(ctx)
 	defer stopLock()
-	// Another run may have changed the fleet while this one waited for the
-	// lock: read it again, under the lock, and go by what is there now.
-	fresh, err := s.replan(ctx, p, r.saved != nil, r.reschedule)
-	if err != nil {
+	// Another run may have changed the fleet since it was read: read it
+	// again, under the lock, and go by what is there now. Unless no run
+	// held the lock on any host since this one read it (on the hosts it
+	// locked, the lock was taken straight from the generation seen then;
+	// on the others, that generation is still the newest): then what was
+	// read is what is there.
+	fresh := p
+	if lock.Untouched() && s.fleet.LocksSeen.Untouched(ctx, unlockedConns(s, locked), s.project.Name) {
+		if log := g.verboseLog(); log != nil {
+			log("no run held the deploy lock since the hosts were read: going by that read")
+		}
+	} else if fresh, err = s.replan(ctx, p, r.saved != nil, r.reschedule); err != nil {
 		return err
 	}
 	switch {
@@ -291,6 +299,21 @@ func changedConns(s *session, p *plan.Plan) []*executor.Conn {
 				seen[a.Host] = true
 				conns = append(conns, s.fleet.Conns[a.Host])
 			}
+		}
+	}
+	return conns
+}
+
+// unlockedConns are the connections to the hosts read but not locked.
+func unlockedConns(s *session, locked []string) []*executor.Conn {
+	skip := map[string]bool{}
+	for _, h := range locked {
+		skip[h] = true
+	}
+	var conns []*executor.Conn
+	for name, c := range s.fleet.Conns {
+		if !skip[name] {
+			conns = append(conns, c)
 		}
 	}
 	return conns

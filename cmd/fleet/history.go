@@ -23,7 +23,7 @@ type historyCmd struct {
 }
 
 func (c *historyCmd) Run(ctx context.Context, g *globals, out *output) error {
-	s, err := g.open(ctx, []string{c.Service}, false)
+	s, err := g.open(ctx, []string{c.Service}, stateOnly)
 	if err != nil {
 		return err
 	}
@@ -171,7 +171,7 @@ type rollbackCmd struct {
 }
 
 func (c *rollbackCmd) Run(ctx context.Context, g *globals, out *output) error {
-	s, err := g.open(ctx, []string{c.Service}, true)
+	s, err := g.open(ctx, []string{c.Service}, toChange)
 	if err != nil {
 		return err
 	}

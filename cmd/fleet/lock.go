@@ -19,7 +19,7 @@ type lockCmd struct {
 type lockStatusCmd struct{}
 
 func (c *lockStatusCmd) Run(ctx context.Context, g *globals, out *output) error {
-	s, err := g.open(ctx, nil, false)
+	s, err := g.open(ctx, nil, stateOnly)
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func (c *lockReleaseCmd) Run(ctx context.Context, g *globals, out *output) error
 	if !c.Force {
 		return fmt.Errorf("breaking a lock another run may still hold needs --force; see fleet lock status first")
 	}
-	s, err := g.open(ctx, nil, false)
+	s, err := g.open(ctx, nil, stateOnly)
 	if err != nil {
 		return err
 	}

@@ -280,7 +280,7 @@ func (g *globals) openService(ctx context.Context, project, service string) (*se
 		}
 		return nil, fmt.Errorf("%s has no service %s; its services: %s", g.File, service, orNone(names))
 	}
-	return g.openLoaded(ctx, inv, p, []string{service}, false)
+	return g.openLoaded(ctx, inv, p, []string{service}, stateOnly)
 }
 
 // logTime reads --since or --until: a duration before now, an RFC 3339

@@ -40,20 +40,34 @@ type session struct {
 	pushed  map[string]*push.Image
 	pushDir string
 	pushIn  map[string]plan.PushedImage
+	// forChange is set for the commands that take the deploy lock: their
+	// first read reads it too.
+	forChange bool
 }
 
-// open reads both files and every host's state; the secrets too when the
-// command compares or deploys them.
-func (g *globals) open(ctx context.Context, services []string, withSecrets bool) (*session, error) {
+// needs says what a command's session reads beyond every host's state.
+type needs int
+
+const (
+	stateOnly needs = iota // the commands that look
+	withSecrets            // plan: the specs compare the secrets
+	// apply, rollback and reconcile: the secrets, and each host's deploy
+	// lock before its state (rollout.ReadForChange)
+	toChange
+)
+
+// open reads both files and every host's state, and what else the command
+// needs.
+func (g *globals) open(ctx context.Context, services []string, n needs) (*session, error) {
 	inv, project, err := g.loadBoth()
 	if err != nil {
 		return nil, err
 	}
-	return g.openLoaded(ctx, inv, project, services, withSecrets)
+	return g.openLoaded(ctx, inv, project, services, n)
 }
 
 // openLoaded is open with both files read already.
-func (g *globals) openLoaded(ctx context.Context, inv *inventory.Inventory, project *plan.Project, services []string, withSecrets bool) (*session, error) {
+func (g *globals) openLoaded(ctx context.Context, inv *inventory.Inventory, project *plan.Project, services []string, n needs) (*session, error) {
 	for _, s := range services {
 		if project.Service(s) == nil {
 			return nil, fmt.Errorf("--service %s: %s has no such service", s, g.File)
@@ -64,12 +78,12 @@ func (g *globals) openLoaded(ctx context.Context, inv *inventory.Inventory, proj
 		return nil, err
 	}
 	var secrets map[string]map[string]string
-	if withSecrets {
+	if n >= withSecrets {
 		if secrets, err = secret.Resolve(ctx, project); err != nil {
 			return nil, err
 		}
 	}
-	s := &session{inv: inv, project: project, scope: scope, secrets: secrets}
+	s := &session{inv: inv, project: project, scope: scope, secrets: secrets, forChange: n == toChange}
 	if err := g.read(ctx, s); err != nil {
 		return nil, err
 	}
@@ -173,7 +187,11 @@ func (g *globals) read(ctx context.Context, s *session) error {
 	// The connections outlive an interruption of the work, so that the
 	// work can be undone over them; close ends them.
 	s.ex = executor.New(context.WithoutCancel(ctx), g.executorOptions(s.inv))
-	fleet, err := s.readFleet(ctx)
+	read := rollout.Read
+	if s.forChange {
+		read = rollout.ReadForChange
+	}
+	fleet, err := s.readFleetWith(ctx, read)
 	if err != nil {
 		s.ex.Close()
 		return err
@@ -187,7 +205,11 @@ func (g *globals) read(ctx context.Context, s *session) error {
 // the hosts' proxies, one more exchange with each host that has one: an
 // instance out of its route is drift.
 func (s *session) readFleet(ctx context.Context) (*rollout.Fleet, error) {
-	fleet, err := rollout.Read(ctx, s.ex, s.scope, s.project.Name)
+	return s.readFleetWith(ctx, rollout.Read)
+}
+
+func (s *session) readFleetWith(ctx context.Context, read func(context.Context, *executor.Executor, []*inventory.Host, string) (*rollout.Fleet, error)) (*rollout.Fleet, error) {
+	fleet, err := read(ctx, s.ex, s.scope, s.project.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +276,7 @@ func (c *planCmd) Run(ctx context.Context, g *globals, out *output) error {
 }
 
 func (c *planCmd) run(ctx context.Context, g *globals, out *output, m *metrics) error {
-	s, err := g.open(ctx, c.Service, true)
+	s, err := g.open(ctx, c.Service, withSecrets)
 	if err != nil {
 		return err
 	}

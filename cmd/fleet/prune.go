@@ -30,7 +30,7 @@ type pruneReport struct {
 }
 
 func (c *pruneCmd) Run(ctx context.Context, g *globals, out *output) error {
-	s, err := g.open(ctx, nil, false)
+	s, err := g.open(ctx, nil, stateOnly)
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func (c *reconcileCmd) run(ctx context.Context, g *globals, out *output, m *metr
 		return err
 	}
 	defer release()
-	s, err := g.openLoaded(ctx, inv, project, c.Service, true)
+	s, err := g.openLoaded(ctx, inv, project, c.Service, toChange)
 	if err != nil {
 		return err
 	}

@@ -186,7 +186,7 @@ func (c *statusCmd) open(ctx context.Context, g *globals) (*session, error) {
 	if c.Service != "" {
 		services = []string{c.Service}
 	}
-	return g.open(ctx, services, false)
+	return g.open(ctx, services, stateOnly)
 }
 
 // balancerStatus is a load balancer's route for a service, as its proxy
