@@ -76,7 +76,7 @@ type Applier struct {
 
 	hosts   map[string]Host // as carried out: Hosts, or the fleet's
 	mu      sync.Mutex
-	cleanup sync.WaitGroup // removals of old containers in flight
+	cleanup sync.WaitGroup // removals of old containers, records of pulls and marks taken away, in flight
 	// inFlight is the work under way, by instance: what a run stopped at
 	// once leaves behind. It has a mutex of its own, so that reading it
 	// never waits for output that is blocked.
@@ -1040,7 +1040,7 @@ func (a *Applier) replace(ctx context.Context, s *plan.Service, sp *plan.Service
 	if s.Proxy != nil {
 		progress("in its route")
 	}
-	a.unmark(s.Name, c.act.Host, id)
+	a.unmarkLater(s.Name, c.act.Host, id)
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: fmt.Sprintf("healthy (revision %d)", sp.Revision), End: true})
 	if c.oldID != "" && startFirst {
 		c.oldStop = true
@@ -1150,7 +1150,7 @@ func (a *Applier) update(ctx context.Context, s *plan.Service, sp *plan.ServiceP
 	if _, err := a.serve(ctx, s, c.act.Host, id, ""); err != nil {
 		return err
 	}
-	a.unmark(s.Name, c.act.Host, id)
+	a.unmarkLater(s.Name, c.act.Host, id)
 	a.event(Event{Service: s.Name, Host: c.act.Host, Slot: c.act.Slot, What: "updated in place, healthy", End: true})
 	return nil
 }
@@ -1168,6 +1168,18 @@ func (a *Applier) unmark(service, host, id string) {
 	if err := a.host(host).MarkUnchecked(ctx, a.Project.Name, id, false); err != nil {
 		a.event(Event{Service: service, Host: host, What: "the mark of a container as not yet healthy stays (the next apply makes it anew)", Err: err})
 	}
+}
+
+// unmarkLater takes away the mark of a container seen healthy beside
+// what comes next, not before it: the next step need not wait on it, and
+// the run ends only once it is done. A run killed in between leaves the
+// mark, and the next run makes that container anew.
+func (a *Applier) unmarkLater(service, host, id string) {
+	a.cleanup.Add(1)
+	go func() {
+		defer a.cleanup.Done()
+		a.unmark(service, host, id)
+	}()
 }
 
 // undoing says what undoing the change does, for progress output.
@@ -1426,7 +1438,15 @@ func (a *Applier) prepareHost(ctx context.Context, s *plan.Service, sp *plan.Ser
 		if err := eng.Pull(ctx, image, a.registryAuth(image)); err != nil {
 			return err
 		}
-		a.recordPull(ctx, s, host, image, had)
+		// Recorded beside the rollout: a record lost costs only the
+		// pruning of that image, and the first step need not wait on it.
+		a.cleanup.Add(1)
+		go func() {
+			defer a.cleanup.Done()
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+			defer cancel()
+			a.recordPull(rctx, s, host, image, had)
+		}()
 		a.event(Event{Service: s.Name, Host: host, What: "pulled " + image, End: true})
 		return nil
 	case !present:

@@ -119,6 +119,10 @@ func waitHealthy(ctx context.Context, h Host, id string, s *plan.Service, progre
 			if time.Since(started) < time.Second {
 				wait = min(interval, 10*time.Millisecond)
 			}
+		} else if left := time.Until(passedAt.Add(s.Update.Monitor)); left > 0 && left < wait {
+			// The last look at the end of monitor, not up to an interval
+			// after it: the step waits on it.
+			wait = left
 		}
 		select {
 		case <-ctx.Done():

@@ -64,6 +64,11 @@ func recordRevision(ctx context.Context, conns []*executor.Conn, project string,
 				if err := c.WriteFile(ctx, path.Join(dir, strconv.Itoa(rev.Revision)+".json"), strings.NewReader(string(b)+"\n"), 0o600); err != nil {
 					return err
 				}
+				if rev.Revision <= keep {
+					// No more than keep numbers up to this one: nothing
+					// to prune, and no listing to make.
+					return nil
+				}
 				nums, err := listRevisions(ctx, c, dir)
 				if err != nil || len(nums) <= keep {
 					return err

@@ -777,9 +777,9 @@ func (l *Lock) letGo(ctx context.Context, h *hostLock) error {
 		if err != nil {
 			return err
 		}
-		if names, err := h.c.ReadDir(ctx, h.dir); err == nil {
-			removeBelow(ctx, h.c, h.dir, generations(names), h.gen+1)
-		}
+		// This run's own generations below are all gone but this one;
+		// what others left below goes when the lock is next taken.
+		h.c.Remove(ctx, genPath(h.dir, h.gen))
 		return nil
 	}
 }
