@@ -98,7 +98,7 @@ func (e *Engine) dial(ctx context.Context, figures bool) (*apiConn, error) {
 	if !relayOnly {
 		st, err := e.c.openSocket(ctx, engineSocket)
 		if err == nil {
-			return &apiConn{st: st, br: bufio.NewReaderSize(st, 64<<10)}, nil
+			return &apiConn{st: st, br: bufio.NewReaderSize(st, apiReadBuffer)}, nil
 		}
 		if ctx.Err() != nil || e.c.dead() {
 			return nil, err
@@ -122,8 +122,14 @@ func (e *Engine) dial(ctx context.Context, figures bool) (*apiConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &apiConn{st: st, br: bufio.NewReaderSize(st, 64<<10), wantFigures: figures}, nil
+	return &apiConn{st: st, br: bufio.NewReaderSize(st, apiReadBuffer), wantFigures: figures}, nil
 }
+
+// apiReadBuffer is what an engine connection buffers of its answers. An
+// answer longer than it is read in several pieces, each from the SSH
+// channel's own buffer, not the network; kept per connection for the
+// run, 64 KiB was 64 MiB of a thousand-host run's memory.
+const apiReadBuffer = 8 << 10
 
 func (e *Engine) get(ctx context.Context) (*apiConn, error) {
 	e.mu.Lock()

@@ -49,8 +49,8 @@ type session struct {
 type needs int
 
 const (
-	stateOnly needs = iota // the commands that look
-	withSecrets            // plan: the specs compare the secrets
+	stateOnly   needs = iota // the commands that look
+	withSecrets              // plan: the specs compare the secrets
 	// apply, rollback and reconcile: the secrets, and each host's deploy
 	// lock before its state (rollout.ReadForChange)
 	toChange
