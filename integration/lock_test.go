@@ -93,6 +93,10 @@ func writeLock(t *testing.T, h *testfleet.Host, project, holder string, written 
 	}
 }
 
+// skipsReread is what apply -v says when no run held the lock since it
+// read the hosts.
+const skipsReread = "no run held the deploy lock since the hosts were read"
+
 // TestDeployLock runs a second apply while one runs (exit 4, naming the
 // holder), waits for a lock with --lock-wait, takes over an expired lock,
 // and breaks a live one with lock release --force; lock status names the
@@ -110,7 +114,10 @@ func TestDeployLock(t *testing.T) {
 	p.expect(0, []string{"h1: locked by", "h2: locked by", "renewed"}, "lock", "status")
 	// One that waits goes on once the first is done, from what the first
 	// one left.
-	out := second.expect(0, []string{"2 changed"}, "apply", "--yes", "--lock-wait", "60s")
+	out := second.expect(0, []string{"2 changed"}, "apply", "--yes", "--lock-wait", "60s", "-v")
+	if strings.Contains(out, skipsReread) {
+		t.Errorf("an apply that waited for the lock did not read the hosts again:\n%s", out)
+	}
 	if err := first.Wait(); err != nil {
 		t.Fatalf("the first apply: %v\n%s", err, firstOut.String())
 	}
@@ -136,7 +143,9 @@ func TestDeployLock(t *testing.T) {
 	p.expect(4, []string{"held by ops@elsewhere (pid 4242)"}, "apply", "--yes")
 	p.expect(1, []string{"needs --force"}, "lock", "release")
 	p.expect(0, []string{"Released the deploy lock of lockit"}, "lock", "release", "--force")
-	p.expect(0, []string{"2 changed"}, "apply", "--yes")
+	// Nobody took the lock between this apply's read and its own: no
+	// second read.
+	p.expect(0, []string{"2 changed", skipsReread}, "apply", "--yes", "-v")
 
 	// A host whose lock cannot be read is named, not counted as unlocked.
 	lockPath := "/var/lib/fleet/lockit/lock"
