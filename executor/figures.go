@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/pkg/sftp"
 )
@@ -65,27 +66,46 @@ func (s sftpFiles) figures(ctx context.Context) figuresResult {
 		}
 		return b, nil
 	}
+	// The three at once: each is a few requests that wait on one another,
+	// and the state of the host waits for the longest.
 	var r figuresResult
-	meminfo, err := read(meminfoFile)
-	if err == nil {
-		r.memTotal, r.memAvailable, err = parseMeminfo(meminfo)
-	}
-	if err != nil {
-		return figuresResult{err: err}
-	}
-	online, err := read(cpusFile)
-	if err == nil {
-		r.cpus, err = countCPUs(string(online))
-	}
-	if err != nil {
-		return figuresResult{err: err}
-	}
-	if r.diskFree, err = s.diskFree(ctx, defaultDockerRoot); err != nil {
-		if r.diskFree, err = s.diskFree(ctx, "/"); err != nil {
-			return figuresResult{err: err}
+	var memErr, cpuErr, diskErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		meminfo, err := read(meminfoFile)
+		if err == nil {
+			r.memTotal, r.memAvailable, err = parseMeminfo(meminfo)
 		}
+		memErr = err
+	}()
+	go func() {
+		defer wg.Done()
+		online, err := read(cpusFile)
+		if err == nil {
+			r.cpus, err = countCPUs(string(online))
+		}
+		cpuErr = err
+	}()
+	if r.diskFree, diskErr = s.diskFree(ctx, defaultDockerRoot); diskErr != nil {
+		r.diskFree, diskErr = s.diskFree(ctx, "/")
+	}
+	wg.Wait()
+	if err := firstErr(memErr, cpuErr, diskErr); err != nil {
+		return figuresResult{err: err}
 	}
 	return r
+}
+
+// firstErr is the first of errs that is not nil.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // diskFree is the space available to unprivileged writers on the

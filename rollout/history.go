@@ -110,36 +110,37 @@ func listRevisions(ctx context.Context, c *executor.Conn, dir string) ([]int, er
 	return nums, nil
 }
 
-// recorded reads, for every service of the project, the newest revision
-// the host's history holds: what a plan needs to number a new revision
-// and to say that a service was rolled back. A host without history has
-// none.
-func recorded(ctx context.Context, c *executor.Conn, project string) (map[string]plan.Recorded, error) {
-	base := path.Join(StateDir(c, project), "revisions")
-	services, err := c.ReadDir(ctx, base)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
+// recorded reads, for each of services, the newest revision the host's
+// history holds: what a plan needs to number a new revision and to say
+// that a service was rolled back. A host without history has none. The
+// services are read at once, each a listing and then a record.
+func recorded(ctx context.Context, c *executor.Conn, project string, services []string) map[string]plan.Recorded {
 	out := map[string]plan.Recorded{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for _, service := range services {
-		dir := path.Join(base, service)
-		nums, err := listRevisions(ctx, c, dir)
-		if err != nil || len(nums) == 0 {
-			continue // the other services' records still count
-		}
-		n := nums[len(nums)-1]
-		var r Revision
-		if b, err := c.ReadFile(ctx, path.Join(dir, strconv.Itoa(n)+".json")); err != nil || json.Unmarshal(b, &r) != nil {
-			// The number is taken all the same.
-			out[service] = plan.Recorded{Revision: n}
-			continue
-		}
-		out[service] = plan.Recorded{Revision: n, Spec: r.Spec, Outcome: r.Outcome, Who: r.Who, When: r.When, Rollback: r.Rollback}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dir := revisionsDir(c, project, service)
+			nums, err := listRevisions(ctx, c, dir)
+			if err != nil || len(nums) == 0 {
+				return // the other services' records still count
+			}
+			n := nums[len(nums)-1]
+			// The number is taken even when its record cannot be read.
+			rec := plan.Recorded{Revision: n}
+			var r Revision
+			if b, err := c.ReadFile(ctx, path.Join(dir, strconv.Itoa(n)+".json")); err == nil && json.Unmarshal(b, &r) == nil {
+				rec = plan.Recorded{Revision: n, Spec: r.Spec, Outcome: r.Outcome, Who: r.Who, When: r.When, Rollback: r.Rollback}
+			}
+			mu.Lock()
+			out[service] = rec
+			mu.Unlock()
+		}()
 	}
-	return out, nil
+	wg.Wait()
+	return out
 }
 
 // History reads a service's revisions from every host and merges them:

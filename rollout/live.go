@@ -61,10 +61,10 @@ type Fleet struct {
 // Read connects to every host at once (bounded by the executor) and reads
 // each one's state for the project in one exchange with its engine, and,
 // beside it over the same connection, the newest revision record of each
-// service. A host that cannot be reached is recorded with its reason, not
-// returned as an error.
-func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string) (*Fleet, error) {
-	return read(ctx, ex, hosts, project, false)
+// of services. A host that cannot be reached is recorded with its reason,
+// not returned as an error.
+func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string, services []string) (*Fleet, error) {
+	return read(ctx, ex, hosts, project, services, false)
 }
 
 // ReadForChange is Read for a run that is to take the deploy lock: on each
@@ -72,11 +72,11 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 // can tell whether any run held it since (see [AcquireAfterRead]). When
 // none did, what was read is still what is there, and need not be read
 // again under the lock.
-func ReadForChange(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string) (*Fleet, error) {
-	return read(ctx, ex, hosts, project, true)
+func ReadForChange(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string, services []string) (*Fleet, error) {
+	return read(ctx, ex, hosts, project, services, true)
 }
 
-func read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string, withLock bool) (*Fleet, error) {
+func read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string, services []string, withLock bool) (*Fleet, error) {
 	targets := make([]executor.Target, len(hosts))
 	for i, h := range hosts {
 		targets[i] = Target(h)
@@ -100,21 +100,21 @@ func read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 		done := make(chan struct{}, 2)
 		go func() {
 			defer func() { done <- struct{}{} }()
-			r.recorded, _ = recorded(ctx, c, project)
+			r.recorded = recorded(ctx, c, project, services)
 		}()
 		go func() {
 			defer func() { done <- struct{}{} }()
 			r.unchecked, r.uncheckedErr = readUnchecked(ctx, c, project)
 		}()
+		lockSeen := func() *lockState { return nil }
 		if withLock {
-			// Before the state, while the history is read: a lock taken
-			// after this look is a generation it does not know. One that
-			// cannot be read is taken as unknown.
-			if ls, err := readLock(ctx, c, lockDir(c, project)); err == nil {
-				r.lock = &ls
-			}
+			// Listed before the state, while the history is read: a lock
+			// taken after this look is a generation it does not know. What
+			// the newest one says is read beside the state.
+			lockSeen = seeLock(ctx, c, lockDir(c, project))
 		}
 		st, err := c.Engine().State(ctx, project)
+		r.lock = lockSeen()
 		<-done
 		<-done
 		r.state = st

@@ -55,6 +55,10 @@ import (
 // DefaultLease is how long a lock holds without renewal.
 const DefaultLease = 30 * time.Second
 
+// renewalGrace is how long letting go of the lock waits for a renewal
+// under way on a host.
+const renewalGrace = 2 * time.Second
+
 // Holder describes who holds a lock.
 type Holder struct {
 	User    string    `json:"user"`
@@ -296,6 +300,32 @@ func (seen LocksSeen) Untouched(ctx context.Context, conns []*executor.Conn, pro
 	return untouched.Load()
 }
 
+// seeLock lists the lock in dir, and returns once it has: the function it
+// returns then gives the lock as its newest generation says, read in the
+// meantime, or nil where it could not be read.
+func seeLock(ctx context.Context, c *executor.Conn, dir string) func() *lockState {
+	names, err := c.ReadDir(ctx, dir)
+	gens := generations(names)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), err == nil && len(gens) == 0:
+		return func() *lockState { return &lockState{} }
+	case err != nil:
+		return func() *lockState { return nil }
+	}
+	gen := gens[len(gens)-1]
+	seen := make(chan *lockState, 1)
+	go func() {
+		st := lockState{gen: gen}
+		b, err := c.ReadFile(ctx, genPath(dir, gen))
+		if err != nil || json.Unmarshal(b, &st.rec) != nil {
+			seen <- nil // superseded meanwhile, or unreadable: unknown
+			return
+		}
+		seen <- &st
+	}()
+	return func() *lockState { return <-seen }
+}
+
 // readLock reads the newest generation of the lock in dir.
 func readLock(ctx context.Context, c *executor.Conn, dir string) (lockState, error) {
 	for tries := 0; ; tries++ {
@@ -363,10 +393,13 @@ type Lock struct {
 	rec     record // what this run writes
 	lease   time.Duration
 
-	// life ends when the lock is released; it cancels renewals in flight.
-	life context.Context
-	end  context.CancelFunc
-	wg   sync.WaitGroup
+	// life ends when the lock is released: no renewal starts after it.
+	// renewals ends the renewals in flight, renewalGrace later at most.
+	life         context.Context
+	end          context.CancelFunc
+	renewals     context.Context
+	stopRenewals context.CancelFunc
+	wg           sync.WaitGroup
 
 	mu    sync.Mutex
 	hosts []*hostLock
@@ -454,6 +487,7 @@ func AcquireAfterRead(ctx context.Context, conns []*executor.Conn, project strin
 func tryAll(ctx context.Context, conns []*executor.Conn, project string, rec record, lease time.Duration, warn func(string), seen LocksSeen) (*Lock, error) {
 	l := &Lock{project: project, rec: rec, lease: lease, lost: make(chan struct{}), seen: seen, touched: seen == nil}
 	l.life, l.end = context.WithCancel(context.Background())
+	l.renewals, l.stopRenewals = context.WithCancel(context.Background())
 	if len(conns) == 0 {
 		return l, nil
 	}
@@ -627,7 +661,7 @@ func (l *Lock) keep(h *hostLock) {
 				attempt = time.Now()
 			}
 			deadline := h.renewed.Add(giveUp)
-			ctx, cancel := context.WithDeadline(l.life, deadline)
+			ctx, cancel := context.WithDeadline(l.renewals, deadline)
 			err := l.renew(ctx, h, attempt)
 			cancel()
 			if l.life.Err() != nil {
@@ -725,6 +759,21 @@ func (l *Lock) Context(parent context.Context) (context.Context, context.CancelF
 // one lease at most: a lock that cannot be let go runs out by itself.
 func (l *Lock) Release(ctx context.Context) error {
 	l.end()
+	// A renewal under way is let finish, for a moment: cut short, it
+	// would leave its SFTP session to be replaced and its generation to
+	// be read back before the lock could be let go.
+	waited := make(chan struct{})
+	go func() {
+		l.wg.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(renewalGrace):
+		l.stopRenewals()
+		<-waited
+	}
+	l.stopRenewals()
 	l.wg.Wait()
 	l.mu.Lock()
 	hosts := l.hosts

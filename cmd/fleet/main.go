@@ -60,7 +60,7 @@ type globals struct {
 	Hosts     string `placeholder:"SELECTOR" help:"Limit the run to these hosts: role=web, zone!=c, group=db, web1,web2 ..."`
 	LB        string `name:"lb" env:"FLEET_LB" placeholder:"SELECTOR" help:"Treat these hosts as load balancers too, as lb: true in the inventory does: their proxy sends every proxied service's requests to the hosts that run it."`
 	SSHConfig string `name:"ssh-config" env:"FLEET_SSH_CONFIG" placeholder:"FILE" help:"ssh_config to read, or none (default: yours and the system's, as ssh reads them)."`
-	Parallel  int    `default:"1024" placeholder:"N" help:"Hosts contacted at once."`
+	Parallel  int    `default:"512" placeholder:"N" help:"Hosts contacted at once."`
 	HostKeys  string `name:"host-key-policy" enum:"strict,accept-new,off" default:"strict" help:"Unknown host keys: strict refuses, accept-new records them, off checks nothing. A changed key is always refused but with off."`
 	JSON      bool   `help:"Machine output: JSON on stdout."`
 	NoColor   bool   `help:"No colour (also when NO_COLOR is set or output is not a terminal)."`

@@ -208,8 +208,12 @@ func (s *session) readFleet(ctx context.Context) (*rollout.Fleet, error) {
 	return s.readFleetWith(ctx, rollout.Read)
 }
 
-func (s *session) readFleetWith(ctx context.Context, read func(context.Context, *executor.Executor, []*inventory.Host, string) (*rollout.Fleet, error)) (*rollout.Fleet, error) {
-	fleet, err := read(ctx, s.ex, s.scope, s.project.Name)
+func (s *session) readFleetWith(ctx context.Context, read func(context.Context, *executor.Executor, []*inventory.Host, string, []string) (*rollout.Fleet, error)) (*rollout.Fleet, error) {
+	var services []string
+	for _, svc := range s.project.Services {
+		services = append(services, svc.Name)
+	}
+	fleet, err := read(ctx, s.ex, s.scope, s.project.Name, services)
 	if err != nil {
 		return nil, err
 	}
