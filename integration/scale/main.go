@@ -106,11 +106,16 @@ type Result struct {
 	PlanRSSMiB float64 `json:"plan_rss_mib"`
 	PlanCPUS   float64 `json:"plan_cpu_s"` // CPU time of the fleet process
 	ApplyCPUS  float64 `json:"apply_cpu_s"`
-	MaxFDs     int     `json:"max_fds"`
-	MaxThreads int     `json:"max_threads"` // of the fleet process; its goroutines are not visible from outside
-	Handshakes int64   `json:"handshakes"`  // SSH handshakes the hosts served, in the measured plan and apply
-	Channels   int64   `json:"channels"`
-	Execs      int64   `json:"execs"`
+	// The share of the machine's CPU its hypervisor gave to others during
+	// the plan and the apply (steal time), in percent: the wall times are
+	// the simulation's CPU and fleet's on what was left.
+	PlanStolenPct  float64 `json:"plan_stolen_pct"`
+	ApplyStolenPct float64 `json:"apply_stolen_pct"`
+	MaxFDs         int     `json:"max_fds"`
+	MaxThreads     int     `json:"max_threads"` // of the fleet process; its goroutines are not visible from outside
+	Handshakes     int64   `json:"handshakes"`  // SSH handshakes the hosts served, in the measured plan and apply
+	Channels       int64   `json:"channels"`
+	Execs          int64   `json:"execs"`
 	// ApplyEngineRequests counts the Engine API requests of the apply,
 	// most of them health checks: the engine's inspect of each new
 	// container until it passes and through monitor.
@@ -127,8 +132,8 @@ type Result struct {
 
 func (r *Result) print(w *os.File) {
 	fmt.Fprintf(w, "%d hosts, rtt %.0f ms, %d cores, key exchange %s\n", r.Hosts, r.RTTms, r.Cores, r.Kex)
-	fmt.Fprintf(w, "plan   %6.2f s   rss %6.1f MiB\n", r.PlanS, r.PlanRSSMiB)
-	fmt.Fprintf(w, "apply  %6.2f s   floor %.2f s (%d steps)  %.2f× floor\n", r.ApplyS, r.FloorS, r.Steps, r.ApplyFloorX)
+	fmt.Fprintf(w, "plan   %6.2f s   rss %6.1f MiB   (%.0f%% of the CPU stolen by the hypervisor)\n", r.PlanS, r.PlanRSSMiB, r.PlanStolenPct)
+	fmt.Fprintf(w, "apply  %6.2f s   floor %.2f s (%d steps)  %.2f× floor   (%.0f%% stolen)\n", r.ApplyS, r.FloorS, r.Steps, r.ApplyFloorX, r.ApplyStolenPct)
 	fmt.Fprintf(w, "peak rss %.1f MiB, fds %d, threads %d, handshakes %d, channels %d, execs %d\n", r.PeakRSSMiB, r.MaxFDs, r.MaxThreads, r.Handshakes, r.Channels, r.Execs)
 	fmt.Fprintf(w, "output lines: plan %d, apply %d; on the new image: %d/%d; converged after: %v\n", r.PlanLines, r.ApplyLines, r.OnNewImage, r.Hosts, r.Converged)
 	for _, u := range r.Unknown {
@@ -184,7 +189,7 @@ func run(ctx context.Context, o options, log *os.File) (*Result, error) {
 		return nil, fmt.Errorf("plan of the converged fleet has something to do:\n%s", tail(plan.out, 20))
 	}
 	if o.PlanOnly {
-		return &Result{Hosts: o.Hosts, RTTms: res.RTTms, Cores: res.Cores, Kex: res.Kex, PlanS: round(plan.wall.Seconds()), PlanRSSMiB: round(plan.rssMiB), PlanCPUS: round(plan.cpu.Seconds()),
+		return &Result{Hosts: o.Hosts, RTTms: res.RTTms, Cores: res.Cores, Kex: res.Kex, PlanS: round(plan.wall.Seconds()), PlanRSSMiB: round(plan.rssMiB), PlanCPUS: round(plan.cpu.Seconds()), PlanStolenPct: round(plan.stolen),
 			PeakRSSMiB: round(plan.rssMiB), MaxFDs: plan.fds, MaxThreads: plan.threads, PlanLines: lines(plan.out),
 			Handshakes: s.counts().handshakes - before.handshakes, Deploy1S: res.Deploy1S}, nil
 	}
@@ -203,6 +208,7 @@ func run(ctx context.Context, o options, log *os.File) (*Result, error) {
 	res.PlanS, res.ApplyS = round(plan.wall.Seconds()), round(apply.wall.Seconds())
 	res.PlanRSSMiB = round(plan.rssMiB)
 	res.PlanCPUS, res.ApplyCPUS = round(plan.cpu.Seconds()), round(apply.cpu.Seconds())
+	res.PlanStolenPct, res.ApplyStolenPct = round(plan.stolen), round(apply.stolen)
 	res.PeakRSSMiB = round(max(plan.rssMiB, apply.rssMiB))
 	res.MaxFDs = max(plan.fds, apply.fds)
 	res.FDLimit = apply.fdLimit
@@ -365,6 +371,9 @@ type measured struct {
 	threads int
 	cpu     time.Duration // of the fleet process, user and system
 	fdLimit int
+	// stolen is the share of the machine's CPU time that its hypervisor
+	// took for others while fleet ran (steal in /proc/stat), in percent.
+	stolen float64
 }
 
 func (f *fleetRun) run(version string, args ...string) (*measured, error) {
@@ -376,6 +385,7 @@ func (f *fleetRun) run(version string, args ...string) (*measured, error) {
 	cmd.Env = append(withoutEnv(os.Environ(), "SSH_AUTH_SOCK"), "HOME="+f.dir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	before, _ := cpuTimes()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -429,6 +439,9 @@ func (f *fleetRun) run(version string, args ...string) (*measured, error) {
 	<-sampled
 	m.out = out.String()
 	m.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	if after, err := cpuTimes(); err == nil && before != nil {
+		m.stolen = stolenPercent(before, after)
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return m, fmt.Errorf("fleet %s: exit %d:\n%s", strings.Join(args, " "), ee.ExitCode(), tail(m.out, 30))
@@ -444,4 +457,41 @@ func withoutEnv(env []string, name string) []string {
 		}
 	}
 	return out
+}
+
+// cpuTimes reads the machine's CPU times, in clock ticks, from the first
+// line of /proc/stat: user, nice, system, idle, iowait, irq, softirq,
+// steal.
+func cpuTimes() ([]int64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return nil, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var t []int64
+	for _, v := range f[1:9] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		t = append(t, n)
+	}
+	return t, nil
+}
+
+// stolenPercent is the steal time between two cpuTimes, as a share of
+// all their time.
+func stolenPercent(before, after []int64) float64 {
+	var total int64
+	for i := range before {
+		total += after[i] - before[i]
+	}
+	if total <= 0 {
+		return 0
+	}
+	return 100 * float64(after[7]-before[7]) / float64(total)
 }
