@@ -271,6 +271,24 @@ func TestHostileValuesSurviveYAML(t *testing.T) {
 	}
 }
 
+// TestNomadSaysItInterpolatesEnv: HCL keeps a literal "${", but the
+// Nomad client then interpolates the task's environment, which the export
+// says beside such a value, and only there.
+func TestNomadSaysItInterpolatesEnv(t *testing.T) {
+	p, inv := parse(t, "project: x\nservices:\n  a:\n    image: nginx\n    replicas: 1\n    env: {X: \"${HOME}/x\", Y: plain}\n", "hosts:\n  h1: {}\n")
+	out, err := Nomad(p, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := string(out)
+	if !strings.Contains(job, "# env X: Nomad replaces each ${...} in it") || !strings.Contains(job, `X = "$${HOME}/x"`) {
+		t.Errorf("the env value with ${...} is not written literally with its comment:\n%s", job)
+	}
+	if strings.Contains(job, "env Y:") {
+		t.Errorf("a plain env value has a comment:\n%s", job)
+	}
+}
+
 func TestHCLStringEscapes(t *testing.T) {
 	for in, want := range map[string]string{
 		`plain`:         `"plain"`,

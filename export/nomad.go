@@ -264,6 +264,11 @@ func nomadGroup(p *plan.Project, s *plan.Service, inv *inventory.Inventory, job 
 		env := t.child("env")
 		for _, k := range sortedKeys(s.Env) {
 			if identifierRE.MatchString(k) {
+				if strings.Contains(s.Env[k], "${") {
+					// HCL reads it back literally; the client then
+					// interpolates the task's environment when it starts.
+					env.comment("env " + k + ": Nomad replaces each ${...} in it that names one of its variables (NOMAD_*, attr.*, meta.*, node.*, an env var) when the task starts; fleet passes it as written.")
+				}
 				env.attr(k, hclString(s.Env[k]))
 			} else {
 				env.comment("env " + k + ": not exported; the name is no HCL identifier.")
