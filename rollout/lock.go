@@ -774,7 +774,6 @@ func (l *Lock) Release(ctx context.Context) error {
 		<-waited
 	}
 	l.stopRenewals()
-	l.wg.Wait()
 	l.mu.Lock()
 	hosts := l.hosts
 	l.hosts = nil
