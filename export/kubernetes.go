@@ -161,9 +161,9 @@ func k8sWorkload(p *plan.Project, s *plan.Service, inv *inventory.Inventory, sec
 	if kind == "Deployment" {
 		note(set(spec, "strategy", strategy), rollNotes...)
 		note(set(spec, "progressDeadlineSeconds", num(seconds(s.Update.HealthyDeadline, seconds(s.Update.Monitor, 0)+1))),
-			"update.healthy_deadline "+dur(s.Update.HealthyDeadline)+".")
+			"update.healthy_deadline "+plan.DurationText(s.Update.HealthyDeadline)+".")
 	} else {
-		note(set(spec, "updateStrategy", strategy), append(rollNotes, "update.healthy_deadline "+dur(s.Update.HealthyDeadline)+": not exported; a DaemonSet has no progress deadline.")...)
+		note(set(spec, "updateStrategy", strategy), append(rollNotes, "update.healthy_deadline "+plan.DurationText(s.Update.HealthyDeadline)+": not exported; a DaemonSet has no progress deadline.")...)
 	}
 
 	tmpl := child(spec, "template")
@@ -371,13 +371,13 @@ func k8sContainer(p *plan.Project, s *plan.Service, secretObject string, secrets
 			k := set(c, "readinessProbe", probe(h.Retries))
 			var hn []string
 			if h.Interval%1e9 != 0 || h.Timeout%1e9 != 0 {
-				hn = append(hn, "healthcheck interval "+dur(h.Interval)+", timeout "+dur(h.Timeout)+": rounded up to whole seconds.")
+				hn = append(hn, "healthcheck interval "+plan.DurationText(h.Interval)+", timeout "+plan.DurationText(h.Timeout)+": rounded up to whole seconds.")
 			}
 			note(k, hn...)
 			note(set(c, "livenessProbe", probe(h.Retries)), "fleet restarts no container for failing its health check after a rollout (it fails the rollout); Kubernetes restarts it: drop this probe to keep fleet's behaviour.")
 			if h.StartPeriod > 0 {
 				sp := probe(int(math.Ceil(float64(h.StartPeriod)/float64(h.Interval))) + h.Retries)
-				note(set(c, "startupProbe", sp), "healthcheck start_period "+dur(h.StartPeriod)+": the probes above wait until this one passes.")
+				note(set(c, "startupProbe", sp), "healthcheck start_period "+plan.DurationText(h.StartPeriod)+": the probes above wait until this one passes.")
 			}
 		}
 	}
@@ -508,7 +508,7 @@ func k8sIngress(p *plan.Project, s *plan.Service) *yaml.Node {
 	rule := mapping()
 	set(rule, "host", str(px.Host))
 	set(rule, "http", http)
-	note(set(spec, "rules", seq(rule)), "proxy.drain_timeout "+dur(px.DrainTimeout)+": not exported; how long a terminating pod keeps its connections is the ingress controller's (and terminationGracePeriodSeconds').")
+	note(set(spec, "rules", seq(rule)), "proxy.drain_timeout "+plan.DurationText(px.DrainTimeout)+": not exported; how long a terminating pod keeps its connections is the ingress controller's (and terminationGracePeriodSeconds').")
 	if px.TLS != plan.TLSOff {
 		t := mapping()
 		set(t, "hosts", strs([]string{px.Host}, same))

@@ -107,13 +107,13 @@ func nomadGroup(p *plan.Project, s *plan.Service, inv *inventory.Inventory, job 
 	} else {
 		u.attr("health_check", hclString("task_states"))
 	}
-	u.attr("min_healthy_time", hclString(dur(s.Update.Monitor)))
-	u.attr("healthy_deadline", hclString(dur(s.Update.HealthyDeadline)))
+	u.attr("min_healthy_time", hclString(plan.DurationText(s.Update.Monitor)))
+	u.attr("healthy_deadline", hclString(plan.DurationText(s.Update.HealthyDeadline)))
 	progress := 10 * time.Minute
 	if s.Update.HealthyDeadline >= progress {
 		progress = s.Update.HealthyDeadline + time.Minute
 	}
-	u.attr("progress_deadline", hclString(dur(progress)))
+	u.attr("progress_deadline", hclString(plan.DurationText(progress)))
 	var revertNote []string
 	switch s.Update.FailureAction {
 	case "pause":
@@ -217,7 +217,7 @@ func nomadGroup(p *plan.Project, s *plan.Service, inv *inventory.Inventory, job 
 		t.attr("user", hclString(s.User))
 	}
 	if s.StopGrace > 0 {
-		t.attr("kill_timeout", hclString(dur(s.StopGrace)))
+		t.attr("kill_timeout", hclString(plan.DurationText(s.StopGrace)))
 	}
 	cfg := t.child("config")
 	cfg.attr("image", hclString(s.Image))
@@ -362,12 +362,12 @@ func nomadService(p *plan.Project, s *plan.Service, t *hclBlock, label func(int)
 			c.attr("args", hclList(h.Cmd[1:]))
 		}
 	}
-	c.attr("interval", hclString(dur(h.Interval)))
-	c.attr("timeout", hclString(dur(h.Timeout)))
+	c.attr("interval", hclString(plan.DurationText(h.Interval)))
+	c.attr("timeout", hclString(plan.DurationText(h.Timeout)))
 	c.attr("failures_before_critical", fmt.Sprint(h.Retries))
 	var notes []string
 	if h.StartPeriod > 0 {
-		notes = append(notes, "healthcheck start_period "+dur(h.StartPeriod)+": not exported; Nomad counts failures from the start (check_restart's grace restarts the task, which fleet does not).")
+		notes = append(notes, "healthcheck start_period "+plan.DurationText(h.StartPeriod)+": not exported; Nomad counts failures from the start (check_restart's grace restarts the task, which fleet does not).")
 	}
 	svc.add(c, notes...)
 }

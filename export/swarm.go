@@ -157,7 +157,7 @@ func swarmService(p *plan.Project, s *plan.Service, inv *inventory.Inventory, se
 		set(svc, "labels", strMap(s.Labels, composeEscape))
 	}
 	if s.StopGrace > 0 {
-		set(svc, "stop_grace_period", str(dur(s.StopGrace)))
+		set(svc, "stop_grace_period", str(plan.DurationText(s.StopGrace)))
 	}
 	if len(s.PreStop) > 0 {
 		notes = append(notes, "pre_stop ["+strings.Join(s.PreStop, " ")+"]: not exported; Swarm runs nothing in a container before stopping it: the image must drain on SIGTERM, within stop_grace_period.")
@@ -197,11 +197,11 @@ func swarmHealthcheck(h *plan.Healthcheck) (*yaml.Node, []string) {
 	default:
 		set(hc, "test", strs(append([]string{"CMD"}, h.Cmd...), composeEscape))
 	}
-	set(hc, "interval", str(dur(h.Interval)))
-	set(hc, "timeout", str(dur(h.Timeout)))
+	set(hc, "interval", str(plan.DurationText(h.Interval)))
+	set(hc, "timeout", str(plan.DurationText(h.Timeout)))
 	set(hc, "retries", num(h.Retries))
 	if h.StartPeriod > 0 {
-		set(hc, "start_period", str(dur(h.StartPeriod)))
+		set(hc, "start_period", str(plan.DurationText(h.StartPeriod)))
 	}
 	return hc, notes
 }
@@ -293,13 +293,13 @@ func swarmDeploy(p *plan.Project, s *plan.Service, inv *inventory.Inventory, not
 	uc := mapping()
 	set(uc, "parallelism", num(par))
 	set(uc, "order", str(order))
-	set(uc, "monitor", str(dur(s.Update.Monitor)))
+	set(uc, "monitor", str(plan.DurationText(s.Update.Monitor)))
 	fa := set(uc, "failure_action", str(s.Update.FailureAction))
 	set(uc, "max_failure_ratio", num(s.Update.MaxFailureRatio))
 	if w.Percent > 0 {
 		note(uc.Content[0], fmt.Sprintf("parallelism %s of the instances: Swarm takes a count, %d here.", waveText(w), par))
 	}
-	note(fa, "healthy_deadline "+dur(s.Update.HealthyDeadline)+": not exported; Swarm waits for a task's health check without a deadline of its own.")
+	note(fa, "healthy_deadline "+plan.DurationText(s.Update.HealthyDeadline)+": not exported; Swarm waits for a task's health check without a deadline of its own.")
 	set(d, "update_config", uc)
 	rc := mapping()
 	set(rc, "parallelism", num(par))

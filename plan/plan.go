@@ -851,6 +851,19 @@ func bytesText(b int64) string {
 	return strconv.FormatInt(b, 10)
 }
 
+// DurationText writes d as fleet.yaml would, and as Go, Docker and Nomad
+// read it: 2m and 1m30s, not 2m0s.
+func DurationText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // SizeText writes a byte count as docker's own commands do: 12.3MB, with
 // three digits at most where the unit allows.
 func SizeText(n int64) string {

@@ -548,3 +548,14 @@ func TestRenderGroupsAlikeActionsOfALargeFleet(t *testing.T) {
 		t.Errorf("verbose: %d instance lines, want 61:\n%s", n, b.String())
 	}
 }
+
+func TestDurationText(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		2 * time.Minute: "2m", 90 * time.Second: "1m30s", time.Hour: "1h", 90 * time.Minute: "1h30m",
+		500 * time.Millisecond: "500ms", 10 * time.Second: "10s",
+	} {
+		if got := DurationText(d); got != want {
+			t.Errorf("DurationText(%s) = %q, want %q", d, got, want)
+		}
+	}
+}

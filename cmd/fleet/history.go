@@ -131,21 +131,9 @@ func entryOf(r rollout.Revision) historyEntry {
 		Cause: r.Cause, Outcome: r.Outcome, Spec: r.Spec, Template: historyTemplate{Template: r.Template},
 		Resources: historyResources{CPUs: r.Resources.CPUs, Memory: sizeText(r.Resources.Memory)}, Restart: r.Restart.String()}
 	if r.Template.StopGrace != 0 {
-		e.Template.StopGrace = durationText(r.Template.StopGrace)
+		e.Template.StopGrace = plan.DurationText(r.Template.StopGrace)
 	}
 	return e
-}
-
-// durationText writes d as fleet.yaml would: 2m, not 2m0s.
-func durationText(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // sizeText writes a byte count as fleet.yaml would: 512M, 2G; "" for none.
