@@ -187,11 +187,7 @@ func (g *globals) read(ctx context.Context, s *session) error {
 	// The connections outlive an interruption of the work, so that the
 	// work can be undone over them; close ends them.
 	s.ex = executor.New(context.WithoutCancel(ctx), g.executorOptions(s.inv))
-	read := rollout.Read
-	if s.forChange {
-		read = rollout.ReadForChange
-	}
-	fleet, err := s.readFleetWith(ctx, read)
+	fleet, err := s.readState(ctx, s.forChange)
 	if err != nil {
 		s.ex.Close()
 		return err
@@ -205,10 +201,16 @@ func (g *globals) read(ctx context.Context, s *session) error {
 // the hosts' proxies, one more exchange with each host that has one: an
 // instance out of its route is drift.
 func (s *session) readFleet(ctx context.Context) (*rollout.Fleet, error) {
-	return s.readFleetWith(ctx, rollout.Read)
+	return s.readState(ctx, false)
 }
 
-func (s *session) readFleetWith(ctx context.Context, read func(context.Context, *executor.Executor, []*inventory.Host, string, []string) (*rollout.Fleet, error)) (*rollout.Fleet, error) {
+// readState is readFleet, reading each host's deploy lock first too when
+// withLock (rollout.ReadForChange).
+func (s *session) readState(ctx context.Context, withLock bool) (*rollout.Fleet, error) {
+	read := rollout.Read
+	if withLock {
+		read = rollout.ReadForChange
+	}
 	var services []string
 	for _, svc := range s.project.Services {
 		services = append(services, svc.Name)
