@@ -384,6 +384,17 @@ func (e *Engine) callJSON(ctx context.Context, op string, r request, v any) erro
 // exchange: no Engine API call returns full documents in bulk, and the
 // list lacks env, command, restart policy and limits.
 func (e *Engine) State(ctx context.Context, project string) (*HostState, error) {
+	return e.readState(ctx, project, true)
+}
+
+// StateOnly is State without the host's figures: its Facts give no CPUs,
+// memory or free disk. Over SFTP those are three more chains of requests
+// per host, which a plan needs only to place replicas.
+func (e *Engine) StateOnly(ctx context.Context, project string) (*HostState, error) {
+	return e.readState(ctx, project, false)
+}
+
+func (e *Engine) readState(ctx context.Context, project string, withFigures bool) (*HostState, error) {
 	const op = "reading state"
 	e.mu.Lock()
 	var ac *apiConn
@@ -397,8 +408,10 @@ func (e *Engine) State(ctx context.Context, project string) (*HostState, error) 
 			return nil, e.c.fail(op, err)
 		}
 	}
+	// A fresh stream over the shell prints them first whether wanted or not.
+	fromStream := ac.wantFigures
 	var figures chan figuresResult
-	if !ac.wantFigures {
+	if withFigures && !fromStream {
 		figures = make(chan figuresResult, 1)
 		go func() { figures <- e.c.figures(ctx) }()
 	}
@@ -406,7 +419,7 @@ func (e *Engine) State(ctx context.Context, project string) (*HostState, error) 
 	var fig figuresResult
 	if figures != nil {
 		fig = <-figures
-	} else if err == nil {
+	} else if err == nil && withFigures {
 		fig = parseFigures(preamble)
 	}
 	if err != nil {

@@ -572,6 +572,17 @@ func TestEngineRunsContainerFromSpec(t *testing.T) {
 	if st.Facts.DockerVersion != strings.TrimSpace(string(version)) || st.Facts.CPUs != runtime.NumCPU() || st.Facts.MemTotal <= 0 || st.Facts.MemAvailable <= 0 || st.Facts.MemAvailable > st.Facts.MemTotal || st.Facts.DiskFree <= 0 {
 		t.Errorf("facts: %+v; the host says docker %s and has %d CPUs", st.Facts, version, runtime.NumCPU())
 	}
+	// Without the figures: the same containers, and no memory, CPUs or disk.
+	only, err := eng.StateOnly(ctx, "exectest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(only.Containers) != 1 || only.Containers[0].ID != id || only.Containers[0].Env["NASTY"] != nasty || only.Facts.DockerVersion != st.Facts.DockerVersion {
+		t.Errorf("state without the figures: %d containers, facts %+v", len(only.Containers), only.Facts)
+	}
+	if only.Facts.CPUs != 0 || only.Facts.MemTotal != 0 || only.Facts.MemAvailable != 0 || only.Facts.DiskFree != 0 {
+		t.Errorf("state without the figures has figures: %+v", only.Facts)
+	}
 
 	// The value reached the process as it was, and no shell ran any of it.
 	pid, err := h.Run(ctx, "docker", "inspect", "--format", "{{.State.Pid}}", id)

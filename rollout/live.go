@@ -59,12 +59,15 @@ type Fleet struct {
 }
 
 // Read connects to every host at once (bounded by the executor) and reads
-// each one's state for the project in one exchange with its engine, and,
+// each one's state for project p in one exchange with its engine, and,
 // beside it over the same connection, the newest revision record of each
-// of services. A host that cannot be reached is recorded with its reason,
-// not returned as an error.
-func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string, services []string) (*Fleet, error) {
-	return read(ctx, ex, hosts, project, services, false)
+// of its services. A host that cannot be reached is recorded with its
+// reason, not returned as an error.
+//
+// The hosts' memory and CPUs are read only for a project with replicas to
+// place, which ranks hosts by them.
+func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p *plan.Project) (*Fleet, error) {
+	return read(ctx, ex, hosts, p, false)
 }
 
 // ReadForChange is Read for a run that is to take the deploy lock: on each
@@ -72,11 +75,18 @@ func Read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 // can tell whether any run held it since (see [AcquireAfterRead]). When
 // none did, what was read is still what is there, and need not be read
 // again under the lock.
-func ReadForChange(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string, services []string) (*Fleet, error) {
-	return read(ctx, ex, hosts, project, services, true)
+func ReadForChange(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p *plan.Project) (*Fleet, error) {
+	return read(ctx, ex, hosts, p, true)
 }
 
-func read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, project string, services []string, withLock bool) (*Fleet, error) {
+func read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p *plan.Project, withLock bool) (*Fleet, error) {
+	project := p.Name
+	var services []string
+	places := false
+	for _, s := range p.Services {
+		services = append(services, s.Name)
+		places = places || s.ReplicasSet
+	}
 	targets := make([]executor.Target, len(hosts))
 	for i, h := range hosts {
 		targets[i] = Target(h)
@@ -113,7 +123,11 @@ func read(ctx context.Context, ex *executor.Executor, hosts []*inventory.Host, p
 			// the newest one says is read beside the state.
 			lockSeen = seeLock(ctx, c, lockDir(c, project))
 		}
-		st, err := c.Engine().State(ctx, project)
+		state := c.Engine().StateOnly
+		if places {
+			state = c.Engine().State
+		}
+		st, err := state(ctx, project)
 		r.lock = lockSeen()
 		<-done
 		<-done

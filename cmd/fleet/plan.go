@@ -211,11 +211,7 @@ func (s *session) readState(ctx context.Context, withLock bool) (*rollout.Fleet,
 	if withLock {
 		read = rollout.ReadForChange
 	}
-	var services []string
-	for _, svc := range s.project.Services {
-		services = append(services, svc.Name)
-	}
-	fleet, err := read(ctx, s.ex, s.scope, s.project.Name, services)
+	fleet, err := read(ctx, s.ex, s.scope, s.project)
 	if err != nil {
 		return nil, err
 	}
