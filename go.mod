@@ -5,7 +5,6 @@ go 1.25.0
 require (
 	github.com/alecthomas/kong v1.17.0
 	github.com/pkg/sftp v1.13.12
-	github.com/skeema/knownhosts v1.3.1
 	go.uber.org/goleak v1.3.0
 	golang.org/x/crypto v0.54.0
 	golang.org/x/term v0.45.0

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 
-	skh "github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -65,7 +64,7 @@ type hostKeys struct {
 	hash     bool
 	files    []string // existing files, read
 	appendTo string   // where new hosts are recorded
-	db       *skh.HostKeyDB
+	db       *knownHostsDB
 
 	mu       sync.Mutex
 	accepted map[string]ssh.PublicKey // hosts recorded during this run, by normalized address
@@ -84,7 +83,7 @@ func newHostKeys(files []string, policy HostKeyPolicy, hash bool) (*hostKeys, er
 		}
 	}
 	if len(hk.files) > 0 {
-		db, err := skh.NewDB(hk.files...)
+		db, err := newKnownHostsDB(hk.files)
 		if err != nil {
 			return nil, fmt.Errorf("reading known_hosts: %w", err)
 		}
@@ -108,7 +107,7 @@ func (hk *hostKeys) algorithms(hostPort string) []string {
 	if ok {
 		return orderHostKeyAlgos(algosForKey(k.Type()))
 	}
-	return orderHostKeyAlgos(hk.db.HostKeyAlgorithms(hostPort))
+	return orderHostKeyAlgos(hk.db.algorithms(hostPort))
 }
 
 func algosForKey(typ string) []string {
@@ -127,7 +126,7 @@ func (hk *hostKeys) callback(name string) ssh.HostKeyCallback {
 		}
 		var err error
 		if hk.db != nil {
-			err = hk.db.HostKeyCallback()(hostPort, remote, key)
+			err = hk.db.check(hostPort, remote, key)
 		} else {
 			err = &knownhosts.KeyError{}
 		}
