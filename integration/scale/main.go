@@ -35,10 +35,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -61,10 +63,21 @@ func main() {
 	flag.BoolVar(&o.PQ, "pq", false, "hosts offer the post-quantum key exchange of OpenSSH 9.9 and newer (mlkem768x25519-sha256); by default, OpenSSH 9.2's, as Debian 12")
 	flag.BoolVar(&o.Trace, "trace", false, "print every handshake, channel, SFTP and engine request the hosts serve, with its time")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the run's directory (inventory, known_hosts, fleet.yaml, outputs)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the simulated hosts (not of fleet) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scale:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	res, err := run(context.Background(), o, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 	if o.JSON {
@@ -111,6 +124,11 @@ type Result struct {
 	// the simulation's CPU and fleet's on what was left.
 	PlanStolenPct  float64 `json:"plan_stolen_pct"`
 	ApplyStolenPct float64 `json:"apply_stolen_pct"`
+	// The CPU time of the simulated hosts themselves during the plan and
+	// the apply. Real hosts would spend it on their own machines; here it
+	// is taken from the cores fleet runs on.
+	PlanHostsCPUS  float64 `json:"plan_hosts_cpu_s"`
+	ApplyHostsCPUS float64 `json:"apply_hosts_cpu_s"`
 	MaxFDs         int     `json:"max_fds"`
 	MaxThreads     int     `json:"max_threads"` // of the fleet process; its goroutines are not visible from outside
 	Handshakes     int64   `json:"handshakes"`  // SSH handshakes the hosts served, in the measured plan and apply
@@ -132,8 +150,8 @@ type Result struct {
 
 func (r *Result) print(w *os.File) {
 	fmt.Fprintf(w, "%d hosts, rtt %.0f ms, %d cores, key exchange %s\n", r.Hosts, r.RTTms, r.Cores, r.Kex)
-	fmt.Fprintf(w, "plan   %6.2f s   rss %6.1f MiB   (%.0f%% of the CPU stolen by the hypervisor)\n", r.PlanS, r.PlanRSSMiB, r.PlanStolenPct)
-	fmt.Fprintf(w, "apply  %6.2f s   floor %.2f s (%d steps)  %.2f× floor   (%.0f%% stolen)\n", r.ApplyS, r.FloorS, r.Steps, r.ApplyFloorX, r.ApplyStolenPct)
+	fmt.Fprintf(w, "plan   %6.2f s   rss %6.1f MiB   CPU: fleet %.2f s, the hosts %.2f s   (%.0f%% of the CPU stolen by the hypervisor)\n", r.PlanS, r.PlanRSSMiB, r.PlanCPUS, r.PlanHostsCPUS, r.PlanStolenPct)
+	fmt.Fprintf(w, "apply  %6.2f s   floor %.2f s (%d steps)  %.2f× floor   CPU: fleet %.2f s, the hosts %.2f s   (%.0f%% stolen)\n", r.ApplyS, r.FloorS, r.Steps, r.ApplyFloorX, r.ApplyCPUS, r.ApplyHostsCPUS, r.ApplyStolenPct)
 	fmt.Fprintf(w, "peak rss %.1f MiB, fds %d, threads %d, handshakes %d, channels %d, execs %d\n", r.PeakRSSMiB, r.MaxFDs, r.MaxThreads, r.Handshakes, r.Channels, r.Execs)
 	fmt.Fprintf(w, "output lines: plan %d, apply %d; on the new image: %d/%d; converged after: %v\n", r.PlanLines, r.ApplyLines, r.OnNewImage, r.Hosts, r.Converged)
 	for _, u := range r.Unknown {
@@ -189,7 +207,7 @@ func run(ctx context.Context, o options, log *os.File) (*Result, error) {
 		return nil, fmt.Errorf("plan of the converged fleet has something to do:\n%s", tail(plan.out, 20))
 	}
 	if o.PlanOnly {
-		return &Result{Hosts: o.Hosts, RTTms: res.RTTms, Cores: res.Cores, Kex: res.Kex, PlanS: round(plan.wall.Seconds()), PlanRSSMiB: round(plan.rssMiB), PlanCPUS: round(plan.cpu.Seconds()), PlanStolenPct: round(plan.stolen),
+		return &Result{Hosts: o.Hosts, RTTms: res.RTTms, Cores: res.Cores, Kex: res.Kex, PlanS: round(plan.wall.Seconds()), PlanRSSMiB: round(plan.rssMiB), PlanCPUS: round(plan.cpu.Seconds()), PlanStolenPct: round(plan.stolen), PlanHostsCPUS: round(plan.hostsCPU.Seconds()),
 			PeakRSSMiB: round(plan.rssMiB), MaxFDs: plan.fds, MaxThreads: plan.threads, PlanLines: lines(plan.out),
 			Handshakes: s.counts().handshakes - before.handshakes, Deploy1S: res.Deploy1S}, nil
 	}
@@ -209,6 +227,7 @@ func run(ctx context.Context, o options, log *os.File) (*Result, error) {
 	res.PlanRSSMiB = round(plan.rssMiB)
 	res.PlanCPUS, res.ApplyCPUS = round(plan.cpu.Seconds()), round(apply.cpu.Seconds())
 	res.PlanStolenPct, res.ApplyStolenPct = round(plan.stolen), round(apply.stolen)
+	res.PlanHostsCPUS, res.ApplyHostsCPUS = round(plan.hostsCPU.Seconds()), round(apply.hostsCPU.Seconds())
 	res.PeakRSSMiB = round(max(plan.rssMiB, apply.rssMiB))
 	res.MaxFDs = max(plan.fds, apply.fds)
 	res.FDLimit = apply.fdLimit
@@ -374,6 +393,8 @@ type measured struct {
 	// stolen is the share of the machine's CPU time that its hypervisor
 	// took for others while fleet ran (steal in /proc/stat), in percent.
 	stolen float64
+	// hostsCPU is the simulated hosts' CPU time meanwhile (this process's).
+	hostsCPU time.Duration
 }
 
 func (f *fleetRun) run(version string, args ...string) (*measured, error) {
@@ -386,6 +407,7 @@ func (f *fleetRun) run(version string, args ...string) (*measured, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	before, _ := cpuTimes()
+	hostsBefore := ownCPU()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -439,6 +461,7 @@ func (f *fleetRun) run(version string, args ...string) (*measured, error) {
 	<-sampled
 	m.out = out.String()
 	m.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	m.hostsCPU = ownCPU() - hostsBefore
 	if after, err := cpuTimes(); err == nil && before != nil {
 		m.stolen = stolenPercent(before, after)
 	}
@@ -457,6 +480,16 @@ func withoutEnv(env []string, name string) []string {
 		}
 	}
 	return out
+}
+
+// ownCPU is this process's CPU time so far, user and system, without its
+// children's.
+func ownCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // cpuTimes reads the machine's CPU times, in clock ticks, from the first
