@@ -621,7 +621,7 @@ func (l *Lock) takeNext(ctx context.Context, c *executor.Conn, dir string, gen i
 	if len(gens) == 0 || gens[len(gens)-1] != h.gen {
 		return nil
 	}
-	removeBelow(ctx, c, dir, gens, h.gen)
+	l.removeBelowLater(ctx, c, dir, gens, h.gen)
 	return h
 }
 
@@ -830,6 +830,20 @@ func (l *Lock) letGo(ctx context.Context, h *hostLock) error {
 		h.c.Remove(ctx, genPath(h.dir, h.gen))
 		return nil
 	}
+}
+
+// removeBelowLater is removeBelow beside what the run does next: the lock
+// is the run's once its generation is the newest, whatever lies below it.
+// Release waits for it.
+func (l *Lock) removeBelowLater(ctx context.Context, c *executor.Conn, dir string, gens []int, gen int) {
+	if len(gens) == 0 || gens[0] >= gen {
+		return
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		removeBelow(ctx, c, dir, gens, gen)
+	}()
 }
 
 // removeBelow removes the generations of gens older than gen: superseded,
