@@ -143,6 +143,20 @@ func testWriteRead(t *testing.T, c *Conn, home string) {
 	if b, err := os.ReadFile(filepath.Join(dir, "relative")); err != nil || string(b) != "r" {
 		t.Errorf("relative write: %q, %v", b, err)
 	}
+	// A mode the host would not give new files by itself (umask 022)
+	// is set, whether before the data (private files) or beside it.
+	for _, mode := range []fs.FileMode{0o666, 0o604} {
+		p := filepath.Join(dir, "mode-"+mode.String())
+		if err := c.WriteFile(ctx, p, strings.NewReader(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("written with mode %v: %v, %v", mode, fi, err)
+		}
+		if got, _ := os.ReadFile(p); string(got) != content {
+			t.Errorf("written with mode %v: read back %q", mode, got)
+		}
+	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if strings.Contains(e.Name(), "fleet-tmp") {

@@ -275,11 +275,26 @@ func writeTemp(ctx context.Context, cl *sftp.Client, dst string, data []byte, mo
 			err = diskFull(cl, path.Dir(dst), err)
 		}
 	}()
-	if err := f.Chmod(mode); err != nil {
-		return "", err
-	}
-	if _, err := f.ReadFrom(bytes.NewReader(data)); err != nil {
-		return "", err
+	if mode.Perm()&0o044 == 0o044 {
+		// Readable by all once made, the file has nothing to hide while
+		// its mode is set: the mode goes beside the data, one round trip
+		// instead of two. A private file gets its mode before any data.
+		chmod := make(chan error, 1)
+		go func() { chmod <- f.Chmod(mode) }()
+		_, err := f.WriteAt(data, 0)
+		if cerr := <-chmod; err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return "", err
+		}
+	} else {
+		if err := f.Chmod(mode); err != nil {
+			return "", err
+		}
+		if _, err := f.ReadFrom(bytes.NewReader(data)); err != nil {
+			return "", err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return "", err
