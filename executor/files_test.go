@@ -143,6 +143,14 @@ func testWriteRead(t *testing.T, c *Conn, home string) {
 	if b, err := os.ReadFile(filepath.Join(dir, "relative")); err != nil || string(b) != "r" {
 		t.Errorf("relative write: %q, %v", b, err)
 	}
+	// A file larger than a read asks for at first comes back whole.
+	big := strings.Repeat("0123456789abcdef", 2<<10) + "end"
+	if err := c.WriteFile(ctx, filepath.Join(dir, "big"), strings.NewReader(big), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.ReadFile(ctx, filepath.Join(dir, "big")); err != nil || string(got) != big {
+		t.Errorf("a file of %d bytes read back as %d bytes, %v", len(big), len(got), err)
+	}
 	// A mode the host would not give new files by itself (umask 022)
 	// is set, whether before the data (private files) or beside it.
 	for _, mode := range []fs.FileMode{0o666, 0o604} {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -375,12 +376,25 @@ func (s sftpFiles) readFile(ctx context.Context, p string) ([]byte, error) {
 		}
 		defer f.Close()
 		// /proc and /sys files report a size of 0: read until EOF, never by
-		// size.
-		var buf bytes.Buffer
-		if _, err := io.Copy(&buf, struct{ io.Reader }{f}); err != nil {
-			return err
+		// size. Each read asks for all the room left, 8 KiB at first: a
+		// small file (a record, a lock) comes in one answer, then the end
+		// of file, where bytes.Buffer's reads of 512 bytes, then 1 KiB,
+		// took three.
+		buf := make([]byte, 0, 8<<10)
+		for {
+			if len(buf) == cap(buf) {
+				buf = slices.Grow(buf, cap(buf))
+			}
+			n, err := f.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
 		}
-		b = buf.Bytes()
+		b = buf
 		return nil
 	})
 	return b, err
