@@ -320,3 +320,62 @@ func TestKubernetesServiceNamesBeginWithALetter(t *testing.T) {
 		t.Errorf("Service name:\n%s", out)
 	}
 }
+
+// TestNomadMetaNamesAreIdentifiers: a label that begins with a digit, or
+// holds '.' or '/', is named in ${meta.NAME} by an identifier, the same
+// the comment tells the clients to set.
+func TestNomadMetaNamesAreIdentifiers(t *testing.T) {
+	p, inv := parse(t, "project: x\nservices:\n  a:\n    image: nginx\n    hosts: 1zone=a,example.com/tier=web\n",
+		"hosts:\n  h1: {labels: {1zone: a, example.com/tier: web}}\n")
+	out, err := Nomad(p, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := string(out)
+	for _, want := range []string{`attribute = "${meta._1zone}"`, `attribute = "${meta.example_com_tier}"`, `h1: client { meta { _1zone = "a" } }`, `h1: client { meta { example_com_tier = "web" } }`} {
+		if !strings.Contains(job, want) {
+			t.Errorf("no %s in:\n%s", want, job)
+		}
+	}
+}
+
+// TestNomadRefusesLabelsThatBecomeOneMeta: two labels that would be the
+// same meta name are an error naming both, not a job that mixes them up.
+func TestNomadRefusesLabelsThatBecomeOneMeta(t *testing.T) {
+	p, inv := parse(t, "project: x\nservices:\n  a:\n    image: nginx\n    hosts: tier.x=web\n  b:\n    image: nginx\n    hosts: tier_x=db\n",
+		"hosts:\n  h1: {labels: {tier.x: web}}\n  h2: {labels: {tier_x: db}}\n")
+	_, err := Nomad(p, inv)
+	if err == nil || !strings.Contains(err.Error(), `service b: the inventory labels "tier.x" and "tier_x" would both be the Nomad client meta tier_x`) || !strings.Contains(err.Error(), "rename one") {
+		t.Errorf("got %v", err)
+	}
+	for _, format := range []string{"swarm", "kubernetes"} {
+		if _, err := Render(format, p, inv); err != nil {
+			t.Errorf("%s: %v", format, err)
+		}
+	}
+}
+
+// TestKubernetesRefusesLabelsItCannotTake: an inventory label that cannot
+// be a node label is an error naming it and what Kubernetes wants, not
+// manifests that kubectl rejects.
+func TestKubernetesRefusesLabelsItCannotTake(t *testing.T) {
+	long := strings.Repeat("x", 64)
+	for _, c := range []struct{ selector, labels, want string }{
+		{"Example.com/tier=web", "Example.com/tier: web", `the inventory label "Example.com/tier" is not a Kubernetes label key (its prefix "Example.com" is not a DNS subdomain`},
+		{"a/b/c=web", "a/b/c: web", `the inventory label "a/b/c" is not a Kubernetes label key (the name after any prefix/ is letters`},
+		{long + "=web", long + ": web", `the inventory label "` + long + `" is not a Kubernetes label key (its name is longer than 63 characters)`},
+		{"tier", `tier: "x y"`, `host h1 has the label tier="x y", which is not a Kubernetes label value`},
+	} {
+		p, inv := parse(t, "project: x\nservices:\n  a:\n    image: nginx\n    hosts: "+c.selector+"\n", "hosts:\n  h1: {labels: {"+c.labels+"}}\n")
+		_, err := Kubernetes(p, inv)
+		if err == nil || !strings.Contains(err.Error(), "service a: "+c.want) || !strings.Contains(err.Error(), "to export to Kubernetes") {
+			t.Errorf("hosts: %s: got %v, want %s", c.selector, err, c.want)
+		}
+	}
+	// What Kubernetes takes passes: a prefix, a leading digit, '_' and '.'.
+	p, inv := parse(t, "project: x\nservices:\n  a:\n    image: nginx\n    replicas: 2\n    spread: 1zone\n    hosts: example.com/tier=web_1.a\n",
+		"hosts:\n  h1: {labels: {example.com/tier: web_1.a, 1zone: a}}\n  h2: {labels: {example.com/tier: web_1.a, 1zone: b}}\n")
+	if _, err := Kubernetes(p, inv); err != nil {
+		t.Error(err)
+	}
+}

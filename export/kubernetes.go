@@ -3,6 +3,7 @@ package export
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -18,6 +19,9 @@ import (
 // PersistentVolumeClaim per named volume. Secrets are references to one
 // Secret the user creates; its values are never written.
 func Kubernetes(p *plan.Project, inv *inventory.Inventory) ([]byte, error) {
+	if err := checkNodeLabels(p, inv); err != nil {
+		return nil, err
+	}
 	var docs []*yaml.Node
 	secretObject := dnsName(p.Name) + "-secrets"
 	secrets := map[string]plan.SecretRef{}
@@ -520,4 +524,83 @@ func k8sIngress(p *plan.Project, s *plan.Service) *yaml.Node {
 		note(set(spec, "tls", seq(t)), "proxy.tls "+tlsText(px.TLS)+": fleet's proxy gets "+how+" The certificate is read from Secret "+dnsName(s.Name)+"-tls.")
 	}
 	return doc
+}
+
+// checkNodeLabels refuses a project whose placement uses an inventory
+// label that Kubernetes would not take as a node label: kubectl would
+// reject the manifests, or the nodes could not be given the label.
+func checkNodeLabels(p *plan.Project, inv *inventory.Inventory) error {
+	for _, s := range p.Services {
+		reqs := placement(s, inv)
+		var keys []string
+		for _, r := range reqs {
+			if r.Hostname {
+				continue
+			}
+			keys = append(keys, r.Key)
+			for _, v := range r.Values {
+				if why := labelValueProblem(v); why != "" {
+					return fmt.Errorf("service %s: its hosts selector compares %s with %q, which is not a Kubernetes label value (%s): change it, and the label in the inventory, to export to Kubernetes", s.Name, r.Key, v, why)
+				}
+			}
+		}
+		if s.Spread != "" && s.ReplicasSet {
+			keys = append(keys, s.Spread)
+		}
+		for _, k := range keys {
+			if why := labelKeyProblem(k); why != "" {
+				return fmt.Errorf("service %s: the inventory label %q is not a Kubernetes label key (%s): rename it in the inventory to export to Kubernetes", s.Name, k, why)
+			}
+		}
+		var bad error
+		labelCommands(reqs, s, inv, func(h, k, v string) string {
+			if why := labelValueProblem(v); why != "" && bad == nil {
+				bad = fmt.Errorf("service %s: host %s has the label %s=%q, which is not a Kubernetes label value (%s): change it in the inventory to export to Kubernetes", s.Name, h, k, v, why)
+			}
+			return ""
+		})
+		if bad != nil {
+			return bad
+		}
+	}
+	return nil
+}
+
+var (
+	labelNameRE = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
+	dnsSubdomRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
+
+// labelKeyProblem says what keeps key from being a Kubernetes label key:
+// a name of at most 63 letters, digits, '-', '_' and '.', beginning and
+// ending with a letter or digit, after an optional DNS subdomain and '/'.
+func labelKeyProblem(key string) string {
+	name := key
+	if prefix, rest, ok := strings.Cut(key, "/"); ok {
+		if len(prefix) > 253 || !dnsSubdomRE.MatchString(prefix) {
+			return "its prefix " + strconv.Quote(prefix) + " is not a DNS subdomain: lower-case letters, digits, '-' and '.'"
+		}
+		name = rest
+	}
+	switch {
+	case len(name) > 63:
+		return "its name is longer than 63 characters"
+	case !labelNameRE.MatchString(name):
+		return "the name after any prefix/ is letters, digits, '-', '_' and '.', beginning and ending with a letter or digit"
+	}
+	return ""
+}
+
+// labelValueProblem says what keeps v from being a Kubernetes label value:
+// empty, or a name as in labelKeyProblem.
+func labelValueProblem(v string) string {
+	switch {
+	case v == "":
+		return ""
+	case len(v) > 63:
+		return "longer than 63 characters"
+	case !labelNameRE.MatchString(v):
+		return "letters, digits, '-', '_' and '.', beginning and ending with a letter or digit"
+	}
+	return ""
 }

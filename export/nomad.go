@@ -16,6 +16,9 @@ import (
 // failure_action rollback, canaries for start-first), constraints from
 // its hosts selector, and secrets templated from Nomad variables.
 func Nomad(p *plan.Project, inv *inventory.Inventory) ([]byte, error) {
+	if err := checkMetaNames(p, inv); err != nil {
+		return nil, err
+	}
 	job := newBlock("job", p.Name)
 	job.attr("datacenters", hclList([]string{"*"}))
 	job.attr("type", hclString("service"))
@@ -376,8 +379,6 @@ func nomadService(p *plan.Project, s *plan.Service, t *hclBlock, label func(int)
 func nomadConstraints(r requirement) []*hclBlock {
 	attr := "${node.unique.name}"
 	if !r.Hostname {
-		// Nomad meta names are identifiers: a label such as
-		// example.com/tier is expected as meta example_com_tier.
 		attr = "${meta." + metaName(r.Key) + "}"
 	}
 	mk := func(op, value string) *hclBlock {
@@ -411,7 +412,39 @@ func nomadConstraints(r requirement) []*hclBlock {
 	return out
 }
 
-// metaName is the Nomad client meta name for an inventory label.
+// metaName is the Nomad client meta name for an inventory label. Jobs
+// name it in ${meta.NAME}, where it must be an identifier, which a label
+// such as example.com/tier or 1zone is not: '.' and '/' become '_', and a
+// name that begins with a digit gets '_' before it.
 func metaName(label string) string {
-	return strings.NewReplacer(".", "_", "/", "_").Replace(label)
+	name := strings.NewReplacer(".", "_", "/", "_").Replace(label)
+	if name != "" && name[0] >= '0' && name[0] <= '9' {
+		name = "_" + name
+	}
+	return name
+}
+
+// checkMetaNames refuses a project whose placement uses two labels that
+// become one meta name: the job could not tell them apart.
+func checkMetaNames(p *plan.Project, inv *inventory.Inventory) error {
+	labelOf := map[string]string{}
+	for _, s := range p.Services {
+		var keys []string
+		for _, r := range placement(s, inv) {
+			if !r.Hostname {
+				keys = append(keys, r.Key)
+			}
+		}
+		if s.Spread != "" {
+			keys = append(keys, s.Spread)
+		}
+		for _, k := range keys {
+			m := metaName(k)
+			if other, ok := labelOf[m]; ok && other != k {
+				return fmt.Errorf("service %s: the inventory labels %q and %q would both be the Nomad client meta %s, which cannot tell them apart: rename one of them in the inventory to export to Nomad", s.Name, other, k, m)
+			}
+			labelOf[m] = k
+		}
+	}
+	return nil
 }

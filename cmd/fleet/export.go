@@ -45,6 +45,10 @@ func (c *exportCmd) Run(g *globals, out *output) error {
 	if err != nil {
 		return err
 	}
+	if g.Hosts != "" {
+		// The orchestrator places on its own nodes: there is no scope.
+		fmt.Fprintf(out.stderr, "fleet: warning: --hosts %s is not applied: the export is the whole project, placed by the node labels it lists\n", g.Hosts)
+	}
 	data, err := export.Render(c.Format, p, inv)
 	if err != nil {
 		return err

@@ -32,6 +32,16 @@ func TestExportToFile(t *testing.T) {
 	}
 }
 
+// TestExportSaysHostsIsNotApplied: the export is the whole project
+// whatever --hosts says, and says so rather than leave it unsaid.
+func TestExportSaysHostsIsNotApplied(t *testing.T) {
+	whole, _, _ := fleet(t, "--ssh-config", "none", "-f", "../../examples/shop/fleet.yaml", "-i", "../../examples/shop/inventory.yaml", "export", "swarm")
+	out, errOut, code := fleet(t, "--ssh-config", "none", "-f", "../../examples/shop/fleet.yaml", "-i", "../../examples/shop/inventory.yaml", "--hosts", "lb1", "export", "swarm")
+	if code != 0 || out != whole || !strings.Contains(errOut, "warning: --hosts lb1 is not applied: the export is the whole project") {
+		t.Errorf("exit %d, stderr %q, same output as without --hosts: %v", code, errOut, out == whole)
+	}
+}
+
 func TestExportUnknownFormatNamesTheThree(t *testing.T) {
 	_, errOut, code := fleet(t, "--ssh-config", "none", "-f", "../../examples/shop/fleet.yaml", "-i", "../../examples/shop/inventory.yaml", "export", "compose")
 	if code != 1 || !strings.Contains(errOut, `unknown export format "compose": want one of swarm, kubernetes, nomad`) {

@@ -27,6 +27,11 @@ func projects(t *testing.T) map[string][2]any {
 	out["full"] = parse(t, fullProject, fullInventory)
 	h, _ := json.Marshal(hostile)
 	out["hostile"] = parse(t, "project: x\nservices:\n  a:\n    image: nginx\n    replicas: 1\n    command: [sh, -c, "+string(h)+"]\n    env: {X: "+string(h)+"}\n    labels: {l: "+string(h)+"}\n    secrets: {S: env:S}\n", "hosts:\n  h1: {}\n")
+	// Inventory labels that each format names its own way: a prefix, a
+	// leading digit, '_' and '.' (node labels for Swarm and Kubernetes,
+	// client meta for Nomad).
+	out["labels"] = parse(t, "project: labels\nservices:\n  a:\n    image: nginx\n    replicas: 2\n    spread: 1zone\n    hosts: 1zone in (a,b),example.com/tier=web_1.a\n",
+		"hosts:\n  h1: {labels: {example.com/tier: web_1.a, 1zone: a}}\n  h2: {labels: {example.com/tier: web_1.a, 1zone: b}}\n")
 	return out
 }
 
