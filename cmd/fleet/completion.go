@@ -11,6 +11,7 @@ import (
 	"github.com/alecthomas/kong"
 	"gopkg.in/yaml.v3"
 
+	"github.com/fleetdeploy/fleet/export"
 	"github.com/fleetdeploy/fleet/inventory"
 )
 
@@ -147,6 +148,8 @@ func (c *completeCmd) Run(ctx context.Context, kctx *kong.Context, out *output) 
 		}
 	case args < len(node.Positional) && node.Positional[args].Name == "service":
 		candidates = servicesIn(file)
+	case args < len(node.Positional) && node.Name == "export" && node.Positional[args].Name == "format":
+		candidates = export.Formats
 	case args < len(node.Positional) && len(node.Positional[args].Enum) > 0:
 		candidates = strings.Split(node.Positional[args].Enum, ",")
 	}

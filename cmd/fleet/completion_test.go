@@ -55,6 +55,8 @@ func TestCompletionInEveryShell(t *testing.T) {
 		"plan|--host-key-policy|": "strict accept-new off",
 		"completion|":             "bash zsh fish",
 		"lock|":                   "status release",
+		"export|":                 "swarm kubernetes nomad",
+		"export|k":                "kubernetes",
 	} {
 		if got := bash(strings.Split(words, "|")...); got != want {
 			t.Errorf("bash: fleet %s<Tab> offers %q, want %q", strings.ReplaceAll(words, "|", " "), got, want)
