@@ -59,6 +59,13 @@ type container struct {
 	StartedAt  time.Time
 	FinishedAt time.Time
 	busy       bool // a start, stop or removal is under way
+
+	// doc is the last inspect document, valid while its state is docState:
+	// health checks ask for it many times over while nothing changes, and
+	// encoding it anew each time is CPU that real hosts would spend on
+	// their own machines, not on fleet's.
+	doc      []byte
+	docState string
 }
 
 type image struct {
@@ -312,13 +319,20 @@ func (e *engine) inspect(ref string) answer {
 	if c == nil {
 		return errAnswer(404, "No such container: %s", ref)
 	}
-	state := map[string]any{"Status": c.Status, "Running": c.Running, "Paused": false, "Restarting": false,
-		"ExitCode": c.ExitCode, "StartedAt": c.StartedAt, "FinishedAt": c.FinishedAt}
+	health := ""
 	if c.Running {
-		health := "starting"
+		health = "starting"
 		if time.Since(c.StartedAt) >= e.times.Healthy {
 			health = "healthy"
 		}
+	}
+	key := fmt.Sprint(c.Status, c.Running, c.ExitCode, c.StartedAt.UnixNano(), c.FinishedAt.UnixNano(), health)
+	if c.doc != nil && c.docState == key {
+		return answer{200, c.doc}
+	}
+	state := map[string]any{"Status": c.Status, "Running": c.Running, "Paused": false, "Restarting": false,
+		"ExitCode": c.ExitCode, "StartedAt": c.StartedAt, "FinishedAt": c.FinishedAt}
+	if c.Running {
 		state["Health"] = map[string]any{"Status": health, "FailingStreak": 0}
 	}
 	var mounts []map[string]any
@@ -340,10 +354,12 @@ func (e *engine) inspect(ref string) answer {
 	if c.Config.StopTimeout != nil {
 		cfg["StopTimeout"] = *c.Config.StopTimeout
 	}
-	return jsonAnswer(200, map[string]any{
+	a := jsonAnswer(200, map[string]any{
 		"Id": c.ID, "Name": "/" + c.Name, "Image": c.ImageID, "Created": c.Created, "State": state, "RestartCount": 0,
 		"Config": cfg, "HostConfig": c.Host, "Mounts": mounts, "NetworkSettings": map[string]any{"Networks": nets},
 	})
+	c.doc, c.docState = a.body, key
+	return a
 }
 
 // transition runs a start or stop: the container is busy for the engine's
@@ -392,7 +408,7 @@ func (e *engine) rename(ref, name string) answer {
 	if other := e.find(name); other != nil && other != c {
 		return errAnswer(409, `Conflict. The container name "/%s" is already in use`, name)
 	}
-	c.Name = name
+	c.Name, c.doc = name, nil
 	return answer{204, nil}
 }
 
