@@ -284,7 +284,7 @@ func (db *knownHostsDB) lookup(a hostAddr) []int {
 	candidates := append(slices.Clone(db.exact[a]), db.tried...)
 	slices.Sort(candidates)
 	candidates = slices.Compact(candidates)
-	found = candidates[:0]
+	found = nil
 	for _, i := range candidates {
 		if db.lines[i].matches(a) {
 			found = append(found, i)
@@ -304,12 +304,14 @@ func (db *knownHostsDB) lookupOrWildcard(a hostAddr) (lines []int, wildcardOnly 
 	if len(lines) > 0 || !db.wildcards || a.port == "22" || a.port == "" {
 		return lines, false
 	}
+	// A slice of its own: what lookup returns is shared.
+	var wild []int
 	for _, i := range db.lookup(hostAddr{a.host, "22"}) {
 		if db.lines[i].wildcard {
-			lines = append(lines, i)
+			wild = append(wild, i)
 		}
 	}
-	return lines, true
+	return wild, true
 }
 
 // check verifies key for the host at address (host:port): certificates
