@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fleetdeploy/fleet/integration/testfleet"
+	"github.com/fleetdeploy/fleet/plan"
 )
 
 // laptop runs the docker CLI against the test fleet's laptop engine, the
@@ -210,10 +211,27 @@ services:
 			h.Run(ctx, "docker", "rmi", "push-test/app:live")
 		}
 	})
-	for round, want := range []string{"4 to create", "4 to replace"} {
+	build := func() string {
 		noise("app.bin", 1<<20)
 		laptop(t, dir, "build", "-q", "-f", "Dockerfile.app", "-t", "push-test/app:live", ".")
-		id := laptop(t, dir, "image", "inspect", "--format", "{{.Id}}", "push-test/app:live")
+		return laptop(t, dir, "image", "inspect", "--format", "{{.Id}}", "push-test/app:live")
+	}
+	// A saved plan carries out the image it showed or nothing, not one
+	// built since under the same tag: here a plan of creates alone,
+	// whose actions read the same with either image.
+	planned := build()
+	saved := filepath.Join(p.dir, "release.plan")
+	p.expect(0, []string{"4 to create"}, "plan", "-o", saved)
+	rebuilt := build()
+	p.expect(1, []string{"release.plan is stale, nothing was changed", "image push-test/app:live on this machine is " + plan.ShortImageID(rebuilt) + " now, not " + plan.ShortImageID(planned) + " as planned"}, "apply", saved)
+	for _, h := range four {
+		if ids := strings.TrimSpace(string(must(h.Run(ctx, "docker", "ps", "-aq", "--filter", "label=fleet.project=pushed")))); ids != "" {
+			t.Errorf("after the stale plan, %s has containers of the project: %s", h.Name, ids)
+		}
+	}
+	var id string
+	for round, want := range []string{"4 to create", "4 to replace"} {
+		id = build()
 		out := p.expect(0, []string{want, "is pushed first from this machine, only the layers each host lacks: h1 1.0", "h4 1.0"}, "plan")
 		if round == 1 {
 			if !strings.Contains(out, "image push-test/app:live here is "+strings.TrimPrefix(id, "sha256:")[:12]) {

@@ -217,6 +217,10 @@ type ServicePlan struct {
 	// Pushes are the hosts that apply pushes the image to, for a service
 	// with image_delivery: push, before its first step.
 	Pushes []Push `json:"pushes,omitempty"`
+	// PushImage is the ID of the image this machine had under the
+	// service's tag when the plan was made (image_delivery: push): what
+	// the plan shows is that image, and a saved plan carries out no other.
+	PushImage string `json:"push_image,omitempty"`
 	// Warnings say what apply will fail on unless something is done first.
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -504,6 +508,7 @@ func planService(in Input, s *Service, inScope map[string]bool) *ServicePlan {
 		}
 	}
 	if pi, ok := in.Pushed[sp.Template.Image]; ok && s.ImageDelivery == "push" {
+		sp.PushImage = pi.ID
 		pushes(sp, pi)
 	} else if s.Pull == "never" {
 		if hosts := lackImage(in.Live, sp); len(hosts) > 0 {
@@ -529,7 +534,7 @@ func pushes(sp *ServicePlan, pi PushedImage) {
 	}
 	if len(parts) > 0 {
 		sp.Notes = append(sp.Notes, fmt.Sprintf("image %s (%s) is pushed first from this machine, only the layers each host lacks: %s",
-			sp.Template.Image, shortID(pi.ID), strings.Join(parts, ", ")))
+			sp.Template.Image, ShortImageID(pi.ID), strings.Join(parts, ", ")))
 	}
 }
 
@@ -672,12 +677,12 @@ func compare(in Input, s *Service, sp *ServicePlan, k Placed, c *LiveContainer) 
 		if pi, ok := in.Pushed[sp.Template.Image]; ok && s.ImageDelivery == "push" {
 			if pi.ID != c.ImageID {
 				a.Kind = Replace
-				a.Reasons = append(a.Reasons, fmt.Sprintf("image %s here is %s (container runs %s)", sp.Template.Image, shortID(pi.ID), shortID(c.ImageID)))
+				a.Reasons = append(a.Reasons, fmt.Sprintf("image %s here is %s (container runs %s)", sp.Template.Image, ShortImageID(pi.ID), ShortImageID(c.ImageID)))
 			}
 		} else if lh := in.Live.Hosts[k.Host]; lh != nil {
 			if id, ok := lh.Images[sp.Template.Image]; ok && id != c.ImageID {
 				a.Kind = Replace
-				a.Reasons = append(a.Reasons, fmt.Sprintf("image %s now is %s (container runs %s)", sp.Template.Image, shortID(id), shortID(c.ImageID)))
+				a.Reasons = append(a.Reasons, fmt.Sprintf("image %s now is %s (container runs %s)", sp.Template.Image, ShortImageID(id), ShortImageID(c.ImageID)))
 			}
 		}
 	}
@@ -825,7 +830,9 @@ func fingerprint(lh *LiveHost) string {
 	return hex.EncodeToString(sum[:])[:16]
 }
 
-func shortID(id string) string {
+// ShortImageID is an image ID as docker images shows it, the first 12
+// hex digits after "sha256:".
+func ShortImageID(id string) string {
 	if len(id) > 19 && id[:7] == "sha256:" {
 		return id[7:19]
 	}

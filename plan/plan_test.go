@@ -559,3 +559,35 @@ func TestDurationText(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanRecordsTheImageItPushes: a service whose image fleet pushes is
+// planned against this machine's image, whose ID the plan keeps, so that
+// a saved plan can tell it from one built since under the same tag.
+func TestPlanRecordsTheImageItPushes(t *testing.T) {
+	f := newFixture(t, strings.Replace(planProject, "    image: hello:2\n", "    image: hello:2\n    image_delivery: push\n", 1))
+	f.converge(t)
+	running := f.container("h1", "web").ImageID
+	rebuilt := "sha256:" + strings.Repeat("b", 64)
+	for _, id := range []string{running, rebuilt} {
+		p := Compute(Input{Project: f.project, Inventory: f.inv, Scope: f.inv.Hosts, Live: f.live, Secrets: planSecrets,
+			Pushed: map[string]PushedImage{"hello:2": {ID: id, Bytes: map[string]int64{}}}})
+		var web *ServicePlan
+		for _, sp := range p.Services {
+			if sp.Name == "web" {
+				web = sp
+			}
+		}
+		if web == nil || web.PushImage != id {
+			t.Fatalf("image %s: the plan of web keeps %+v", id, web)
+		}
+		replaced := 0
+		for _, a := range web.Actions {
+			if a.Kind == Replace && strings.Contains(strings.Join(a.Reasons, ";"), "image hello:2 here is bbbbbbbbbbbb") {
+				replaced++
+			}
+		}
+		if want := map[bool]int{true: 0, false: 3}[id == running]; replaced != want {
+			t.Errorf("image %s: %d instances replaced for it, want %d:\n%s", id, replaced, want, rendered(t, p))
+		}
+	}
+}

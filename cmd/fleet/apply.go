@@ -380,6 +380,11 @@ func staleHosts(p, now *plan.Plan) []string {
 	}
 	for _, sp := range p.Services {
 		switch f := fresh[sp.Name]; {
+		case f != nil && f.PushImage != sp.PushImage:
+			// Built again under the same tag: pushing now would send an
+			// image the plan did not show.
+			stale = append(stale, fmt.Sprintf("service %s (image %s on this machine is %s now, not %s as planned)",
+				sp.Name, sp.Template.Image, plan.ShortImageID(f.PushImage), plan.ShortImageID(sp.PushImage)))
 		case f == nil || f.Spec != sp.Spec || actionsOf(f) != actionsOf(sp):
 			stale = append(stale, "service "+sp.Name+" (its secrets or files)")
 		case f.Revision != sp.Revision:

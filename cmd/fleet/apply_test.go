@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fleetdeploy/fleet/plan"
@@ -78,5 +79,24 @@ func TestWhereNewInstancesGoDoesNotMakeAPlanStale(t *testing.T) {
 	fewer.Services[0].Actions = fewer.Services[0].Actions[:1]
 	if stale := staleHosts(made("h1", "image"), fewer); len(stale) != 1 {
 		t.Errorf("one new instance fewer leaves the plan fresh: %v", stale)
+	}
+}
+
+// TestAnImageBuiltSinceMakesAPushPlanStale: the same actions, but this
+// machine's image under the tag is another one than the plan showed.
+func TestAnImageBuiltSinceMakesAPushPlanStale(t *testing.T) {
+	made := func(image string) *plan.Plan {
+		return &plan.Plan{Fingerprints: map[string]string{"h1": "a"}, Services: []*plan.ServicePlan{{
+			Name: "web", Revision: 2, Spec: "s", PushImage: image, Template: plan.Template{Image: "shop/web:latest"},
+			Actions: []*plan.Action{{Kind: plan.Replace, Host: "h1", Slot: 1, Reasons: []string{"env MODE changed"}}},
+		}}}
+	}
+	planned, rebuilt := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
+	if stale := staleHosts(made(planned), made(planned)); len(stale) > 0 {
+		t.Errorf("the same image makes the plan stale: %v", stale)
+	}
+	stale := staleHosts(made(planned), made(rebuilt))
+	if len(stale) != 1 || stale[0] != "service web (image shop/web:latest on this machine is bbbbbbbbbbbb now, not aaaaaaaaaaaa as planned)" {
+		t.Errorf("an image built since under the same tag: %v", stale)
 	}
 }
