@@ -621,7 +621,7 @@ func (l *Lock) takeNext(ctx context.Context, c *executor.Conn, dir string, gen i
 	if len(gens) == 0 || gens[len(gens)-1] != h.gen {
 		return nil
 	}
-	l.removeBelowLater(ctx, c, dir, gens, h.gen)
+	l.removeBelowLater(c, dir, gens, h.gen)
 	return h
 }
 
@@ -834,14 +834,17 @@ func (l *Lock) letGo(ctx context.Context, h *hostLock) error {
 
 // removeBelowLater is removeBelow beside what the run does next: the lock
 // is the run's once its generation is the newest, whatever lies below it.
-// Release waits for it.
-func (l *Lock) removeBelowLater(ctx context.Context, c *executor.Conn, dir string, gens []int, gen int) {
+// Release waits for it as for a renewal, and as briefly: what a stalled
+// host keeps goes when the lock is next taken there.
+func (l *Lock) removeBelowLater(c *executor.Conn, dir string, gens []int, gen int) {
 	if len(gens) == 0 || gens[0] >= gen {
 		return
 	}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
+		ctx, cancel := context.WithTimeout(l.renewals, l.lease/2)
+		defer cancel()
 		removeBelow(ctx, c, dir, gens, gen)
 	}()
 }

@@ -388,6 +388,14 @@ func TestLockUntouchedSinceRead(t *testing.T) {
 				if err := l.Release(ctx); err != nil {
 					t.Fatal(err)
 				}
+				// Let go, the lock is one generation: those it superseded
+				// are gone, whether removed before or beside the run.
+				for _, c := range locked {
+					names, err := c.ReadDir(ctx, lockDir(c, testProject))
+					if gens := generations(names); err != nil || len(gens) != 1 {
+						t.Errorf("%s: the lock on %s after the release holds generations %v (%v), want one", what, c.Host(), gens, err)
+					}
+				}
 			}
 
 			// Hosts that never had a lock, and nothing in between.
