@@ -108,6 +108,21 @@ func selectedHosts(s *plan.Service, inv *inventory.Inventory) []string {
 	return sorted(names)
 }
 
+// labelKeys are the inventory labels that reqs compare, and spread when
+// it is set: what the nodes must carry under the orchestrator's names.
+func labelKeys(reqs []requirement, spread string) []string {
+	var keys []string
+	for _, r := range reqs {
+		if !r.Hostname {
+			keys = append(keys, r.Key)
+		}
+	}
+	if spread != "" {
+		keys = append(keys, spread)
+	}
+	return keys
+}
+
 // labelCommands are the node labels the orchestrator's nodes need for reqs
 // to select what the inventory selects: each host's label, as a command.
 func labelCommands(reqs []requirement, s *plan.Service, inv *inventory.Inventory, cmd func(host, key, value string) string) []string {

@@ -532,22 +532,21 @@ func k8sIngress(p *plan.Project, s *plan.Service) *yaml.Node {
 func checkNodeLabels(p *plan.Project, inv *inventory.Inventory) error {
 	for _, s := range p.Services {
 		reqs := placement(s, inv)
-		var keys []string
 		for _, r := range reqs {
 			if r.Hostname {
 				continue
 			}
-			keys = append(keys, r.Key)
 			for _, v := range r.Values {
 				if why := labelValueProblem(v); why != "" {
 					return fmt.Errorf("service %s: its hosts selector compares %s with %q, which is not a Kubernetes label value (%s): change it, and the label in the inventory, to export to Kubernetes", s.Name, r.Key, v, why)
 				}
 			}
 		}
-		if s.Spread != "" && s.ReplicasSet {
-			keys = append(keys, s.Spread)
+		spread := ""
+		if s.ReplicasSet {
+			spread = s.Spread // a topology spread constraint only for replicas
 		}
-		for _, k := range keys {
+		for _, k := range labelKeys(reqs, spread) {
 			if why := labelKeyProblem(k); why != "" {
 				return fmt.Errorf("service %s: the inventory label %q is not a Kubernetes label key (%s): rename it in the inventory to export to Kubernetes", s.Name, k, why)
 			}

@@ -429,16 +429,7 @@ func metaName(label string) string {
 func checkMetaNames(p *plan.Project, inv *inventory.Inventory) error {
 	labelOf := map[string]string{}
 	for _, s := range p.Services {
-		var keys []string
-		for _, r := range placement(s, inv) {
-			if !r.Hostname {
-				keys = append(keys, r.Key)
-			}
-		}
-		if s.Spread != "" {
-			keys = append(keys, s.Spread)
-		}
-		for _, k := range keys {
+		for _, k := range labelKeys(placement(s, inv), s.Spread) {
 			m := metaName(k)
 			if other, ok := labelOf[m]; ok && other != k {
 				return fmt.Errorf("service %s: the inventory labels %q and %q would both be the Nomad client meta %s, which cannot tell them apart: rename one of them in the inventory to export to Nomad", s.Name, other, k, m)
