@@ -408,10 +408,10 @@ func (e *Engine) readState(ctx context.Context, project string, withFigures bool
 			return nil, e.c.fail(op, err)
 		}
 	}
-	// A fresh stream over the shell prints them first whether wanted or not.
-	fromStream := ac.wantFigures
+	// A fresh stream over the shell prints them first, wanted or not (see
+	// state); otherwise they are read beside the state.
 	var figures chan figuresResult
-	if withFigures && !fromStream {
+	if withFigures && !ac.wantFigures {
 		figures = make(chan figuresResult, 1)
 		go func() { figures <- e.c.figures(ctx) }()
 	}

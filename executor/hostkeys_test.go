@@ -22,15 +22,21 @@ import (
 
 func edKey(t *testing.T) ssh.PublicKey {
 	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	return edSigner(t).PublicKey()
+}
+
+// edSigner is a new Ed25519 key that signs: a host's, or a CA's.
+func edSigner(t *testing.T) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := ssh.NewPublicKey(pub)
+	signer, err := ssh.NewSignerFromKey(priv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k
+	return signer
 }
 
 func ecKey(t *testing.T) ssh.PublicKey {

@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -126,14 +125,7 @@ func sameVerdict(a, b error) bool {
 // x/crypto's own reading of the same random files: every host at every
 // port with every key, certificates among them, comes to the same verdict.
 func TestKnownHostsAgreesWithXCrypto(t *testing.T) {
-	_, caPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := ssh.NewSignerFromKey(caPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := edSigner(t)
 	keys := []ssh.PublicKey{edKey(t), edKey(t), ecKey(t), ca.PublicKey()}
 	// Host certificates signed by the CA: one per name, one for all, one
 	// whose signer is a plain key that may be @revoked.

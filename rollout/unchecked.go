@@ -31,8 +31,9 @@ func markUnchecked(ctx context.Context, c *executor.Conn, project, id string, un
 	dir := uncheckedDir(c, project)
 	file := path.Join(dir, id)
 	if !unchecked {
-		// Remove, not RemoveAll: one request rather than two, on the way
-		// from one step to the next.
+		// Remove, not RemoveAll: one request where the mark is there (a
+		// new container's, on the way from one step to the next) rather
+		// than a listing first.
 		if err := c.Remove(ctx, file); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return hostOpFailed(c.Host(), "taking away the mark of "+executor.ShortID(id)+" as not yet healthy", err)
 		}
